@@ -1,0 +1,333 @@
+"""Command line: ``python -m mlcicd run`` runs ``ml_retrain`` once on the embedded default.
+
+Exit status of ``run``: 0 the run succeeded (the model was promoted, or cleanly rejected by the
+gate); 1 the run failed for another reason; 2 bad usage or params (nothing ran); 3 the batch was
+rejected (unreadable, unusable, or failed validation); 4 deployment failed and was rolled back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mlcicd import record
+from mlcicd.settings import PROJECT_ROOT, Settings, load
+
+DAG_ID = "ml_retrain"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DATA, EXIT_DEPLOY = 0, 1, 2, 3, 4
+STAGE_ORDER = [
+    "ingest_data", "validate_data", "train_model", "evaluate_candidate", "decide_promotion",
+    "register_model", "deploy_model", "promote_champion", "record_rejection",
+]  # fmt: skip
+
+
+class UsageError(Exception):
+    pass
+
+
+def prepare_environment(settings: Settings) -> None:
+    """Point Airflow and MLflow at the state folder (explicit environment settings win)."""
+    airflow_home = settings.state_dir / "airflow"
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    defaults = {
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "GX_ANALYTICS_ENABLED": "False",
+        "PYTHONWARNINGS": "ignore",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+    (settings.state_dir / "mlflow").mkdir(parents=True, exist_ok=True)
+
+
+def ensure_airflow_db(settings: Settings) -> None:
+    """Create or upgrade the Airflow metadata database (once; a marker records success)."""
+    marker = settings.state_dir / "airflow" / ".migrated"
+    if marker.exists():
+        return
+    airflow = Path(sys.executable).parent / "airflow"
+    result = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"'airflow db migrate' failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def parse_conf(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; values that parse as JSON (numbers, true, null...) are typed."""
+    conf: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--conf expects KEY=VALUE, got {pair!r}")
+        try:
+            conf[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            conf[key] = raw
+    return conf
+
+
+def load_dag() -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    if bag.import_errors:
+        errors = "\n".join(f"{k}: {v}" for k, v in bag.import_errors.items())
+        raise RuntimeError(f"DAG files failed to import:\n{errors}")
+    dag = bag.get_dag(DAG_ID)
+    if dag is None:
+        raise RuntimeError(f"DAG {DAG_ID!r} not found in {os.environ['AIRFLOW__CORE__DAGS_FOLDER']}")
+    return dag
+
+
+def validate_conf(dag: Any, conf: dict[str, Any]) -> dict[str, Any]:
+    """Check ``conf`` against the DAG's Params; return the resolved params."""
+    from airflow.sdk.definitions.param import ParamsDict
+
+    unknown = sorted(set(conf) - set(dag.params.keys()))
+    if unknown:
+        raise UsageError(f"unknown param(s) {', '.join(unknown)}; known params: {', '.join(sorted(dag.params.keys()))}")
+    params = ParamsDict(dag.params)
+    for key, value in conf.items():
+        params[key] = value
+    try:
+        return params.validate()
+    except Exception as exc:  # ParamValidationError: the message names the param and the rule
+        raise UsageError(f"invalid params: {exc}") from exc
+
+
+@contextlib.contextmanager
+def redirected_output(log_path: Path) -> Iterator[Any]:
+    """Send everything written to fd 1 and 2 (Airflow's task logs) to ``log_path``.
+
+    Yields a text stream on the original stdout for progress lines.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    terminal = os.fdopen(os.dup(saved_out), "w", buffering=1)
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield terminal
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved_out, 1)
+            os.dup2(saved_err, 2)
+            os.close(saved_out)
+            os.close(saved_err)
+            terminal.close()
+
+
+class Progress(threading.Thread):
+    """Print each stage's state as it changes, read from the newest run record."""
+
+    def __init__(self, runs_dir: Path, since: float, out: Any) -> None:
+        super().__init__(daemon=True)
+        self.runs_dir, self.since, self.out = runs_dir, since, out
+        self.stop_event = threading.Event()
+        self.seen: dict[str, str] = {}
+
+    def run(self) -> None:
+        while not self.stop_event.wait(0.3):
+            self.poll()
+        self.poll()
+
+    def poll(self) -> None:
+        records = [p for p in self.runs_dir.glob("*/record.json") if p.stat().st_mtime >= self.since]
+        if not records:
+            return
+        rec = record.read(max(records, key=lambda p: p.stat().st_mtime).parent)
+        for name, info in sorted(rec.get("stages", {}).items(), key=lambda kv: kv[1].get("started_at", 0)):
+            state = info.get("state")
+            if self.seen.get(name) == state:
+                continue
+            self.seen[name] = state
+            mark = {"running": "…", "success": "✓", "failed": "✗"}.get(state, "?")
+            took = f" ({info['seconds']:.1f} s)" if "seconds" in info else ""
+            self.out.write(f"  {mark} {name:<20} {state}{took}\n")
+            self.out.flush()
+
+
+def run_pipeline(conf: dict[str, Any], *, log_path: Path | None = None, out: Any = None) -> dict[str, Any]:
+    """Run ``ml_retrain`` once through ``dag.test()``; return the run summary.
+
+    Raises:
+        UsageError: the params are invalid (nothing ran).
+    """
+    settings = load()
+    prepare_environment(settings)
+    ensure_airflow_db(settings)
+    started = time.time()
+    if log_path is None:
+        dag = load_dag()
+        params = validate_conf(dag, conf)
+        dagrun = dag.test(run_conf=conf)
+    else:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with redirected_output(log_path) as terminal:
+            dag = load_dag()
+            params = validate_conf(dag, conf)
+            progress = Progress(settings.runs_dir, started - 1, terminal)
+            progress.start()
+            try:
+                dagrun = dag.test(run_conf=conf)
+            finally:
+                progress.stop_event.set()
+                progress.join(5)
+    return summarize(settings, dagrun, params, time.time() - started, log_path)
+
+
+def summarize(settings: Settings, dagrun: Any, params: dict[str, Any], seconds: float, log_path: Path | None) -> dict[str, Any]:
+    from mlcicd import registry
+
+    rec = record.read(settings.runs_dir / record.run_key(dagrun.run_id))
+    state = str(getattr(dagrun.state, "value", dagrun.state))
+    gate = rec.get("gate") or {}
+    error = rec.get("error")
+    c = registry.client(settings.tracking_uri, settings.registry_uri)
+    champ = registry.champion(c, str(params["model_name"]))
+    if state == "success":
+        outcome = gate.get("decision", "unknown")
+    elif error and error.get("kind") in ("data", "validation"):
+        outcome = "data_rejected"
+    elif error and error.get("kind") == "deploy":
+        outcome = "rolled_back"
+    else:
+        outcome = "failed"
+    candidate = rec.get("candidate", {})
+    evaluation = rec.get("evaluation", {})
+    validation = rec.get("validation")
+    return {
+        "run_id": dagrun.run_id,
+        "state": state,
+        "outcome": outcome,
+        "seconds": round(seconds, 1),
+        "batch": rec.get("batch"),
+        "validation": validation and {
+            "success": validation["success"],
+            "report_path": validation["report_path"],
+            "suite": validation["suite_name"],
+            "suite_origin": validation["suite_origin"],
+            "failures": validation["failures"],
+        },
+        "candidate": candidate and {
+            **candidate,
+            "metrics": evaluation.get("candidate_metrics"),
+            "champion_metrics": evaluation.get("champion_metrics"),
+        },
+        "gate": gate and {"decision": gate["decision"], "reasons": gate["reasons"], "comparison": gate.get("comparison")},
+        "deployment": rec.get("deployment"),
+        "champion_version": champ.version if champ else None,
+        "model_name": params["model_name"],
+        "error": error,
+        "stages": rec.get("stages"),
+        "log_path": str(log_path) if log_path else None,
+        "mlflow_tracking_uri": settings.tracking_uri,
+    }
+
+
+def exit_code(summary: dict[str, Any]) -> int:
+    return {
+        "promoted": EXIT_OK, "rejected": EXIT_OK, "data_rejected": EXIT_DATA, "rolled_back": EXIT_DEPLOY,
+    }.get(summary["outcome"], EXIT_FAILED)  # fmt: skip
+
+
+def render(summary: dict[str, Any]) -> str:
+    s = summary
+    lines = [f"\nml_retrain {s['run_id']}: {s['state'].upper()} ({s['outcome']}) in {s['seconds']} s"]
+    if s.get("batch"):
+        b = s["batch"]
+        lines.append(f"  data        {b['rows']} rows x {len(b['columns'])} columns from {b['source_uri']} (digest {b['digest']})")
+    v = s.get("validation")
+    if v:
+        verdict = "passed" if v["success"] else f"FAILED {len(v['failures'])} expectation(s)"
+        lines.append(f"  validation  {verdict} (suite {v['suite']}, {v['suite_origin']})")
+        lines += [f"                - {f}" for f in v["failures"]]
+        if v.get("report_path"):
+            lines.append(f"              report: {v['report_path']}")
+    cand = s.get("candidate")
+    if cand and cand.get("metrics"):
+        m = ", ".join(f"{k} {v:.3f}" for k, v in cand["metrics"].items())
+        version = f" v{cand['model_version']}" if cand.get("model_version") else ""
+        lines.append(f"  candidate  {version} {cand.get('estimator', '')}: {m}")
+        lines.append(f"              MLflow run {cand.get('mlflow_run_id')}")
+    g = s.get("gate")
+    if g:
+        lines.append(f"  gate        {g['decision'].upper()}")
+        lines += [f"                {r}" for r in g["reasons"]]
+    d = s.get("deployment")
+    if d:
+        lines.append(f"  deployment  {d['target']}: {d['state']}, v{d.get('serving_version')} at {d.get('endpoint')}")
+    lines.append(f"  champion    {s['model_name']} " + (f"v{s['champion_version']}" if s["champion_version"] else "(none)"))
+    if s.get("error"):
+        lines.append(f"  error       [{s['error']['stage']}] {s['error']['message']}")
+    lines.append("Where to look:")
+    lines.append(f"  MLflow UI   make mlflow-ui  (store {s['mlflow_tracking_uri']})")
+    if s.get("log_path"):
+        lines.append(f"  task logs   {s['log_path']}")
+    if d and d.get("state") == "serving":
+        lines.append(f"  try it      curl -s {d['endpoint']}/version ; make stop  (stops the local server)")
+    return "\n".join(lines)
+
+
+def stop_servers() -> list[str]:
+    from mlcicd.deploy import LocalProcessTarget
+
+    settings = load()
+    stopped = []
+    for state_file in (settings.deployments_dir / "local").glob("*/current.json"):
+        target = LocalProcessTarget(settings, state_file.parent.name)
+        if target.current():
+            stopped.append(state_file.parent.name)
+        target.stop()
+    return stopped
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mlcicd", description="mlcicd: ML CI/CD on Airflow")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run ml_retrain once end to end on the embedded default")
+    run.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="a DAG param (repeatable)")
+    run.add_argument("--json", action="store_true", help="print one JSON summary object")
+    sub.add_parser("stop", help="stop the local model servers started by runs")
+    args = parser.parse_args(argv)
+
+    if args.command == "stop":
+        stopped = stop_servers()
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        return
+    settings = load()
+    log_path = settings.state_dir / "logs" / f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    try:
+        conf = parse_conf(args.conf)
+        if not args.json:
+            print(f"ml_retrain: running on the embedded default (state in {settings.state_dir}); task logs in {log_path}")
+        summary = run_pipeline(conf, log_path=log_path, out=sys.stdout)
+    except UsageError as exc:
+        if args.json:
+            print(json.dumps({"state": "not_started", "outcome": "usage_error", "error": {"message": str(exc)}}))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        print(render(summary))
+    sys.exit(exit_code(summary))

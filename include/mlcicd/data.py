@@ -1,0 +1,177 @@
+"""Ingest: read the batch named by ``dataset_uri``, check it can be used, store it run-scoped."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlcicd.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SYNTHETIC_SCHEME = "synthetic:"
+READABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class SyntheticOptions:
+    rows: int = 5000
+    seed: int = 0
+    drift: float = 0.0
+    corruption: str = "none"
+
+
+@dataclass(frozen=True)
+class BatchRef:
+    """What later stages need to know about a stored batch (passed through XCom)."""
+
+    path: str
+    source_uri: str
+    dataset_name: str
+    target: str
+    digest: str
+    rows: int
+    columns: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchRef:
+        return cls(**data)
+
+
+def dataset_name_for(uri: str, explicit: str | None = None) -> str:
+    """The name under which the dataset's suite is found: explicit, else derived from the URI."""
+    if explicit:
+        name = explicit
+    elif uri.strip().startswith(SYNTHETIC_SCHEME):
+        name = "synthetic_churn"
+    else:
+        name = Path(uri.rstrip("/").split("/")[-1]).stem or "dataset"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def read_batch(uri: str, synthetic: SyntheticOptions | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet batch from a local path, an ObjectStoragePath URI, or ``synthetic:``.
+
+    Raises:
+        DataError: the file is missing, unreadable, of an unknown format or empty.
+    """
+    import pandas as pd
+
+    uri = uri.strip()
+    if not uri:
+        raise DataError("dataset_uri is empty: give a CSV/Parquet path or URI, or 'synthetic:'")
+    if uri.startswith(SYNTHETIC_SCHEME):
+        from mlcicd import synthetic as synth
+
+        opts = synthetic or SyntheticOptions()
+        try:
+            return synth.generate(opts.rows, opts.seed, opts.drift, opts.corruption)
+        except ValueError as exc:
+            raise DataError(str(exc)) from exc
+
+    suffix = Path(uri.split("?")[0]).suffix.lower()
+    if suffix not in READABLE_SUFFIXES:
+        raise DataError(
+            f"dataset_uri {uri!r}: cannot tell the format from the suffix {suffix or '(none)'!r}; "
+            f"use a file ending in {', '.join(READABLE_SUFFIXES)}"
+        )
+    reader = pd.read_csv if suffix == ".csv" else pd.read_parquet
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    try:
+        if scheme in ("", "file"):
+            path = Path(uri.removeprefix("file://")).expanduser()
+            if not path.exists():
+                raise DataError(
+                    f"dataset_uri {uri!r}: no such file (resolved to {path.resolve()}). "
+                    "Check the path; relative paths are resolved from the working directory."
+                )
+            if path.is_dir():
+                raise DataError(f"dataset_uri {uri!r} is a directory; name a CSV or Parquet file")
+            if path.stat().st_size == 0:
+                raise DataError(f"dataset_uri {uri!r}: the file is empty (0 bytes)")
+            df = reader(path)
+        else:
+            from airflow.sdk import ObjectStoragePath
+
+            storage_path = ObjectStoragePath(uri)
+            if not storage_path.exists():
+                raise DataError(f"dataset_uri {uri!r}: no such object; check the URI and its connection")
+            with storage_path.open("rb") as fh:
+                df = reader(fh)
+    except DataError:
+        raise
+    except PermissionError as exc:
+        raise DataError(f"dataset_uri {uri!r}: permission denied ({exc}); make the file readable") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"dataset_uri {uri!r}: the file has no columns or rows") from exc
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"dataset_uri {uri!r}: could not be read as {suffix[1:]}: {exc}") from exc
+    if df.empty:
+        raise DataError(f"dataset_uri {uri!r}: the file has a header but no rows")
+    return df
+
+
+def check_target(df: pd.DataFrame, target: str) -> None:
+    """Check that ``target`` is a column with exactly two classes.
+
+    Raises:
+        DataError: the column is missing, or does not hold a binary target.
+    """
+    if target not in df.columns:
+        raise DataError(
+            f"target column {target!r} is not in the batch; its columns are: {', '.join(map(str, df.columns))}. "
+            "Set the target_column param."
+        )
+    classes = df[target].dropna().unique()
+    if len(classes) < 2:
+        shown = classes[0] if len(classes) else "(all null)"
+        raise DataError(
+            f"target column {target!r} has a single class ({shown}); a classifier needs both classes in the batch"
+        )
+    if len(classes) > 2:
+        raise DataError(
+            f"target column {target!r} has {len(classes)} classes; mlcicd trains binary classifiers only"
+        )
+
+
+def content_digest(df: pd.DataFrame) -> str:
+    """A digest of the batch's content (values, column names and dtypes), stable across file formats."""
+    import pandas as pd
+
+    h = hashlib.sha256()
+    h.update(repr([(str(c), str(t)) for c, t in df.dtypes.items()]).encode())
+    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def store_batch(
+    df: pd.DataFrame, run_dir: Path, *, source_uri: str, dataset_name: str, target: str
+) -> BatchRef:
+    """Write the batch to ``run_dir/batch.parquet`` (overwriting: reruns are idempotent)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "batch.parquet"
+    tmp = path.with_suffix(".tmp")
+    df.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return BatchRef(
+        path=str(path),
+        source_uri=source_uri,
+        dataset_name=dataset_name,
+        target=target,
+        digest=content_digest(df),
+        rows=len(df),
+        columns=[str(c) for c in df.columns],
+    )
+
+
+def load_stored(ref: BatchRef) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.read_parquet(ref.path)

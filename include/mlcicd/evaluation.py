@@ -1,0 +1,140 @@
+"""Evaluation: candidate and champion scored on the same holdout, and their paired bootstrap."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from mlcicd.gate import Comparison
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+METRICS = ("roc_auc", "accuracy", "f1", "precision", "recall")
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A model's holdout outputs: predicted labels and the positive-class score."""
+
+    labels: np.ndarray
+    proba: np.ndarray
+
+
+@dataclass
+class EvaluationResult:
+    candidate_metrics: dict[str, float]
+    champion_metrics: dict[str, float] | None
+    comparison: dict[str, Any] | None
+    champion_version: str | None
+    champion_note: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def score(model: Any, x: pd.DataFrame) -> Scores:
+    import numpy as np
+
+    return Scores(labels=np.asarray(model.predict(x)), proba=np.asarray(model.predict_proba(x))[:, 1])
+
+
+def metric(name: str, y: np.ndarray, s: Scores) -> float:
+    from sklearn import metrics as m
+
+    if name == "roc_auc":
+        return float(m.roc_auc_score(y, s.proba))
+    if name == "accuracy":
+        return float(m.accuracy_score(y, s.labels))
+    if name == "f1":
+        return float(m.f1_score(y, s.labels, zero_division=0))
+    if name == "precision":
+        return float(m.precision_score(y, s.labels, zero_division=0))
+    if name == "recall":
+        return float(m.recall_score(y, s.labels, zero_division=0))
+    raise ValueError(f"unknown metric {name!r}; choose one of {', '.join(METRICS)}")
+
+
+def all_metrics(y: np.ndarray, s: Scores) -> dict[str, float]:
+    return {name: metric(name, y, s) for name in METRICS}
+
+
+def paired_bootstrap(
+    y: np.ndarray,
+    candidate: Scores,
+    champion: Scores,
+    *,
+    metric_name: str,
+    champion_version: str,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Comparison:
+    """Percentile interval of metric(candidate) - metric(champion) over paired resamples of rows.
+
+    Resamples that hold a single class (possible on tiny holdouts) are drawn again.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    diffs = []
+    attempts = 0
+    while len(diffs) < resamples and attempts < resamples * 10:
+        attempts += 1
+        idx = rng.integers(0, n, n)
+        yb = y[idx]
+        if yb.min() == yb.max():
+            continue
+        cb = Scores(candidate.labels[idx], candidate.proba[idx])
+        hb = Scores(champion.labels[idx], champion.proba[idx])
+        diffs.append(metric(metric_name, yb, cb) - metric(metric_name, yb, hb))
+    cand, champ = metric(metric_name, y, candidate), metric(metric_name, y, champion)
+    alpha = (1 - confidence) / 2
+    if diffs:
+        low, high = (float(v) for v in np.quantile(diffs, [alpha, 1 - alpha]))
+    else:
+        low = high = float("nan")
+    return Comparison(
+        metric=metric_name,
+        champion_version=champion_version,
+        candidate=cand,
+        champion=champ,
+        difference=cand - champ,
+        ci_low=low,
+        ci_high=high,
+        confidence=confidence,
+        resamples=len(diffs),
+    )
+
+
+def plot_confusion_matrix(y: np.ndarray, s: Scores, title: str) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ConfusionMatrixDisplay.from_predictions(y, s.labels, ax=ax, colorbar=False, cmap="Blues")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_roc(y: np.ndarray, curves: dict[str, Scores]) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import RocCurveDisplay
+
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    for label, s in curves.items():
+        RocCurveDisplay.from_predictions(y, s.proba, ax=ax, name=label)
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
+    ax.set_title("ROC on the holdout")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,123 @@
+"""The promotion gate: a pure function from metrics and a policy to a decision with reasons.
+
+A candidate is promoted only when every absolute threshold holds and, when a champion exists,
+the candidate is not worse than it by more than ``max_degradation``, judged on the lower bound of
+a bootstrap confidence interval of the paired metric difference (candidate - champion) rather
+than on a point comparison, so that holdout noise neither blocks nor sneaks in a model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PROMOTED = "promoted"
+REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a candidate must meet. All metrics are "higher is better" (AUC, accuracy, F1...)."""
+
+    thresholds: dict[str, float]
+    primary_metric: str = "roc_auc"
+    max_degradation: float = 0.01
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.confidence < 1:
+            raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
+        if self.max_degradation < 0:
+            raise ValueError(f"max_degradation must be >= 0, got {self.max_degradation}")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Candidate against champion on the same holdout, with a paired bootstrap interval."""
+
+    metric: str
+    champion_version: str
+    candidate: float
+    champion: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    resamples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reasons: list[str] = field(default_factory=list)
+    policy: dict[str, Any] = field(default_factory=dict)
+    comparison: dict[str, Any] | None = None
+
+    @property
+    def verdict(self) -> str:
+        return PROMOTED if self.promote else REJECTED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"decision": self.verdict, **asdict(self)}
+
+
+def decide(
+    candidate_metrics: dict[str, float],
+    comparison: Comparison | None,
+    policy: Policy,
+    champion_note: str | None = None,
+) -> Decision:
+    """Decide whether to promote the candidate.
+
+    Args:
+        candidate_metrics: the candidate's holdout metrics by name.
+        comparison: candidate against the serving champion, or None when there is no champion.
+        policy: thresholds, the metric compared with the champion, margin and confidence.
+        champion_note: why there is no comparison, when a champion exists but could not be scored.
+
+    Returns:
+        The decision; ``reasons`` lists every check, passed or failed, so that the record explains
+        a promotion as well as a rejection.
+    """
+    reasons: list[str] = []
+    ok = True
+    for metric, minimum in sorted(policy.thresholds.items()):
+        value = candidate_metrics.get(metric)
+        if value is None or not math.isfinite(value):
+            ok = False
+            reasons.append(f"FAIL {metric} was not computed; it is required to be >= {minimum:g}")
+        elif value < minimum:
+            ok = False
+            reasons.append(f"FAIL {metric} {value:.4f} is below the minimum {minimum:g}")
+        else:
+            reasons.append(f"pass {metric} {value:.4f} >= {minimum:g}")
+
+    if comparison is None:
+        reasons.append(champion_note or "pass no champion yet: the thresholds alone decide")
+    else:
+        c = comparison
+        interval = f"{c.confidence:.0%} CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
+        if not all(map(math.isfinite, (c.difference, c.ci_low, c.ci_high))):
+            ok = False
+            reasons.append(f"FAIL {c.metric} difference with champion v{c.champion_version} is undefined")
+        elif c.ci_low < -policy.max_degradation:
+            ok = False
+            reasons.append(
+                f"FAIL {c.metric} may be worse than champion v{c.champion_version} by more than "
+                f"{policy.max_degradation:g}: difference {c.difference:+.4f}, {interval}"
+            )
+        else:
+            reasons.append(
+                f"pass {c.metric} not worse than champion v{c.champion_version} by more than "
+                f"{policy.max_degradation:g}: difference {c.difference:+.4f}, {interval}"
+            )
+    return Decision(
+        promote=ok,
+        reasons=reasons,
+        policy=asdict(policy),
+        comparison=comparison.to_dict() if comparison else None,
+    )

@@ -1,0 +1,108 @@
+"""MLflow tracking and registry helpers: experiments, the champion alias, registration, tags."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+RUN_ID_TAG = "mlcicd.airflow_run_id"
+
+
+@dataclass(frozen=True)
+class ChampionRef:
+    name: str
+    version: str
+    model_uri: str
+    run_id: str | None
+
+
+def client(tracking_uri: str, registry_uri: str | None = None) -> MlflowClient:
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    if registry_uri:
+        mlflow.set_registry_uri(registry_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
+
+
+def ensure_experiment(c: MlflowClient, name: str, artifact_root: Path | None) -> str:
+    """The experiment's id, creating it with an explicit artifact location when it is new."""
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if artifact_root is not None and "://" not in str(artifact_root):
+        artifact_root.mkdir(parents=True, exist_ok=True)
+        location = (artifact_root / name).resolve().as_uri()
+    return c.create_experiment(name, artifact_location=location)
+
+
+def champion(c: MlflowClient, model_name: str) -> ChampionRef | None:
+    """The version holding the ``champion`` alias, or None when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = c.get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+    return ChampionRef(model_name, str(mv.version), f"models:/{model_name}/{mv.version}", mv.run_id)
+
+
+def register(c: MlflowClient, model_name: str, model_uri: str, run_id: str, airflow_run_id: str) -> str:
+    """Register the candidate once per Airflow run (a retried task finds the version it made)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        c.create_registered_model(model_name, description="Trained and gated by the mlcicd ml_retrain DAG.")
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    for mv in c.search_model_versions(f"name = '{model_name}'"):
+        if (mv.tags or {}).get(RUN_ID_TAG) == airflow_run_id:
+            return str(mv.version)
+    mv = c.create_model_version(
+        model_name, source=model_uri, run_id=run_id, tags={RUN_ID_TAG: airflow_run_id}
+    )
+    return str(mv.version)
+
+
+def tag_decision(
+    c: MlflowClient,
+    *,
+    run_id: str,
+    model_id: str,
+    decision: dict[str, Any],
+    model_name: str | None = None,
+    version: str | None = None,
+) -> None:
+    """Record the gate's decision on the run (JSON artifact), the logged model and the version."""
+    import mlflow
+
+    c.log_dict(run_id, decision, "gate/decision.json")
+    c.set_tag(run_id, "mlcicd.gate", decision["decision"])
+    tags = {"mlcicd.gate": decision["decision"], "mlcicd.gate_reasons": json.dumps(decision["reasons"])}
+    mlflow.set_logged_model_tags(model_id, tags)
+    if model_name and version:
+        for k, v in tags.items():
+            c.set_model_version_tag(model_name, version, k, v)
+
+
+def load_sklearn(model_uri: str) -> Any:
+    """Load a logged scikit-learn model, without skops' flood of deprecation warnings."""
+    import mlflow.sklearn
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        return mlflow.sklearn.load_model(model_uri)

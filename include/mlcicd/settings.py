@@ -1,0 +1,69 @@
+"""Deployment settings, read from the environment in one place.
+
+Run-time knobs (thresholds, hyperparameters, the dataset) are DAG Params; what differs between
+installations (where state lives, which MLflow server, which deploy target) is read here.
+Every value has a local default so that a fresh checkout runs with no configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Installation settings; build with :func:`load` so that the environment is read at call time."""
+
+    state_dir: Path
+    tracking_uri: str
+    registry_uri: str
+    experiment_name: str
+    deploy_target: str
+    local_host: str
+    local_port: int
+    local_server_module: str
+    health_timeout_s: float
+    suites_dir: Path
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.state_dir / "runs"
+
+    @property
+    def inferred_suites_dir(self) -> Path:
+        return self.state_dir / "suites"
+
+    @property
+    def data_docs_dir(self) -> Path:
+        return self.state_dir / "data_docs"
+
+    @property
+    def deployments_dir(self) -> Path:
+        return self.state_dir / "deployments"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.state_dir / "mlflow" / "artifacts"
+
+
+def load() -> Settings:
+    """Read the settings from ``MLCICD_*`` environment variables, with local defaults."""
+    state_dir = Path(os.getenv("MLCICD_STATE_DIR", PROJECT_ROOT / ".state")).resolve()
+    default_tracking = f"sqlite:///{state_dir / 'mlflow' / 'mlflow.db'}"
+    tracking_uri = os.getenv("MLCICD_TRACKING_URI", os.getenv("MLFLOW_TRACKING_URI", default_tracking))
+    return Settings(
+        state_dir=state_dir,
+        tracking_uri=tracking_uri,
+        registry_uri=os.getenv("MLCICD_REGISTRY_URI", tracking_uri),
+        experiment_name=os.getenv("MLCICD_EXPERIMENT", "ml_retrain"),
+        deploy_target=os.getenv("MLCICD_DEPLOY_TARGET", "local"),
+        local_host=os.getenv("MLCICD_LOCAL_HOST", "127.0.0.1"),
+        local_port=int(os.getenv("MLCICD_LOCAL_PORT", "5100")),
+        local_server_module=os.getenv("MLCICD_LOCAL_SERVER_MODULE", "mlcicd.serving"),
+        health_timeout_s=float(os.getenv("MLCICD_HEALTH_TIMEOUT_S", "90")),
+        suites_dir=Path(os.getenv("MLCICD_SUITES_DIR", PROJECT_ROOT / "include" / "suites")).resolve(),
+    )

@@ -1,0 +1,213 @@
+"""Training: a scikit-learn Pipeline (preprocessing + estimator) tracked in MLflow."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlcicd.errors import ConfigError
+from mlcicd.settings import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+    from mlcicd.data import BatchRef
+
+ESTIMATORS = ("logistic_regression", "random_forest", "hist_gradient_boosting")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    estimator: str = "hist_gradient_boosting"
+    n_estimators: int = 150
+    max_depth: int | None = 3
+    learning_rate: float = 0.05
+    regularization_c: float = 1.0
+    test_size: float = 0.25
+    random_seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.estimator not in ESTIMATORS:
+            raise ConfigError(f"unknown estimator {self.estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+        if not 0.05 <= self.test_size <= 0.5:
+            raise ConfigError(f"test_size must be between 0.05 and 0.5, got {self.test_size}")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """References to the trained candidate (passed through XCom)."""
+
+    mlflow_run_id: str
+    model_uri: str
+    model_id: str
+    holdout_path: str
+    train_rows: int
+    holdout_rows: int
+    train_metrics: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainResult:
+        return cls(**data)
+
+
+def split(df: pd.DataFrame, target: str, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A stratified train/holdout split, deterministic for a seed."""
+    from sklearn.model_selection import train_test_split
+
+    train, holdout = train_test_split(df, test_size=test_size, random_state=seed, stratify=df[target])
+    return train.reset_index(drop=True), holdout.reset_index(drop=True)
+
+
+def build_pipeline(features: pd.DataFrame, params: TrainParams) -> Pipeline:
+    """Imputation, scaling and one-hot encoding by column type, then the chosen estimator."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    numeric = [c for c in features.columns if pd.api.types.is_numeric_dtype(features[c])]
+    categorical = [c for c in features.columns if c not in numeric]
+    preprocess = ColumnTransformer(
+        [
+            ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"),
+                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                ),
+                categorical,
+            ),
+        ]
+    )
+    if params.estimator == "logistic_regression":
+        model = LogisticRegression(C=params.regularization_c, max_iter=1000, random_state=params.random_seed)
+    elif params.estimator == "random_forest":
+        model = RandomForestClassifier(
+            n_estimators=params.n_estimators,
+            max_depth=params.max_depth,
+            random_state=params.random_seed,
+            n_jobs=1,
+        )
+    else:
+        model = HistGradientBoostingClassifier(
+            max_iter=params.n_estimators,
+            max_depth=params.max_depth,
+            learning_rate=params.learning_rate,
+            random_state=params.random_seed,
+        )
+    return Pipeline([("preprocess", preprocess), ("model", model)])
+
+
+def code_version() -> dict[str, str]:
+    """The git commit of the pipeline code (``unknown`` outside a checkout), and whether it is dirty."""
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "dirty": "unknown"}
+    return {"commit": commit, "dirty": str(dirty).lower()}
+
+
+def trusted_types(pipeline: Pipeline) -> list[str]:
+    """Types skops must be told to trust when loading this pipeline.
+
+    The object was built by this process a moment ago, so the types it holds are ours to vouch
+    for; loading still refuses any other type a tampered file might add.
+    """
+    import skops.io
+
+    return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
+
+
+def pip_requirements() -> list[str]:
+    """Exact requirements of the logged model (given explicitly: inference costs seconds)."""
+    import importlib.metadata as md
+
+    pkgs = ["mlflow", "scikit-learn", "pandas", "numpy", "scipy", "skops"]
+    return [f"{p}=={md.version(p)}" for p in pkgs]
+
+
+def train_and_log(
+    batch: BatchRef,
+    df: pd.DataFrame,
+    params: TrainParams,
+    *,
+    run_dir: Path,
+    tracking_uri: str,
+    experiment_id: str,
+    run_name: str,
+    tags: dict[str, str],
+) -> TrainResult:
+    """Fit the pipeline on the train split and log everything the run needs to be reproduced.
+
+    The holdout split is written to ``run_dir/holdout.parquet`` for the evaluation stage.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    train, holdout = split(df, batch.target, params.test_size, params.random_seed)
+    holdout_path = run_dir / "holdout.parquet"
+    holdout.to_parquet(holdout_path, index=False)
+    x_train, y_train = train.drop(columns=[batch.target]), train[batch.target]
+
+    pipeline = build_pipeline(x_train, params)
+    pipeline.fit(x_train, y_train)
+    proba = pipeline.predict_proba(x_train)[:, 1]
+    train_metrics = {
+        "train_roc_auc": float(roc_auc_score(y_train, proba)),
+        "train_accuracy": float(accuracy_score(y_train, pipeline.predict(x_train))),
+    }
+
+    mlflow.set_tracking_uri(tracking_uri)
+    version = code_version()
+    # The source is the run-scoped copy: MLflow resolves local paths, not every URI scheme we read.
+    dataset = mlflow.data.from_pandas(
+        df, source=batch.path, name=batch.dataset_name, targets=batch.target, digest=batch.digest
+    )
+    run_tags = {
+        **tags,
+        "mlflow.source.git.commit": version["commit"],
+        "mlcicd.code_version": version["commit"],
+        "mlcicd.code_dirty": version["dirty"],
+        "mlcicd.dataset_digest": batch.digest,
+        "mlcicd.dataset_uri": batch.source_uri,
+    }
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=run_tags) as run:
+        mlflow.log_params({**asdict(params), "train_rows": len(train), "holdout_rows": len(holdout)})
+        mlflow.log_input(dataset, context="training")
+        mlflow.log_metrics(train_metrics)
+        example = x_train.head(5)
+        signature = infer_signature(example, pipeline.predict(example))
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            skops_trusted_types=trusted_types(pipeline),
+            name="model",
+            signature=signature,
+            input_example=example,
+            pip_requirements=pip_requirements(),
+        )
+    return TrainResult(
+        mlflow_run_id=run.info.run_id,
+        model_uri=info.model_uri,
+        model_id=info.model_id,
+        holdout_path=str(holdout_path),
+        train_rows=len(train),
+        holdout_rows=len(holdout),
+        train_metrics=train_metrics,
+    )
