@@ -176,7 +176,9 @@ def ml_retrain() -> None:
         return pipeline.deploy(context["run_id"], release, trained, batch, context["params"])
 
     @task(**SERVICE_RETRIES)
-    def promote_champion(release: dict[str, Any], deployment: dict[str, Any], **context: Any) -> dict[str, Any]:
+    def promote_champion(
+        release: dict[str, Any], deployment: dict[str, Any], **context: Any
+    ) -> dict[str, Any]:
         """Move the champion alias to the deployed version."""
         return pipeline.promote(context["run_id"], release, deployment)
 

@@ -100,7 +100,9 @@ def validate_conf(dag: Any, conf: dict[str, Any]) -> dict[str, Any]:
 
     unknown = sorted(set(conf) - set(dag.params.keys()))
     if unknown:
-        raise UsageError(f"unknown param(s) {', '.join(unknown)}; known params: {', '.join(sorted(dag.params.keys()))}")
+        raise UsageError(
+            f"unknown param(s) {', '.join(unknown)}; known params: {', '.join(sorted(dag.params.keys()))}"
+        )
     params = ParamsDict(dag.params)
     for key, value in conf.items():
         params[key] = value
@@ -194,7 +196,9 @@ def run_pipeline(conf: dict[str, Any], *, log_path: Path | None = None, out: Any
     return summarize(settings, dagrun, params, time.time() - started, log_path)
 
 
-def summarize(settings: Settings, dagrun: Any, params: dict[str, Any], seconds: float, log_path: Path | None) -> dict[str, Any]:
+def summarize(
+    settings: Settings, dagrun: Any, params: dict[str, Any], seconds: float, log_path: Path | None
+) -> dict[str, Any]:
     from mlcicd import registry
 
     rec = record.read(settings.runs_dir / record.run_key(dagrun.run_id))
@@ -220,19 +224,22 @@ def summarize(settings: Settings, dagrun: Any, params: dict[str, Any], seconds: 
         "outcome": outcome,
         "seconds": round(seconds, 1),
         "batch": rec.get("batch"),
-        "validation": validation and {
+        "validation": validation
+        and {
             "success": validation["success"],
             "report_path": validation["report_path"],
             "suite": validation["suite_name"],
             "suite_origin": validation["suite_origin"],
             "failures": validation["failures"],
         },
-        "candidate": candidate and {
+        "candidate": candidate
+        and {
             **candidate,
             "metrics": evaluation.get("candidate_metrics"),
             "champion_metrics": evaluation.get("champion_metrics"),
         },
-        "gate": gate and {"decision": gate["decision"], "reasons": gate["reasons"], "comparison": gate.get("comparison")},
+        "gate": gate
+        and {"decision": gate["decision"], "reasons": gate["reasons"], "comparison": gate.get("comparison")},
         "deployment": rec.get("deployment"),
         "champion_version": champ.version if champ else None,
         "model_name": params["model_name"],
@@ -254,7 +261,9 @@ def render(summary: dict[str, Any]) -> str:
     lines = [f"\nml_retrain {s['run_id']}: {s['state'].upper()} ({s['outcome']}) in {s['seconds']} s"]
     if s.get("batch"):
         b = s["batch"]
-        lines.append(f"  data        {b['rows']} rows x {len(b['columns'])} columns from {b['source_uri']} (digest {b['digest']})")
+        lines.append(
+            f"  data        {b['rows']} rows x {len(b['columns'])} columns from {b['source_uri']} (digest {b['digest']})"
+        )
     v = s.get("validation")
     if v:
         verdict = "passed" if v["success"] else f"FAILED {len(v['failures'])} expectation(s)"
@@ -274,8 +283,13 @@ def render(summary: dict[str, Any]) -> str:
         lines += [f"                {r}" for r in g["reasons"]]
     d = s.get("deployment")
     if d:
-        lines.append(f"  deployment  {d['target']}: {d['state']}, v{d.get('serving_version')} at {d.get('endpoint')}")
-    lines.append(f"  champion    {s['model_name']} " + (f"v{s['champion_version']}" if s["champion_version"] else "(none)"))
+        lines.append(
+            f"  deployment  {d['target']}: {d['state']}, v{d.get('serving_version')} at {d.get('endpoint')}"
+        )
+    lines.append(
+        f"  champion    {s['model_name']} "
+        + (f"v{s['champion_version']}" if s["champion_version"] else "(none)")
+    )
     if s.get("error"):
         lines.append(f"  error       [{s['error']['stage']}] {s['error']['message']}")
     lines.append("Where to look:")
@@ -304,7 +318,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlcicd", description="mlcicd: ML CI/CD on Airflow")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run ml_retrain once end to end on the embedded default")
-    run.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="a DAG param (repeatable)")
+    run.add_argument(
+        "--conf", action="append", default=[], metavar="KEY=VALUE", help="a DAG param (repeatable)"
+    )
     run.add_argument("--json", action="store_true", help="print one JSON summary object")
     sub.add_parser("stop", help="stop the local model servers started by runs")
     args = parser.parse_args(argv)
@@ -318,11 +334,15 @@ def main(argv: list[str] | None = None) -> None:
     try:
         conf = parse_conf(args.conf)
         if not args.json:
-            print(f"ml_retrain: running on the embedded default (state in {settings.state_dir}); task logs in {log_path}")
+            print(
+                f"ml_retrain: running on the embedded default (state in {settings.state_dir}); task logs in {log_path}"
+            )
         summary = run_pipeline(conf, log_path=log_path, out=sys.stdout)
     except UsageError as exc:
         if args.json:
-            print(json.dumps({"state": "not_started", "outcome": "usage_error", "error": {"message": str(exc)}}))
+            print(
+                json.dumps({"state": "not_started", "outcome": "usage_error", "error": {"message": str(exc)}})
+            )
         else:
             print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USAGE)

@@ -111,7 +111,12 @@ def read_batch(uri: str, synthetic: SyntheticOptions | None = None) -> pd.DataFr
         raise DataError(f"dataset_uri {uri!r}: permission denied ({exc}); make the file readable") from exc
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"dataset_uri {uri!r}: the file has no columns or rows") from exc
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
+    except (OSError, ValueError, ImportError, pd.errors.ParserError) as exc:
+        if isinstance(exc, ImportError) or "filesystem" in str(exc).lower():
+            raise DataError(
+                f"dataset_uri {uri!r}: cannot open {scheme}:// here ({exc}); install the Airflow "
+                "provider that serves it (e.g. apache-airflow-providers-amazon for s3://) or use a local path"
+            ) from exc
         raise DataError(f"dataset_uri {uri!r}: could not be read as {suffix[1:]}: {exc}") from exc
     if df.empty:
         raise DataError(f"dataset_uri {uri!r}: the file has a header but no rows")

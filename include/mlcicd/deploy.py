@@ -87,7 +87,9 @@ def smoke_test(endpoint: str, smoke: SmokeTest, timeout_s: float = 30.0) -> list
             f"(rows {mismatched[:10]}; served {[got[i] for i in mismatched[:5]]}, "
             f"offline {[smoke.expected[i] for i in mismatched[:5]]})"
         )
-    bad = requests.post(f"{endpoint}/invocations", json={"dataframe_split": {"columns": ["?"], "data": [[1]]}})
+    bad = requests.post(
+        f"{endpoint}/invocations", json={"dataframe_split": {"columns": ["?"], "data": [[1]]}}
+    )
     if not 400 <= bad.status_code < 500:
         problems.append(f"a request with wrong columns answered {bad.status_code}, expected a 4xx")
     return problems
@@ -169,7 +171,9 @@ class LocalProcessTarget:
         staging = self._start(version_dir, staging_port)
         try:
             endpoint = f"http://{self.host}:{staging_port}"
-            wait_healthy(endpoint, release.version, self.settings.health_timeout_s, lambda: _is_server(staging))
+            wait_healthy(
+                endpoint, release.version, self.settings.health_timeout_s, lambda: _is_server(staging)
+            )
             problems = smoke_test(endpoint, smoke)
         except DeployError as exc:
             problems = [str(exc)]
@@ -194,13 +198,17 @@ class LocalProcessTarget:
             )
         pid = self._start(version_dir, self.port)
         try:
-            wait_healthy(self.endpoint, release.version, self.settings.health_timeout_s, lambda: _is_server(pid))
+            wait_healthy(
+                self.endpoint, release.version, self.settings.health_timeout_s, lambda: _is_server(pid)
+            )
         except DeployError as exc:
             _stop(pid)
             if previous_alive:
                 old = self._start(Path(previous["model_dir"]), self.port)
                 self._write_state({**previous, "pid": old})
-            raise DeployError(f"{exc}; rolled back to v{previous['version'] if previous else '(none)'}") from exc
+            raise DeployError(
+                f"{exc}; rolled back to v{previous['version'] if previous else '(none)'}"
+            ) from exc
         state = {
             "version": release.version,
             "pid": pid,

@@ -88,7 +88,9 @@ def ingest(run_id: str, params: dict[str, Any], run_date: datetime | None = None
             dataset_name=data.dataset_name_for(uri, params.get("dataset_name")),
             target=target,
         )
-        log.info("ingested %s rows x %s columns from %s (digest %s)", ref.rows, len(ref.columns), uri, ref.digest)
+        log.info(
+            "ingested %s rows x %s columns from %s (digest %s)", ref.rows, len(ref.columns), uri, ref.digest
+        )
         record.update(_run_dir(settings, run_id), batch=ref.to_dict())
         return ref.to_dict()
 
@@ -128,7 +130,11 @@ def validate(run_id: str, batch: dict[str, Any]) -> dict[str, Any]:
             )
         if origin == "new":
             validation.save_suite(suite, Path(suite_path))
-            log.info("no suite for %s: inferred one from this batch and saved it to %s", ref.dataset_name, suite_path)
+            log.info(
+                "no suite for %s: inferred one from this batch and saved it to %s",
+                ref.dataset_name,
+                suite_path,
+            )
         log.info("validation passed: %s expectations; report %s", evaluated, report)
         return outcome.to_dict()
 
@@ -172,7 +178,9 @@ def train(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict[st
             run_name=f"{params['model_name']}-{record.run_key(run_id)}",
             tags={"mlcicd.airflow_run_id": run_id, "mlcicd.model_name": str(params["model_name"])},
         )
-        log.info("trained %s on %s rows: MLflow run %s", hp.estimator, result.train_rows, result.mlflow_run_id)
+        log.info(
+            "trained %s on %s rows: MLflow run %s", hp.estimator, result.train_rows, result.mlflow_run_id
+        )
         record.update(
             _run_dir(settings, run_id),
             candidate={
@@ -186,7 +194,9 @@ def train(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict[st
         return result.to_dict()
 
 
-def evaluate(run_id: str, batch: dict[str, Any], trained: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def evaluate(
+    run_id: str, batch: dict[str, Any], trained: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
     """Score candidate and champion on the same holdout; compare them with a paired bootstrap."""
     import mlflow
     import pandas as pd
@@ -231,7 +241,10 @@ def evaluate(run_id: str, batch: dict[str, Any], trained: dict[str, Any], params
                 mlflow.log_metrics(
                     {"diff_ci_low": comparison["ci_low"], "diff_ci_high": comparison["ci_high"]}
                 )
-            mlflow.log_figure(evaluation.plot_confusion_matrix(y, cand, "Candidate on the holdout"), "plots/confusion_matrix.png")
+            mlflow.log_figure(
+                evaluation.plot_confusion_matrix(y, cand, "Candidate on the holdout"),
+                "plots/confusion_matrix.png",
+            )
             mlflow.log_figure(evaluation.plot_roc(y, curves), "plots/roc_curve.png")
         result = evaluation.EvaluationResult(
             candidate_metrics=cand_metrics,
@@ -261,7 +274,9 @@ def policy_from(params: dict[str, Any]) -> Any:
     )
 
 
-def decide(run_id: str, trained: dict[str, Any], evaluated: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def decide(
+    run_id: str, trained: dict[str, Any], evaluated: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
     """Apply the gate and record the decision on the MLflow run and logged model."""
     from mlcicd import gate, registry
 
@@ -271,13 +286,17 @@ def decide(run_id: str, trained: dict[str, Any], evaluated: dict[str, Any], para
             evaluated["candidate_metrics"], comparison, policy_from(params), evaluated.get("champion_note")
         ).to_dict()
         c, _ = _mlflow(settings)
-        registry.tag_decision(c, run_id=trained["mlflow_run_id"], model_id=trained["model_id"], decision=decision)
+        registry.tag_decision(
+            c, run_id=trained["mlflow_run_id"], model_id=trained["model_id"], decision=decision
+        )
         record.update(_run_dir(settings, run_id), gate=decision)
         log.info("gate: %s\n%s", decision["decision"], "\n".join(f"  {r}" for r in decision["reasons"]))
         return decision
 
 
-def register(run_id: str, trained: dict[str, Any], decision: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def register(
+    run_id: str, trained: dict[str, Any], decision: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
     """Register the promoted candidate (once per run), tag the decision, alias it ``challenger``."""
     from mlcicd import registry
     from mlcicd.deploy import Release
@@ -297,7 +316,13 @@ def register(run_id: str, trained: dict[str, Any], decision: dict[str, Any], par
         return release.to_dict()
 
 
-def deploy(run_id: str, release: dict[str, Any], trained: dict[str, Any], batch: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def deploy(
+    run_id: str,
+    release: dict[str, Any],
+    trained: dict[str, Any],
+    batch: dict[str, Any],
+    params: dict[str, Any],
+) -> dict[str, Any]:
     """Deploy the challenger to the target; its smoke test must reproduce the offline predictions."""
     import pandas as pd
 
@@ -306,7 +331,9 @@ def deploy(run_id: str, release: dict[str, Any], trained: dict[str, Any], batch:
 
     with stage(run_id, "deploy_model") as settings:
         rel = dep.Release(**release)
-        target = dep.get_target(str(params.get("deploy_target") or settings.deploy_target), settings, rel.model_name)
+        target = dep.get_target(
+            str(params.get("deploy_target") or settings.deploy_target), settings, rel.model_name
+        )
         sample = pd.read_parquet(trained["holdout_path"]).drop(columns=[batch["target"]]).head(SMOKE_ROWS)
         expected = registry.load_sklearn(trained["model_uri"]).predict(sample)
         smoke = dep.SmokeTest(
@@ -327,7 +354,9 @@ def deploy(run_id: str, release: dict[str, Any], trained: dict[str, Any], batch:
                             "serving_version": current.version if current else None},
             )  # fmt: skip
             raise exc
-        c.set_model_version_tag(rel.model_name, rel.version, "mlcicd.deploy", f"{deployment.target}:{deployment.endpoint}")
+        c.set_model_version_tag(
+            rel.model_name, rel.version, "mlcicd.deploy", f"{deployment.target}:{deployment.endpoint}"
+        )
         record.update(
             _run_dir(settings, run_id),
             deployment={"target": deployment.target, "state": "serving", "endpoint": deployment.endpoint,
@@ -347,7 +376,11 @@ def promote(run_id: str, release: dict[str, Any], deployment: dict[str, Any]) ->
         previous = registry.champion(c, name)
         c.set_registered_model_alias(name, registry.CHAMPION, version)
         c.delete_registered_model_alias(name, registry.CHALLENGER)
-        out = {"model_name": name, "champion_version": version, "previous_version": previous.version if previous else None}
+        out = {
+            "model_name": name,
+            "champion_version": version,
+            "previous_version": previous.version if previous else None,
+        }
         record.update(_run_dir(settings, run_id), promotion=out)
         log.info("%s@%s is now v%s (was %s)", name, registry.CHAMPION, version, out["previous_version"])
         return out

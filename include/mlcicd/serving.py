@@ -46,7 +46,11 @@ def create_app(model_dir: Path) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "model_name": release.get("model_name"), "model_version": release.get("version")}
+        return {
+            "status": "ok",
+            "model_name": release.get("model_name"),
+            "model_version": release.get("version"),
+        }
 
     @app.get("/version")
     def version() -> dict[str, Any]:
@@ -56,7 +60,9 @@ def create_app(model_dir: Path) -> FastAPI:
     async def invocations(request: Request) -> Any:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
-            return error(415, "UNSUPPORTED_MEDIA_TYPE", f"Content-Type must be application/json; {PAYLOAD_HINT}")
+            return error(
+                415, "UNSUPPORTED_MEDIA_TYPE", f"Content-Type must be application/json; {PAYLOAD_HINT}"
+            )
         body = await request.body()
         try:
             payload = json.loads(body)

@@ -110,6 +110,7 @@ def build_pipeline(features: pd.DataFrame, params: TrainParams) -> Pipeline:
 
 def code_version() -> dict[str, str]:
     """The git commit of the pipeline code (``unknown`` outside a checkout), and whether it is dirty."""
+
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10, check=True

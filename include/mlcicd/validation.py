@@ -166,9 +166,7 @@ def validate(
             result_format={"result_format": "SUMMARY"},
         )
     )
-    result = checkpoint.run(
-        batch_parameters={"dataframe": df}, run_id=RunIdentifier(run_name=run_name)
-    )
+    result = checkpoint.run(batch_parameters={"dataframe": df}, run_id=RunIdentifier(run_name=run_name))
     (vresult,) = result.run_results.values()
     failures = [_describe(r) for r in vresult.results if not r.success]
     report = _report_path(docs_dir, suite["name"], run_name)

@@ -1,0 +1,48 @@
+# mlcicd: every target installs what it needs (venv, pinned stack) under the git-ignored .state/.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+STATE ?= .state
+VENV := $(STATE)/venv
+PY := $(VENV)/bin/python
+CONF ?=
+RUN_ARGS := $(foreach c,$(CONF),--conf $(c))
+export MLCICD_STATE_DIR ?= $(abspath $(STATE))
+
+.PHONY: install run test lint format bench stop mlflow-ui clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "mlcicd needs Python 3.11: set PYTHON=/path/to/python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check pip==26.3
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed ## create the venv and install the pinned stack
+
+run: install ## run ml_retrain once end to end (CONF="key=value ..." to set params)
+	$(PY) -m mlcicd run $(RUN_ARGS)
+
+test: install lint ## lint, then every test
+	$(PY) -m pytest
+
+lint: install ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: install ## benchmark: DAG parse cost and the end-to-end run time
+	$(PY) benchmarks/bench.py
+
+stop: install ## stop the local model servers started by runs
+	$(PY) -m mlcicd stop
+
+mlflow-ui: install ## browse runs, models and plots at http://127.0.0.1:5000
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(MLCICD_STATE_DIR)/mlflow/mlflow.db --host 127.0.0.1 --port 5000
+
+clean: ## remove all local state (venv, Airflow DB, MLflow store, runs)
+	-$(PY) -m mlcicd stop
+	rm -rf $(STATE)

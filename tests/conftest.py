@@ -1,0 +1,49 @@
+"""Test session set-up: a private state folder (Airflow home, MLflow store, runs) for the session.
+
+The environment is set here, at import, because Airflow reads its configuration when first imported.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+STATE = Path(tempfile.mkdtemp(prefix="mlcicd-test-"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+os.environ["MLCICD_STATE_DIR"] = str(STATE)
+os.environ["MLCICD_LOCAL_PORT"] = str(_free_port())
+for key in ("MLCICD_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLCICD_REGISTRY_URI", "AIRFLOW_HOME"):
+    os.environ.pop(key, None)
+
+from mlcicd.cli import prepare_environment  # noqa: E402
+from mlcicd.settings import load  # noqa: E402
+
+prepare_environment(load())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_state():
+    yield STATE
+    from mlcicd.cli import stop_servers
+
+    stop_servers()
+    shutil.rmtree(STATE, ignore_errors=True)
+
+
+@pytest.fixture
+def churn_df():
+    from mlcicd import synthetic
+
+    return synthetic.generate(1200, seed=11)

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mlcicd.gate import Comparison, Policy, decide
+
+POLICY = Policy(thresholds={"roc_auc": 0.8, "accuracy": 0.75}, primary_metric="roc_auc", max_degradation=0.01)
+GOOD = {"roc_auc": 0.9, "accuracy": 0.85}
+
+
+def comparison(diff: float, low: float, high: float) -> Comparison:
+    return Comparison("roc_auc", "3", 0.9 + diff, 0.9, diff, low, high, 0.95, 1000)
+
+
+def test_no_champion_thresholds_hold_promotes():
+    d = decide(GOOD, None, POLICY)
+    assert d.promote and d.verdict == "promoted"
+    assert any("no champion" in r for r in d.reasons)
+
+
+def test_threshold_below_minimum_rejects_and_names_metric():
+    d = decide({"roc_auc": 0.79, "accuracy": 0.9}, None, POLICY)
+    assert not d.promote
+    assert [r for r in d.reasons if r.startswith("FAIL")] == ["FAIL roc_auc 0.7900 is below the minimum 0.8"]
+
+
+def test_threshold_exactly_at_minimum_passes():
+    assert decide({"roc_auc": 0.8, "accuracy": 0.75}, None, POLICY).promote
+
+
+@pytest.mark.parametrize("value", [None, math.nan, math.inf])
+def test_missing_or_non_finite_metric_rejects(value):
+    metrics = {"accuracy": 0.9} if value is None else {"roc_auc": value, "accuracy": 0.9}
+    d = decide(metrics, None, POLICY)
+    assert not d.promote
+    assert any("roc_auc was not computed" in r for r in d.reasons)
+
+
+def test_not_worse_than_champion_within_margin_promotes():
+    d = decide(GOOD, comparison(-0.002, -0.009, 0.005), POLICY)
+    assert d.promote
+    assert any("not worse than champion v3" in r for r in d.reasons)
+
+
+def test_point_estimate_better_but_interval_too_wide_rejects():
+    # A point comparison would promote (+0.004), but the data cannot rule out a 0.03 drop.
+    d = decide(GOOD, comparison(0.004, -0.03, 0.04), POLICY)
+    assert not d.promote
+    assert any("may be worse than champion v3" in r for r in d.reasons)
+
+
+def test_point_estimate_worse_but_within_margin_promotes():
+    # A point comparison would reject (-0.003); the interval shows it is within the tolerated margin.
+    assert decide(GOOD, comparison(-0.003, -0.0099, 0.004), POLICY).promote
+
+
+def test_clearly_worse_rejects_even_when_thresholds_hold():
+    d = decide(GOOD, comparison(-0.05, -0.07, -0.03), POLICY)
+    assert not d.promote
+
+
+def test_undefined_interval_rejects():
+    assert not decide(GOOD, comparison(0.0, math.nan, math.nan), POLICY).promote
+
+
+def test_champion_note_replaces_comparison_reason():
+    d = decide(GOOD, None, POLICY, champion_note="pass champion v2 could not score this holdout")
+    assert d.promote and d.reasons[-1].startswith("pass champion v2 could not score")
+
+
+def test_decision_record_is_json_ready():
+    import json
+
+    d = decide(GOOD, comparison(0.01, 0.0, 0.02), POLICY).to_dict()
+    again = json.loads(json.dumps(d))
+    assert again["decision"] == "promoted"
+    assert again["policy"]["thresholds"] == {"roc_auc": 0.8, "accuracy": 0.75}
+    assert again["comparison"]["champion_version"] == "3"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"confidence": 1.0}, "confidence"), ({"max_degradation": -0.1}, "max_degradation")],
+)
+def test_policy_rejects_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Policy(thresholds={}, **kwargs)
