@@ -104,12 +104,13 @@ def validate_conf(dag: Any, conf: dict[str, Any]) -> dict[str, Any]:
             f"unknown param(s) {', '.join(unknown)}; known params: {', '.join(sorted(dag.params.keys()))}"
         )
     params = ParamsDict(dag.params)
-    for key, value in conf.items():
-        params[key] = value
     try:
+        for key, value in conf.items():
+            params[key] = value
         return params.validate()
-    except Exception as exc:  # ParamValidationError: the message names the param and the rule
-        raise UsageError(f"invalid params: {exc}") from exc
+    except Exception as exc:  # ParamValidationError: its first line names the param and the rule
+        first = str(exc).strip().splitlines()[0]
+        raise UsageError(f"{first} (see the param list: README.md, or the DAG's trigger form)") from exc
 
 
 @contextlib.contextmanager

@@ -1,0 +1,192 @@
+"""Whole runs of ml_retrain through dag.test() on the session's Airflow home and MLflow store.
+
+The tests run in file order and share one store: the first run makes the champion that the later
+ones are judged against, so each later test can check the champion did (or did not) change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import requests
+
+from mlcicd import registry
+from mlcicd.cli import UsageError, exit_code, run_pipeline
+from mlcicd.settings import PROJECT_ROOT, load
+
+pytestmark = pytest.mark.e2e
+MODEL = "mlcicd_churn"
+
+
+def load_model(uri: str):
+    registry.client(load().tracking_uri)  # points the mlflow module at the session's store
+    return registry.load_sklearn(uri)
+
+
+def champion_version() -> str | None:
+    s = load()
+    ref = registry.champion(registry.client(s.tracking_uri), MODEL)
+    return ref.version if ref else None
+
+
+def version_count() -> int:
+    s = load()
+    return len(registry.client(s.tracking_uri).search_model_versions(f"name = '{MODEL}'"))
+
+
+def cli(*args: str) -> tuple[int, dict]:
+    out = subprocess.run(
+        [sys.executable, "-m", "mlcicd", "run", "--json", *args],
+        capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT, env=os.environ.copy(),
+    )  # fmt: skip
+    lines = out.stdout.strip().splitlines()
+    assert lines, f"no output; stderr: {out.stderr[-2000:]}"
+    return out.returncode, json.loads(lines[-1])
+
+
+def served_predictions(endpoint: str, rows: pd.DataFrame) -> list:
+    body = {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}
+    r = requests.post(f"{endpoint}/invocations", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()["predictions"]
+
+
+@pytest.fixture(scope="module")
+def first():
+    return cli("--conf", "synthetic_seed=1")
+
+
+@pytest.fixture(scope="module")
+def sample():
+    from mlcicd import synthetic
+
+    return synthetic.generate(200, seed=99).drop(columns="churned")
+
+
+def test_first_run_makes_v1_champion_and_it_answers(first, sample):
+    code, s = first
+    assert code == 0, s
+    assert s["state"] == "success" and s["outcome"] == "promoted"
+    assert s["validation"]["success"] and os.path.exists(s["validation"]["report_path"])
+    assert s["validation"]["suite_origin"] == "new"
+    assert s["candidate"]["model_version"] == "1" and s["champion_version"] == "1"
+    assert s["gate"]["decision"] == "promoted" and s["gate"]["comparison"] is None
+    assert s["deployment"]["state"] == "serving"
+    endpoint = s["deployment"]["endpoint"]
+    assert requests.get(f"{endpoint}/version", timeout=5).json()["version"] == "1"
+    offline = load_model(f"models:/{MODEL}@champion").predict(sample).tolist()
+    assert served_predictions(endpoint, sample) == offline
+
+
+def test_first_run_recorded_decision_plots_and_tags(first):
+    _, s = first
+    c = registry.client(load().tracking_uri)
+    run_id = s["candidate"]["mlflow_run_id"]
+    artifacts = {a.path for a in c.list_artifacts(run_id, "plots")} | {
+        a.path for a in c.list_artifacts(run_id, "gate")
+    }
+    assert artifacts == {"plots/confusion_matrix.png", "plots/roc_curve.png", "gate/decision.json"}
+    mv = c.get_model_version(MODEL, "1")
+    assert mv.tags["mlcicd.gate"] == "promoted"
+    assert json.loads(mv.tags["mlcicd.gate_reasons"])[0].startswith("pass")
+    assert c.get_run(run_id).data.metrics["holdout_roc_auc"] > 0.8
+
+
+def test_second_good_run_is_judged_against_the_champion(first, sample):
+    s = run_pipeline({"synthetic_seed": 2})
+    assert s["state"] == "success"
+    comparison = s["gate"]["comparison"]
+    assert comparison["champion_version"] == "1" and comparison["metric"] == "roc_auc"
+    assert comparison["ci_low"] <= comparison["difference"] <= comparison["ci_high"]
+    assert s["candidate"]["champion_metrics"]["roc_auc"] == pytest.approx(comparison["champion"])
+    assert s["outcome"] == "promoted", s["gate"]["reasons"]
+    assert s["champion_version"] == "2"
+    endpoint = s["deployment"]["endpoint"]
+    assert requests.get(f"{endpoint}/version", timeout=5).json()["version"] == "2"
+    offline = load_model(f"models:/{MODEL}/2").predict(sample).tolist()
+    assert served_predictions(endpoint, sample) == offline
+
+
+@pytest.mark.parametrize(
+    "corruption", ["missing_column", "wrong_dtype", "nulls", "out_of_range", "unseen_category", "duplicates"]
+)
+def test_corrupted_batch_fails_at_validation_and_nothing_downstream_runs(first, corruption):
+    before, versions = champion_version(), version_count()
+    s = run_pipeline({"synthetic_seed": 3, "synthetic_corruption": corruption})
+    assert s["state"] == "failed" and s["outcome"] == "data_rejected" and exit_code(s) == 3
+    assert s["error"]["stage"] == "validate_data" and s["error"]["kind"] == "validation"
+    assert s["validation"]["failures"] and os.path.exists(s["validation"]["report_path"])
+    assert set(s["stages"]) == {"ingest_data", "validate_data"}
+    assert champion_version() == before and version_count() == versions
+
+
+def test_weak_model_is_rejected_and_champion_kept(first):
+    before, versions = champion_version(), version_count()
+    s = run_pipeline({"synthetic_seed": 4, "estimator": "random_forest", "n_estimators": 1, "max_depth": 1})
+    assert s["state"] == "success" and s["outcome"] == "rejected" and exit_code(s) == 0
+    assert any(r.startswith("FAIL") for r in s["gate"]["reasons"])
+    assert "record_rejection" in s["stages"] and "register_model" not in s["stages"]
+    assert champion_version() == before and version_count() == versions
+
+
+def test_failed_smoke_test_rolls_back(first, sample, monkeypatch):
+    before = champion_version()
+    monkeypatch.setenv("MLCICD_LOCAL_SERVER_MODULE", "tests.fixtures.broken_server")
+    # A wide margin makes sure the gate promotes, so that the deploy step is what is tested.
+    s = run_pipeline({"synthetic_seed": 5, "max_degradation": 0.1})
+    assert s["gate"]["decision"] == "promoted"
+    assert s["outcome"] == "rolled_back" and exit_code(s) == 4
+    assert "smoke test" in s["error"]["message"] and f"v{before} keeps serving" in s["error"]["message"]
+    assert champion_version() == before
+    c = registry.client(load().tracking_uri)
+    assert c.get_model_version(MODEL, s["candidate"]["model_version"]).tags["mlcicd.deploy"] == "rolled_back"
+    endpoint = s["deployment"]["endpoint"]
+    assert requests.get(f"{endpoint}/version", timeout=5).json()["version"] == before
+    offline = load_model(f"models:/{MODEL}@champion").predict(sample).tolist()
+    assert served_predictions(endpoint, sample) == offline
+
+
+@pytest.mark.parametrize(
+    ("make", "conf", "message"),
+    [
+        (None, {}, "no such file"),
+        (lambda p: p.write_text(""), {}, "the file is empty"),
+        (lambda p: p.write_text("a,b\n1,2\n3,4\n"), {}, "target column 'churned' is not in the batch"),
+        (lambda p: p.write_text("a,churned\n1,1\n3,1\n"), {}, "single class"),
+    ],
+    ids=["missing-file", "empty-file", "unknown-target", "one-class"],
+)
+def test_bad_input_fails_before_training(first, tmp_path, make, conf, message):
+    before = champion_version()
+    path = tmp_path / "batch.csv"
+    if make:
+        make(path)
+    s = run_pipeline({"dataset_uri": str(path), **conf})
+    assert s["outcome"] == "data_rejected" and exit_code(s) == 3
+    assert s["error"]["stage"] == "ingest_data" and message in s["error"]["message"]
+    assert set(s["stages"]) == {"ingest_data"}
+    assert champion_version() == before
+
+
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        ({"n_estimators": "many"}, "n_estimators"),
+        ({"min_roc_auc": 1.5}, "min_roc_auc"),
+        ({"estimator": "svm"}, "estimator"),
+        ({"no_such_param": 1}, "unknown param(s) no_such_param"),
+    ],
+)
+def test_bad_params_are_refused_before_anything_runs(conf, message):
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        run_pipeline(conf)
+
+
+def test_cli_bad_param_exit_code_and_message():
+    code, s = cli("--conf", "test_size=0.9")
+    assert code == 2 and s["outcome"] == "usage_error" and "test_size" in s["error"]["message"]
