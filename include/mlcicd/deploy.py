@@ -166,6 +166,11 @@ class LocalProcessTarget:
         version_dir = self._prepare(release)
         previous = self._state()
         previous_alive = bool(previous) and _is_server(previous.get("pid"))
+        if not previous_alive and port_in_use(self.host, self.port):
+            raise DeployError(
+                f"port {self.port} on {self.host} is held by a process that is not this model's server; "
+                "stop it or set MLCICD_LOCAL_PORT to a free port"
+            )
 
         staging_port = free_port(self.host)
         staging = self._start(version_dir, staging_port)
