@@ -56,6 +56,40 @@ def metric(name: str, y: np.ndarray, s: Scores) -> float:
     raise ValueError(f"unknown metric {name!r}; choose one of {', '.join(METRICS)}")
 
 
+def weighted_metric(name: str, y: np.ndarray, s: Scores, weights: np.ndarray) -> np.ndarray:
+    """:func:`metric` under each row of ``weights`` (resample counts), vectorised over resamples.
+
+    A bootstrap resample is a vector of counts over the rows, so all resamples are computed at
+    once. ROC AUC is the Mann-Whitney statistic with ties counted half, as sklearn does.
+    """
+    import numpy as np
+
+    y = np.asarray(y)
+    w = np.asarray(weights, dtype=float)
+    pos, labels = (y == 1), np.asarray(s.labels)
+    if name == "roc_auc":
+        order = np.argsort(s.proba, kind="mergesort")
+        scores, pos_sorted, w_sorted = s.proba[order], pos[order], w[:, order]
+        starts = np.flatnonzero(np.r_[True, scores[1:] != scores[:-1]])
+        p = np.add.reduceat(w_sorted * pos_sorted, starts, axis=1)
+        n = np.add.reduceat(w_sorted * ~pos_sorted, starts, axis=1)
+        below = np.cumsum(n, axis=1) - n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (p * (below + 0.5 * n)).sum(axis=1) / (p.sum(axis=1) * n.sum(axis=1))
+    if name == "accuracy":
+        return (w * (labels == y)).sum(axis=1) / w.sum(axis=1)
+    tp = (w * ((labels == 1) & pos)).sum(axis=1)
+    predicted, actual = (w * (labels == 1)).sum(axis=1), (w * pos).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if name == "precision":
+            return np.where(predicted > 0, tp / predicted, 0.0)
+        if name == "recall":
+            return np.where(actual > 0, tp / actual, 0.0)
+        if name == "f1":
+            return np.where(predicted + actual > 0, 2 * tp / (predicted + actual), 0.0)
+    raise ValueError(f"unknown metric {name!r}; choose one of {', '.join(METRICS)}")
+
+
 def all_metrics(y: np.ndarray, s: Scores) -> dict[str, float]:
     return {name: metric(name, y, s) for name in METRICS}
 
@@ -73,27 +107,29 @@ def paired_bootstrap(
 ) -> Comparison:
     """Percentile interval of metric(candidate) - metric(champion) over paired resamples of rows.
 
-    Resamples that hold a single class (possible on tiny holdouts) are drawn again.
+    Both models are scored on the same resamples (multinomial row counts); resamples holding a
+    single class (possible on tiny holdouts) are dropped and ``resamples`` reports how many were kept.
     """
     import numpy as np
 
     rng = np.random.default_rng(seed)
+    y = np.asarray(y)
     n = len(y)
-    diffs = []
-    attempts = 0
-    while len(diffs) < resamples and attempts < resamples * 10:
-        attempts += 1
-        idx = rng.integers(0, n, n)
-        yb = y[idx]
-        if yb.min() == yb.max():
-            continue
-        cb = Scores(candidate.labels[idx], candidate.proba[idx])
-        hb = Scores(champion.labels[idx], champion.proba[idx])
-        diffs.append(metric(metric_name, yb, cb) - metric(metric_name, yb, hb))
+    chunk = max(1, 4_000_000 // max(n, 1))
+    diffs: list[np.ndarray] = []
+    for start in range(0, resamples, chunk):
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=min(chunk, resamples - start))
+        positives = (weights * (y == 1)).sum(axis=1)
+        weights = weights[(positives > 0) & (positives < n)]
+        diff = weighted_metric(metric_name, y, candidate, weights) - weighted_metric(
+            metric_name, y, champion, weights
+        )
+        diffs.append(diff[np.isfinite(diff)])
+    kept = np.concatenate(diffs) if diffs else np.array([])
     cand, champ = metric(metric_name, y, candidate), metric(metric_name, y, champion)
     alpha = (1 - confidence) / 2
-    if diffs:
-        low, high = (float(v) for v in np.quantile(diffs, [alpha, 1 - alpha]))
+    if kept.size:
+        low, high = (float(v) for v in np.quantile(kept, [alpha, 1 - alpha]))
     else:
         low = high = float("nan")
     return Comparison(
@@ -105,7 +141,7 @@ def paired_bootstrap(
         ci_low=low,
         ci_high=high,
         confidence=confidence,
-        resamples=len(diffs),
+        resamples=int(kept.size),
     )
 
 

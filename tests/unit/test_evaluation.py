@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlcicd.evaluation import Scores, all_metrics, metric, paired_bootstrap
+from mlcicd.evaluation import METRICS, Scores, all_metrics, metric, paired_bootstrap, weighted_metric
 
 
 def _scores(y: np.ndarray, noise: float, seed: int) -> Scores:
@@ -60,3 +60,18 @@ def test_metrics_match_definitions():
 def test_unknown_metric_is_named():
     with pytest.raises(ValueError, match="unknown metric 'brier'"):
         metric("brier", np.array([0, 1]), Scores(np.array([0, 1]), np.array([0.2, 0.8])))
+
+
+@pytest.mark.parametrize("name", METRICS)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_weighted_metrics_equal_sklearn_on_the_resampled_rows(name, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 300)
+    # Rounded scores make ties, which the rank-based AUC must count as sklearn does.
+    proba = np.round(np.clip(y * 0.3 + rng.uniform(0, 0.7, 300), 0, 1), 1)
+    s = Scores(labels=(proba >= 0.5).astype(int), proba=proba)
+    idx = rng.integers(0, 300, (4, 300))
+    weights = np.stack([np.bincount(row, minlength=300) for row in idx])
+    fast = weighted_metric(name, y, s, weights)
+    for row, value in zip(idx, fast, strict=True):
+        assert value == pytest.approx(metric(name, y[row], Scores(s.labels[row], s.proba[row])), abs=1e-12)
