@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param, dag, task
 
-from mlcicd import pipeline
+from mlcicd import pipeline, settings
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -123,7 +123,7 @@ PARAMS = {
 
 
 @dag(
-    schedule="@daily",
+    schedule=settings.load().retrain_schedule,
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -259,7 +259,8 @@ def exit_code(summary: dict[str, Any]) -> int:
 
 def render(summary: dict[str, Any]) -> str:
     s = summary
-    lines = [f"\nml_retrain {s['run_id']}: {s['state'].upper()} ({s['outcome']}) in {s['seconds']} s"]
+    took = f" in {s['seconds']} s" if s.get("seconds") is not None else ""
+    lines = [f"\nml_retrain {s['run_id']}: {s['state'].upper()} ({s['outcome']}){took}"]
     if s.get("batch"):
         b = s["batch"]
         lines.append(
@@ -269,14 +270,14 @@ def render(summary: dict[str, Any]) -> str:
     if v:
         verdict = "passed" if v["success"] else f"FAILED {len(v['failures'])} expectation(s)"
         lines.append(f"  validation  {verdict} (suite {v['suite']}, {v['suite_origin']})")
-        lines += [f"                - {f}" for f in v["failures"]]
+        lines += [f"                - {f}" for f in v.get("failures", [])]
         if v.get("report_path"):
             lines.append(f"              report: {v['report_path']}")
     cand = s.get("candidate")
     if cand and cand.get("metrics"):
         m = ", ".join(f"{k} {v:.3f}" for k, v in cand["metrics"].items())
         version = f" v{cand['model_version']}" if cand.get("model_version") else ""
-        lines.append(f"  candidate  {version} {cand.get('estimator', '')}: {m}")
+        lines.append(f"  candidate  {version} {cand.get('estimator') or ''}: {m}")
         lines.append(f"              MLflow run {cand.get('mlflow_run_id')}")
     g = s.get("gate")
     if g:
@@ -294,7 +295,12 @@ def render(summary: dict[str, Any]) -> str:
     if s.get("error"):
         lines.append(f"  error       [{s['error']['stage']}] {s['error']['message']}")
     lines.append("Where to look:")
-    lines.append(f"  MLflow UI   make mlflow-ui  (store {s['mlflow_tracking_uri']})")
+    if s.get("airflow_url"):
+        lines.append(f"  Airflow     {s['airflow_url']}")
+    if s.get("mlflow_url"):
+        lines.append(f"  MLflow      {s['mlflow_url']}")
+    if s.get("mlflow_tracking_uri"):
+        lines.append(f"  MLflow UI   make mlflow-ui  (store {s['mlflow_tracking_uri']})")
     if s.get("log_path"):
         lines.append(f"  task logs   {s['log_path']}")
     if d and d.get("state") == "serving":
@@ -315,6 +321,42 @@ def stop_servers() -> list[str]:
     return stopped
 
 
+def run_trigger(args: argparse.Namespace) -> int:
+    from mlcicd import trigger
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
+
+    try:
+        if not args.url:
+            raise trigger.TriggerError(
+                "no Airflow URL: pass --url or set MLCICD_AIRFLOW_URL", trigger.EXIT_USAGE
+            )
+        options = trigger.TriggerOptions(
+            url=args.url, dag_id=args.dag, conf=parse_conf(args.conf), sha=args.sha, wait=args.wait,
+            timeout_s=args.timeout, poll_s=args.poll, unpause=args.unpause,
+            accept_rejection=args.accept_rejection, mlflow_url=args.mlflow_url,
+        )  # fmt: skip
+        code, summary = trigger.trigger(options, out=say)
+    except UsageError as exc:
+        code, summary = (
+            trigger.EXIT_USAGE,
+            {"state": "not_started", "outcome": "usage_error", "error": {"message": str(exc)}},
+        )
+    except trigger.TriggerError as exc:
+        code, summary = (
+            exc.exit_code,
+            {"state": "unknown", "outcome": "error", "error": {"message": str(exc)}},
+        )
+    if args.json:
+        print(json.dumps(summary, default=str))
+    elif summary.get("outcome") in ("error", "usage_error"):
+        print(f"error: {summary['error']['message']}", file=sys.stderr)
+    elif args.wait:
+        print(render(summary))
+    return code
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlcicd", description="mlcicd: ML CI/CD on Airflow")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -324,7 +366,40 @@ def main(argv: list[str] | None = None) -> None:
     )
     run.add_argument("--json", action="store_true", help="print one JSON summary object")
     sub.add_parser("stop", help="stop the local model servers started by runs")
+    trig = sub.add_parser(
+        "trigger",
+        help="start ml_retrain on an Airflow server through its REST API (for CI)",
+        description="Credentials come from MLCICD_AIRFLOW_USERNAME / MLCICD_AIRFLOW_PASSWORD "
+        "(or MLCICD_AIRFLOW_TOKEN). Exit status: 0 promoted, 1 error or timeout, 2 bad usage or "
+        "params, 3 batch refused (data), 4 deployment rolled back, 5 rejected by the gate.",
+    )
+    trig.add_argument(
+        "--url", default=os.getenv("MLCICD_AIRFLOW_URL"), help="Airflow base URL (or MLCICD_AIRFLOW_URL)"
+    )
+    trig.add_argument("--dag", default=DAG_ID, help="DAG id (default: %(default)s)")
+    trig.add_argument(
+        "--conf", action="append", default=[], metavar="KEY=VALUE", help="a DAG param (repeatable)"
+    )
+    trig.add_argument(
+        "--sha", help="commit the run belongs to (default: GITHUB_SHA, CI_COMMIT_SHA, GIT_COMMIT, git)"
+    )
+    trig.add_argument(
+        "--wait", action="store_true", help="follow the run to its end and exit with its verdict"
+    )
+    trig.add_argument("--timeout", type=float, default=3600, help="seconds to wait (default: %(default)s)")
+    trig.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    trig.add_argument("--unpause", action="store_true", help="unpause the DAG if it is paused")
+    trig.add_argument(
+        "--accept-rejection", action="store_true", help="exit 0 when the gate rejects the model"
+    )
+    trig.add_argument(
+        "--mlflow-url", default=os.getenv("MLCICD_MLFLOW_URL"), help="MLflow UI base URL, for links"
+    )
+    trig.add_argument("--json", action="store_true", help="print one JSON summary object at the end")
     args = parser.parse_args(argv)
+
+    if args.command == "trigger":
+        sys.exit(run_trigger(args))
 
     if args.command == "stop":
         stopped = stop_servers()

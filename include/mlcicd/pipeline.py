@@ -46,6 +46,7 @@ def stage(run_id: str, name: str) -> Iterator[Settings]:
             error={"stage": name, "kind": exc.kind, "message": str(exc)},
         )
         log.error("%s failed: %s", name, exc)
+        _push_error(name, exc)
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(f"{name}: {exc}") from exc
@@ -55,8 +56,22 @@ def stage(run_id: str, name: str) -> Iterator[Settings]:
             stages={name: {"state": "failed", "seconds": round(time.time() - started, 2)}},
             error={"stage": name, "kind": "error", "message": f"{type(exc).__name__}: {exc}"},
         )
+        _push_error(name, exc)
         raise
     record.update(path, stages={name: {"state": "success", "seconds": round(time.time() - started, 2)}})
+
+
+def _push_error(name: str, exc: Exception) -> None:
+    """Leave the error as an XCom (``mlcicd_error``) so that REST clients can show it."""
+    try:
+        from airflow.sdk import get_current_context
+
+        context = get_current_context()
+    except Exception:  # not inside a running task (unit tests): nothing to push to
+        return
+    kind = getattr(exc, "kind", "error")
+    message = str(exc) if isinstance(exc, MlcicdError) else f"{type(exc).__name__}: {exc}"
+    context["ti"].xcom_push(key="mlcicd_error", value={"stage": name, "kind": kind, "message": message})
 
 
 def _seed(params: dict[str, Any], run_date: datetime | None) -> int:
@@ -191,7 +206,7 @@ def train(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict[st
                 "experiment_id": experiment_id,
             },
         )
-        return result.to_dict()
+        return {**result.to_dict(), "experiment_id": experiment_id}
 
 
 def evaluate(
@@ -206,18 +221,18 @@ def evaluate(
 
     with stage(run_id, "evaluate_candidate") as settings:
         ref = data.BatchRef.from_dict(batch)
-        tr = TrainResult.from_dict(trained)
+        tr = TrainResult.from_dict({k: v for k, v in trained.items() if k != "experiment_id"})
         c, _ = _mlflow(settings)
         holdout = pd.read_parquet(tr.holdout_path)
         x, y = holdout.drop(columns=[ref.target]), holdout[ref.target].to_numpy()
-        cand = evaluation.score(registry.load_sklearn(tr.model_uri), x)
+        cand = evaluation.score(registry.load_sklearn(tr.model_uri, settings.tracking_uri), x)
         cand_metrics = evaluation.all_metrics(y, cand)
         champ_ref = registry.champion(c, str(params["model_name"]))
         champ_metrics = comparison = note = None
         curves = {"candidate": cand}
         if champ_ref is not None:
             try:
-                champ = evaluation.score(registry.load_sklearn(champ_ref.model_uri), x)
+                champ = evaluation.score(registry.load_sklearn(champ_ref.model_uri, settings.tracking_uri), x)
             except Exception as exc:  # a champion that cannot score this batch is recorded, not fatal
                 note = f"pass champion v{champ_ref.version} could not score this holdout ({exc}); thresholds decide"
             else:
@@ -335,7 +350,7 @@ def deploy(
             str(params.get("deploy_target") or settings.deploy_target), settings, rel.model_name
         )
         sample = pd.read_parquet(trained["holdout_path"]).drop(columns=[batch["target"]]).head(SMOKE_ROWS)
-        expected = registry.load_sklearn(trained["model_uri"]).predict(sample)
+        expected = registry.load_sklearn(trained["model_uri"], settings.tracking_uri).predict(sample)
         smoke = dep.SmokeTest(
             payload={"dataframe_split": json.loads(sample.to_json(orient="split", index=False))},
             expected=[v.item() if hasattr(v, "item") else v for v in expected],

@@ -98,10 +98,14 @@ def tag_decision(
             c.set_model_version_tag(model_name, version, k, v)
 
 
-def load_sklearn(model_uri: str) -> Any:
-    """Load a logged scikit-learn model, without skops' flood of deprecation warnings."""
+def load_sklearn(model_uri: str, tracking_uri: str) -> Any:
+    """Load a logged scikit-learn model from ``tracking_uri``, without skops' deprecation warnings.
+
+    The URI is set here because each Airflow task runs in its own process.
+    """
     import mlflow.sklearn
 
+    mlflow.set_tracking_uri(tracking_uri)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)

@@ -28,6 +28,7 @@ class Settings:
     local_server_module: str
     health_timeout_s: float
     suites_dir: Path
+    retrain_schedule: str | None
 
     @property
     def runs_dir(self) -> Path:
@@ -66,4 +67,10 @@ def load() -> Settings:
         local_server_module=os.getenv("MLCICD_LOCAL_SERVER_MODULE", "mlcicd.serving"),
         health_timeout_s=float(os.getenv("MLCICD_HEALTH_TIMEOUT_S", "90")),
         suites_dir=Path(os.getenv("MLCICD_SUITES_DIR", PROJECT_ROOT / "include" / "suites")).resolve(),
+        retrain_schedule=_schedule(os.getenv("MLCICD_RETRAIN_SCHEDULE", "@daily")),
     )
+
+
+def _schedule(value: str) -> str | None:
+    """A cron expression or preset; ``none`` (or empty) means manual and API-triggered runs only."""
+    return None if value.strip().lower() in ("", "none", "manual") else value.strip()

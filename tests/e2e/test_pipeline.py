@@ -25,7 +25,7 @@ MODEL = "mlcicd_churn"
 
 def load_model(uri: str):
     registry.client(load().tracking_uri)  # points the mlflow module at the session's store
-    return registry.load_sklearn(uri)
+    return registry.load_sklearn(uri, load().tracking_uri)
 
 
 def champion_version() -> str | None:

@@ -32,7 +32,7 @@ def logged(tmp_path_factory):
         run_name="unit",
         tags={"k": "v"},
     )
-    return c, ref, result
+    return c, ref, result, uri
 
 
 @pytest.mark.parametrize("estimator", training.ESTIMATORS)
@@ -60,7 +60,7 @@ def test_bad_train_params_are_named():
 
 
 def test_run_records_params_metrics_dataset_code_version(logged):
-    c, ref, result = logged
+    c, ref, result, _ = logged
     run = c.get_run(result.mlflow_run_id)
     assert run.data.params["estimator"] == "logistic_regression"
     assert run.data.params["holdout_rows"] == "200"
@@ -75,7 +75,7 @@ def test_run_records_params_metrics_dataset_code_version(logged):
 def test_model_has_signature_example_and_pinned_requirements(logged, tmp_path):
     import mlflow
 
-    _, _, result = logged
+    _, _, result, uri = logged
     info = mlflow.models.get_model_info(result.model_uri)
     assert [s["name"] for s in info.signature.inputs.to_dict()] == [
         "customer_age", "tenure_months", "monthly_charges", "total_charges", "support_calls",
@@ -85,5 +85,5 @@ def test_model_has_signature_example_and_pinned_requirements(logged, tmp_path):
     reqs = open(f"{local}/requirements.txt").read().split()
     assert any(r.startswith("scikit-learn==") for r in reqs) and all("==" in r for r in reqs)
     assert json.load(open(f"{local}/input_example.json"))
-    model = registry.load_sklearn(result.model_uri)
+    model = registry.load_sklearn(result.model_uri, uri)
     assert hasattr(model, "predict_proba")

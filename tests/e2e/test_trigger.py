@@ -1,0 +1,221 @@
+"""The CI trigger client against a real Airflow: API server, scheduler and DAG processor on loopback.
+
+SQLite metadata DB, LocalExecutor with small parallelism; every task runs in its own worker
+process, as in production. The server is stopped with SIGINT (see STACK_NOTES).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.e2e
+VENV_BIN = Path(sys.executable).parent
+PASSWORD = "trigger-test-password"
+COMPONENTS = ("api-server", "scheduler", "dag-processor")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def token(url: str) -> str:
+    r = requests.post(f"{url}/auth/token", json={"username": "admin", "password": PASSWORD}, timeout=10)
+    r.raise_for_status()
+    return r.json()["access_token"]
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory):
+    root = tmp_path_factory.mktemp("airflow-server")
+    home = root / "home"
+    home.mkdir()
+    (home / "passwords.json").write_text(json.dumps({"admin": PASSWORD}))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLCICD_"))}
+    env.update(
+        {
+            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(Path(__file__).resolve().parents[2] / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(Path(__file__).resolve().parents[2] / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "2",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+            "AIRFLOW__API_AUTH__JWT_SECRET": "mlcicd-test-" + "x" * 64,
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__BASE_URL": url,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "MLCICD_STATE_DIR": str(root / "state"),
+            "MLCICD_LOCAL_PORT": str(free_port()),
+            "MLCICD_RETRAIN_SCHEDULE": "none",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+        }
+    )
+    subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)
+    procs = [
+        subprocess.Popen(
+            [str(VENV_BIN / "airflow"), c],
+            env=env,
+            stdout=open(root / f"{c}.log", "wb"),
+            stderr=subprocess.STDOUT,
+        )
+        for c in COMPONENTS
+    ]
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                h = requests.get(f"{url}/api/v2/monitor/health", timeout=5).json()
+                ready = h["scheduler"]["status"] == "healthy" and h["dag_processor"]["status"] == "healthy"
+                if ready:
+                    r = requests.get(
+                        f"{url}/api/v2/dags/ml_retrain",
+                        headers={"Authorization": f"Bearer {token(url)}"},
+                        timeout=5,
+                    )
+                    if r.status_code == 200:
+                        break
+            except requests.RequestException:
+                pass
+            assert all(p.poll() is None for p in procs), "an Airflow component exited; see its log in " + str(
+                root
+            )
+            assert time.monotonic() < deadline, f"Airflow did not become ready; logs in {root}"
+            time.sleep(1)
+        yield {"url": url, "env": env, "root": root}
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        subprocess.run([sys.executable, "-m", "mlcicd", "stop"], env=env, capture_output=True)
+
+
+def trigger(airflow, *args: str, user: str = "admin", password: str = PASSWORD, url: str | None = None):
+    env = {**airflow["env"], "MLCICD_AIRFLOW_USERNAME": user, "MLCICD_AIRFLOW_PASSWORD": password}
+    out = subprocess.run(
+        [sys.executable, "-m", "mlcicd", "trigger", "--url", url or airflow["url"], "--json", "--poll", "1", *args],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    lines = out.stdout.strip().splitlines()
+    assert lines, out.stderr[-2000:]
+    return out.returncode, json.loads(lines[-1]), out.stderr
+
+
+def run_count(airflow) -> int:
+    r = requests.get(
+        f"{airflow['url']}/api/v2/dags/ml_retrain/dagRuns",
+        headers={"Authorization": f"Bearer {token(airflow['url'])}"},
+        timeout=10,
+    )
+    r.raise_for_status()
+    return r.json()["total_entries"]
+
+
+def test_wrong_credentials(airflow):
+    code, s, _ = trigger(airflow, "--sha", "a" * 40, password="wrong")
+    assert code == 1 and "refused the credentials" in s["error"]["message"]
+
+
+def test_unreachable_server_gives_up_after_bounded_retries(airflow):
+    started = time.monotonic()
+    code, s, _ = trigger(airflow, "--sha", "a" * 40, url=f"http://127.0.0.1:{free_port()}")
+    assert (
+        code == 1
+        and "cannot reach Airflow" in s["error"]["message"]
+        and "after 4 attempts" in s["error"]["message"]
+    )
+    assert time.monotonic() - started < 60
+
+
+def test_unknown_dag(airflow):
+    code, s, _ = trigger(airflow, "--sha", "a" * 40, "--dag", "no_such_dag")
+    assert (
+        code == 1
+        and "unknown DAG 'no_such_dag'" in s["error"]["message"]
+        and "ml_retrain" in s["error"]["message"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        ("min_roc_auc=2", "min_roc_auc=2 is invalid"),
+        ("estimator=svm", "estimator='svm' is invalid"),
+        ("typo=1", "unknown param(s) typo"),
+    ],
+)
+def test_conf_that_fails_the_params_schema_is_not_sent(airflow, conf, message):
+    code, s, _ = trigger(airflow, "--sha", "a" * 40, "--conf", conf, "--unpause")
+    assert code == 2 and message in s["error"]["message"]
+    assert run_count(airflow) == 0
+
+
+def test_paused_dag_is_not_unpaused_unless_asked(airflow):
+    code, s, _ = trigger(airflow, "--sha", "a" * 40, "--conf", "synthetic_seed=1")
+    assert code == 1 and "is paused" in s["error"]["message"] and "--unpause" in s["error"]["message"]
+    assert run_count(airflow) == 0
+
+
+def test_promotion(airflow):
+    code, s, progress = trigger(
+        airflow, "--sha", "a" * 40, "--conf", "synthetic_seed=1", "--wait", "--unpause"
+    )
+    assert code == 0, s
+    assert s["outcome"] == "promoted" and s["champion_version"] == "1"
+    assert s["candidate"]["model_version"] == "1" and s["candidate"]["mlflow_run_id"]
+    assert s["gate"]["reasons"] and s["run_id"].startswith("ci__aaaaaaaaaaaa__")
+    assert "promote_champion     success" in progress
+    assert requests.get(f"{s['deployment']['endpoint']}/version", timeout=5).json()["version"] == "1"
+
+
+def test_retriggering_the_same_commit_attaches(airflow):
+    before = run_count(airflow)
+    code, s, progress = trigger(airflow, "--sha", "a" * 40, "--conf", "synthetic_seed=1", "--wait")
+    assert code == 0 and s["outcome"] == "promoted" and "attaching to" in progress
+    assert run_count(airflow) == before
+
+
+def test_gate_rejection_has_its_own_exit_code(airflow):
+    weak = ["--conf", "estimator=random_forest", "--conf", "n_estimators=1", "--conf", "max_depth=1"]
+    code, s, _ = trigger(airflow, "--sha", "b" * 40, *weak, "--wait")
+    assert code == 5 and s["outcome"] == "rejected" and s["champion_version"] == "1"
+    assert any(r.startswith("FAIL") for r in s["gate"]["reasons"])
+    code, s, _ = trigger(airflow, "--sha", "b" * 40, *weak, "--wait", "--accept-rejection")
+    assert code == 0 and s["outcome"] == "rejected"
+
+
+def test_data_validation_failure_has_its_own_exit_code(airflow):
+    code, s, _ = trigger(airflow, "--sha", "c" * 40, "--conf", "synthetic_corruption=nulls", "--wait")
+    assert code == 3 and s["outcome"] == "data_rejected"
+    assert (
+        s["error"]["stage"] == "validate_data"
+        and "expect_column_values_to_not_be_null" in s["error"]["message"]
+    )
+    assert s["tasks"]["train_model"] == "upstream_failed"
+
+
+def test_timeout(airflow):
+    code, s, _ = trigger(airflow, "--sha", "d" * 40, "--conf", "synthetic_seed=4", "--wait", "--timeout", "1")
+    assert code == 1 and "timed out after 1 s" in s["error"]["message"]
