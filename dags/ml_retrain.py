@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Param, dag, task
 
 from mlcicd import pipeline, settings
+from mlcicd.links import DataDocsLink, MlflowRunLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -191,6 +192,9 @@ def ml_retrain() -> None:
     validation = validate_data(batch)
     trained = train_model(batch, validation)
     evaluated = evaluate_candidate(batch, trained)
+    validation.operator.operator_extra_links = (DataDocsLink(),)
+    trained.operator.operator_extra_links = (MlflowRunLink(),)
+    evaluated.operator.operator_extra_links = (MlflowRunLink(),)
     branch = decide_promotion(trained, evaluated)
     release = register_model(trained, branch["decision"])
     deployment = deploy_model(release, trained, batch)

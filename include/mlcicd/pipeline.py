@@ -74,6 +74,19 @@ def _push_error(name: str, exc: Exception) -> None:
     context["ti"].xcom_push(key="mlcicd_error", value={"stage": name, "kind": kind, "message": message})
 
 
+def push_links(**links: str | None) -> None:
+    """Leave UI links for this task (read by :mod:`mlcicd.links` when the task ends)."""
+    from mlcicd.links import LINKS_XCOM
+
+    try:
+        from airflow.sdk import get_current_context
+
+        context = get_current_context()
+    except Exception:  # not inside a running task
+        return
+    context["ti"].xcom_push(key=LINKS_XCOM, value={k: v for k, v in links.items() if v})
+
+
 def _seed(params: dict[str, Any], run_date: datetime | None) -> int:
     if params.get("synthetic_seed") is not None:
         return int(params["synthetic_seed"])
@@ -137,6 +150,7 @@ def validate(run_id: str, batch: dict[str, Any]) -> dict[str, Any]:
             failures=failures,
         )
         record.update(_run_dir(settings, run_id), validation=outcome.to_dict())
+        push_links(data_docs=settings.data_docs_url(report))
         if not ok:
             lines = "\n".join(f"  - {f}" for f in failures)
             raise ValidationFailed(
@@ -206,6 +220,7 @@ def train(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict[st
                 "experiment_id": experiment_id,
             },
         )
+        push_links(mlflow_run=settings.mlflow_run_url(experiment_id, result.mlflow_run_id))
         return {**result.to_dict(), "experiment_id": experiment_id}
 
 
@@ -269,6 +284,7 @@ def evaluate(
             champion_note=note,
         )
         record.update(_run_dir(settings, run_id), evaluation=result.to_dict())
+        push_links(mlflow_run=settings.mlflow_run_url(trained["experiment_id"], tr.mlflow_run_id))
         log.info("candidate holdout metrics: %s", {k: round(v, 4) for k, v in cand_metrics.items()})
         return result.to_dict()
 

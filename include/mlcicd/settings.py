@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Where the Airflow plugin serves the GX Data Docs, under the API server's base URL.
+DATA_DOCS_URL_PREFIX = "/mlcicd/data-docs"
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class Settings:
     health_timeout_s: float
     suites_dir: Path
     retrain_schedule: str | None
+    mlflow_ui_url: str
+    airflow_url: str
 
     @property
     def runs_dir(self) -> Path:
@@ -45,6 +49,21 @@ class Settings:
     @property
     def deployments_dir(self) -> Path:
         return self.state_dir / "deployments"
+
+    def data_docs_url(self, report_path: str | None) -> str | None:
+        """The report's address as the Airflow plugin serves it, or None when outside the docs folder."""
+        if not report_path:
+            return None
+        try:
+            relative = Path(report_path).resolve().relative_to(self.data_docs_dir.resolve())
+        except ValueError:
+            return None
+        from urllib.parse import quote
+
+        return f"{self.airflow_url}{DATA_DOCS_URL_PREFIX}/{quote(relative.as_posix())}"
+
+    def mlflow_run_url(self, experiment_id: str, run_id: str) -> str:
+        return f"{self.mlflow_ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
 
     @property
     def artifact_root(self) -> Path:
@@ -68,6 +87,8 @@ def load() -> Settings:
         health_timeout_s=float(os.getenv("MLCICD_HEALTH_TIMEOUT_S", "90")),
         suites_dir=Path(os.getenv("MLCICD_SUITES_DIR", PROJECT_ROOT / "include" / "suites")).resolve(),
         retrain_schedule=_schedule(os.getenv("MLCICD_RETRAIN_SCHEDULE", "@daily")),
+        mlflow_ui_url=os.getenv("MLCICD_MLFLOW_URL", "http://127.0.0.1:5000").rstrip("/"),
+        airflow_url=os.getenv("AIRFLOW__API__BASE_URL", "http://localhost:8080").rstrip("/"),
     )
 
 

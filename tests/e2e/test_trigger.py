@@ -6,6 +6,7 @@ process, as in production. The server is stopped with SIGINT (see STACK_NOTES).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -108,7 +109,9 @@ def airflow(tmp_path_factory):
             try:
                 p.wait(30)
             except subprocess.TimeoutExpired:
-                p.kill()
+                pass
+            with contextlib.suppress(ProcessLookupError):  # children such as serve-logs and workers
+                os.killpg(p.pid, signal.SIGKILL)
         subprocess.run([sys.executable, "-m", "mlcicd", "stop"], env=env, capture_output=True)
 
 
@@ -131,6 +134,18 @@ def run_count(airflow) -> int:
     )
     r.raise_for_status()
     return r.json()["total_entries"]
+
+
+def links(airflow, run_id: str, task_id: str) -> dict[str, str]:
+    from urllib.parse import quote
+
+    r = requests.get(
+        f"{airflow['url']}/api/v2/dags/ml_retrain/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/links",
+        headers={"Authorization": f"Bearer {token(airflow['url'])}"},
+        timeout=10,
+    )
+    r.raise_for_status()
+    return r.json()["extra_links"]
 
 
 def test_wrong_credentials(airflow):
@@ -188,6 +203,14 @@ def test_promotion(airflow):
     assert s["gate"]["reasons"] and s["run_id"].startswith("ci__aaaaaaaaaaaa__")
     assert "promote_champion     success" in progress
     assert requests.get(f"{s['deployment']['endpoint']}/version", timeout=5).json()["version"] == "1"
+    for task in ("train_model", "evaluate_candidate"):
+        assert links(airflow, s["run_id"], task)["MLflow run"].endswith(
+            f"/runs/{s['candidate']['mlflow_run_id']}"
+        )
+    report = links(airflow, s["run_id"], "validate_data")["Data validation report"]
+    assert report.startswith(airflow["url"] + "/mlcicd/data-docs/validations/synthetic_churn/")
+    page = requests.get(report, timeout=10)
+    assert page.status_code == 200 and "synthetic_churn" in page.text
 
 
 def test_retriggering_the_same_commit_attaches(airflow):
@@ -214,6 +237,9 @@ def test_data_validation_failure_has_its_own_exit_code(airflow):
         and "expect_column_values_to_not_be_null" in s["error"]["message"]
     )
     assert s["tasks"]["train_model"] == "upstream_failed"
+    report = links(airflow, s["run_id"], "validate_data")["Data validation report"]
+    page = requests.get(report, timeout=10)
+    assert page.status_code == 200 and "monthly_charges" in page.text and "null" in page.text
 
 
 def test_timeout(airflow):

@@ -1,0 +1,34 @@
+"""Operator extra links shown on task pages in the Airflow UI: the MLflow run, the GX report.
+
+Tasks leave their links in the ``mlcicd_links`` XCom (see :func:`mlcicd.pipeline.push_links`);
+Airflow calls ``get_link`` at the end of the task and stores the result for the UI. The classes
+are registered by ``plugins/mlcicd_plugin.py`` so that the API server can show them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseOperatorLink
+
+LINKS_XCOM = "mlcicd_links"
+
+
+class _XComLink(BaseOperatorLink):
+    entry = ""
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        links = XCom.get_value(ti_key=ti_key, key=LINKS_XCOM) or {}
+        return str(links.get(self.entry) or "")
+
+
+class MlflowRunLink(_XComLink):
+    name = "MLflow run"
+    entry = "mlflow_run"
+
+
+class DataDocsLink(_XComLink):
+    name = "Data validation report"
+    entry = "data_docs"
