@@ -2,6 +2,9 @@
 
     make bench            # or: .state/venv/bin/python benchmarks/bench.py [--runs 3] [--parses 9]
 
+Also measured (issue #4): latency the trigger client and the REST path add, from the trigger
+call to the run's first task starting, and from the run's end to the client's exit.
+
 Budgets (issue #2): each DAG file parses in at most 0.15 s more than `from airflow.sdk import dag,
 task` alone; `make run` on the default data takes under 60 s on 2 cores once set up.
 """
@@ -85,10 +88,54 @@ def timed_runs(n: int) -> list[dict]:
     return results
 
 
+def trigger_latency(n: int) -> list[tuple[float, float, float]]:
+    """(trigger call -> first task start, run end -> client exit, whole run) for n runs on a real Airflow."""
+    from datetime import datetime
+
+    from mlcicd import devserver
+
+    root = Path(tempfile.mkdtemp(prefix="mlcicd-bench-airflow-"))
+    extra = {
+        "MLCICD_STATE_DIR": str(root / "state"),
+        "MLCICD_LOCAL_PORT": str(free_port()),
+        "MLCICD_RETRAIN_SCHEDULE": "none",
+    }
+    server = devserver.start(root / "home", password="bench", extra_env=extra)
+    results = []
+    try:
+        for i in range(n):
+            env = {**server.env, "MLCICD_AIRFLOW_USERNAME": "admin", "MLCICD_AIRFLOW_PASSWORD": "bench"}
+            called = time.time()
+            out = subprocess.run(
+                [sys.executable, "-m", "mlcicd", "trigger", "--url", server.url, "--sha", f"{i:040x}",
+                 "--conf", f"synthetic_seed={200 + i}", "--conf", "max_degradation=0.5", "--wait", "--unpause", "--json"],
+                env=env, capture_output=True, text=True,
+            )  # fmt: skip
+            exited = time.time()
+            summary = json.loads(out.stdout.strip().splitlines()[-1])
+            run = server.get(f"/api/v2/dags/ml_retrain/dagRuns/{summary['run_id']}")
+            tis = server.get(f"/api/v2/dags/ml_retrain/dagRuns/{summary['run_id']}/taskInstances")[
+                "task_instances"
+            ]
+            first = min(datetime.fromisoformat(t["start_date"]).timestamp() for t in tis if t["start_date"])
+            end = datetime.fromisoformat(run["end_date"]).timestamp()
+            results.append((first - called, exited - end, end - first))
+            print(f"  run {i + 1}: {summary['outcome']}; trigger->first task {first - called:.2f} s, "
+                  f"run end->client exit {exited - end:.2f} s, run {end - first:.1f} s", flush=True)  # fmt: skip
+    finally:
+        devserver.stop(server)
+        subprocess.run([sys.executable, "-m", "mlcicd", "stop"], env=server.env, capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parses", type=int, default=9, help="fresh interpreters per DAG file")
     parser.add_argument("--runs", type=int, default=3, help="end-to-end runs")
+    parser.add_argument(
+        "--triggers", type=int, default=3, help="runs through a real Airflow and the trigger client"
+    )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
 
@@ -113,6 +160,12 @@ def main() -> None:
     for stage in stages:
         values = [r["stages"][stage]["seconds"] for r in runs if stage in r["stages"]]
         print(f"    {stage:<20} {statistics.median(values):6.2f}")
+
+    print(f"\ntrigger client on a real Airflow (LocalExecutor, SQLite; {args.triggers} runs)")
+    lat = trigger_latency(args.triggers)
+    print(f"  median trigger call -> first task start: {statistics.median(x[0] for x in lat):.2f} s")
+    print(f"  median run end -> client exit:           {statistics.median(x[1] for x in lat):.2f} s")
+    print(f"  median run (first task start -> end):    {statistics.median(x[2] for x in lat):.1f} s")
 
 
 if __name__ == "__main__":

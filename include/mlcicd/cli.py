@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -321,6 +322,35 @@ def stop_servers() -> list[str]:
     return stopped
 
 
+def run_airflow(port: int) -> int:
+    """Serve the Airflow UI over the same metadata DB and state folder as ``mlcicd run``."""
+    from mlcicd import devserver
+
+    settings = load()
+    password = os.getenv("MLCICD_AIRFLOW_PASSWORD", "admin")
+    keep = {k: v for k, v in os.environ.items() if k.startswith("MLCICD_")}
+    print(f"starting Airflow on http://127.0.0.1:{port} (state in {settings.state_dir}) ...", flush=True)
+    server = devserver.start(settings.state_dir / "airflow", port=port, password=password, extra_env=keep)
+    print(f"Airflow UI: {server.url}  user {devserver.USER}, password {password!r} (MLCICD_AIRFLOW_PASSWORD)")
+    print(f"Trigger from another shell: MLCICD_AIRFLOW_USERNAME=admin MLCICD_AIRFLOW_PASSWORD={password} "
+          f"python -m mlcicd trigger --url {server.url} --wait --unpause")  # fmt: skip
+    print("Ctrl-C stops it.", flush=True)
+
+    def interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # a SIGTERM must stop the components too
+    try:
+        while all(p.poll() is None for p in server.procs):
+            time.sleep(1)
+        print("an Airflow component exited; see the logs in " + str(server.home), file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        devserver.stop(server)
+
+
 def run_trigger(args: argparse.Namespace) -> int:
     from mlcicd import trigger
 
@@ -396,8 +426,12 @@ def main(argv: list[str] | None = None) -> None:
         "--mlflow-url", default=os.getenv("MLCICD_MLFLOW_URL"), help="MLflow UI base URL, for links"
     )
     trig.add_argument("--json", action="store_true", help="print one JSON summary object at the end")
+    ui = sub.add_parser("airflow", help="the Airflow UI and scheduler on the embedded default (Ctrl-C stops)")
+    ui.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
 
+    if args.command == "airflow":
+        sys.exit(run_airflow(args.port))
     if args.command == "trigger":
         sys.exit(run_trigger(args))
 

@@ -6,113 +6,40 @@ process, as in production. The server is stopped with SIGINT (see STACK_NOTES).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
+from mlcicd import devserver
+
 pytestmark = pytest.mark.e2e
-VENV_BIN = Path(sys.executable).parent
 PASSWORD = "trigger-test-password"
-COMPONENTS = ("api-server", "scheduler", "dag-processor")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory):
+    root = tmp_path_factory.mktemp("airflow-server")
+    extra = {
+        "MLCICD_STATE_DIR": str(root / "state"),
+        "MLCICD_LOCAL_PORT": str(devserver.free_port()),
+        "MLCICD_RETRAIN_SCHEDULE": "none",
+    }
+    server = devserver.start(root / "home", password=PASSWORD, extra_env=extra)
+    try:
+        yield {"url": server.url, "env": server.env, "root": root, "server": server}
+    finally:
+        devserver.stop(server)
+        subprocess.run([sys.executable, "-m", "mlcicd", "stop"], env=server.env, capture_output=True)
 
 
 def token(url: str) -> str:
     r = requests.post(f"{url}/auth/token", json={"username": "admin", "password": PASSWORD}, timeout=10)
     r.raise_for_status()
     return r.json()["access_token"]
-
-
-@pytest.fixture(scope="module")
-def airflow(tmp_path_factory):
-    root = tmp_path_factory.mktemp("airflow-server")
-    home = root / "home"
-    home.mkdir()
-    (home / "passwords.json").write_text(json.dumps({"admin": PASSWORD}))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLCICD_"))}
-    env.update(
-        {
-            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(Path(__file__).resolve().parents[2] / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(Path(__file__).resolve().parents[2] / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "2",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-            "AIRFLOW__API_AUTH__JWT_SECRET": "mlcicd-test-" + "x" * 64,
-            "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__BASE_URL": url,
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "MLCICD_STATE_DIR": str(root / "state"),
-            "MLCICD_LOCAL_PORT": str(free_port()),
-            "MLCICD_RETRAIN_SCHEDULE": "none",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-        }
-    )
-    subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)
-    procs = [
-        subprocess.Popen(
-            [str(VENV_BIN / "airflow"), c],
-            env=env,
-            stdout=open(root / f"{c}.log", "wb"),
-            stderr=subprocess.STDOUT,
-        )
-        for c in COMPONENTS
-    ]
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                h = requests.get(f"{url}/api/v2/monitor/health", timeout=5).json()
-                ready = h["scheduler"]["status"] == "healthy" and h["dag_processor"]["status"] == "healthy"
-                if ready:
-                    r = requests.get(
-                        f"{url}/api/v2/dags/ml_retrain",
-                        headers={"Authorization": f"Bearer {token(url)}"},
-                        timeout=5,
-                    )
-                    if r.status_code == 200:
-                        break
-            except requests.RequestException:
-                pass
-            assert all(p.poll() is None for p in procs), "an Airflow component exited; see its log in " + str(
-                root
-            )
-            assert time.monotonic() < deadline, f"Airflow did not become ready; logs in {root}"
-            time.sleep(1)
-        yield {"url": url, "env": env, "root": root}
-    finally:
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                pass
-            with contextlib.suppress(ProcessLookupError):  # children such as serve-logs and workers
-                os.killpg(p.pid, signal.SIGKILL)
-        subprocess.run([sys.executable, "-m", "mlcicd", "stop"], env=env, capture_output=True)
 
 
 def trigger(airflow, *args: str, user: str = "admin", password: str = PASSWORD, url: str | None = None):
@@ -155,7 +82,7 @@ def test_wrong_credentials(airflow):
 
 def test_unreachable_server_gives_up_after_bounded_retries(airflow):
     started = time.monotonic()
-    code, s, _ = trigger(airflow, "--sha", "a" * 40, url=f"http://127.0.0.1:{free_port()}")
+    code, s, _ = trigger(airflow, "--sha", "a" * 40, url=f"http://127.0.0.1:{devserver.free_port()}")
     assert (
         code == 1
         and "cannot reach Airflow" in s["error"]["message"]
