@@ -247,12 +247,18 @@ class LocalProcessTarget:
         (version_dir / "release.json").write_text(json.dumps(release.to_dict(), indent=2))
         return version_dir
 
+    @property
+    def prediction_log_dir(self) -> Path:
+        return self.root / "predictions"
+
     def _start(self, version_dir: Path, port: int) -> int:
         log = open(version_dir / "server.log", "ab")  # noqa: SIM115 - handed to the child process
         cmd = [
             sys.executable, "-m", self.settings.local_server_module,
             "--model-dir", str(version_dir), "--host", self.host, "--port", str(port),
         ]  # fmt: skip
+        if port == self.port:  # only live traffic is logged, not the staging smoke test
+            cmd += ["--prediction-log", str(self.prediction_log_dir)]
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         log.close()

@@ -11,7 +11,11 @@ Run it with ``python -m mlcicd.serving --model-dir DIR --port 5100``.
 # No `from __future__ import annotations` here: FastAPI reads the endpoint annotations at run time.
 import argparse
 import json
+import os
+import time
+import uuid
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +32,11 @@ def read_release(model_dir: Path) -> dict[str, Any]:
     return json.loads((model_dir / "release.json").read_text())
 
 
-def create_app(model_dir: Path) -> FastAPI:
-    """Load the model in ``model_dir`` and build the ASGI app."""
+def create_app(model_dir: Path, prediction_log: Path | None = None) -> FastAPI:
+    """Load the model in ``model_dir`` and build the ASGI app.
+
+    ``prediction_log``: folder for the prediction log (see :mod:`mlcicd.predlog`); None disables it.
+    """
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
     from mlflow.pyfunc.scoring_server import infer_and_parse_data
@@ -40,6 +47,31 @@ def create_app(model_dir: Path) -> FastAPI:
         model = mlflow.pyfunc.load_model(str(model_dir / "model"))
     input_schema = model.metadata.get_input_schema()
     app = FastAPI(title=f"mlcicd model server: {release.get('model_name')} v{release.get('version')}")
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        CollectorRegistry,
+        Counter,
+        Gauge,
+        Histogram,
+        generate_latest,
+    )
+    from starlette.responses import Response
+
+    from mlcicd.predlog import PredictionLogger
+
+    registry = CollectorRegistry()
+    requests_total = Counter("mlcicd_requests", "Requests to /invocations", ["status"], registry=registry)
+    latency = Histogram("mlcicd_request_seconds", "Latency of /invocations", ["status"], registry=registry)
+    predictions_total = Counter("mlcicd_predictions", "Predictions served", ["class_"], registry=registry)
+    Gauge("mlcicd_model_info", "The served model", ["model_name", "model_version"], registry=registry).labels(
+        str(release.get("model_name")), str(release.get("version"))
+    ).set(1)
+    predlog = PredictionLogger(prediction_log)
+    Gauge("mlcicd_prediction_log_dropped", "Prediction records dropped", registry=registry).set_function(
+        lambda: predlog.dropped
+    )
+    app.state.prediction_log = predlog
+    app.state.model_dir = model_dir
 
     def error(status: int, code: str, message: str) -> JSONResponse:
         return JSONResponse(status_code=status, content={"error_code": code, "message": message})
@@ -56,8 +88,20 @@ def create_app(model_dir: Path) -> FastAPI:
     def version() -> dict[str, Any]:
         return release
 
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
     @app.post("/invocations")
     async def invocations(request: Request) -> Any:
+        started = time.perf_counter()
+        response = await score(request)
+        status = str(response.status_code) if isinstance(response, JSONResponse) else "200"
+        requests_total.labels(status).inc()
+        latency.labels(status).observe(time.perf_counter() - started)
+        return response
+
+    async def score(request: Request) -> Any:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             return error(
@@ -80,7 +124,19 @@ def create_app(model_dir: Path) -> FastAPI:
         except (ValueError, TypeError, KeyError) as exc:
             return error(400, "INVALID_INPUT", f"{type(exc).__name__}: {exc}")
         values = predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
-        return {"predictions": values}
+        for v in values:
+            predictions_total.labels(str(v)).inc()
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        if predlog.enabled and hasattr(data, "to_dict"):
+            now = datetime.now(UTC).isoformat()
+            predlog.log(
+                [
+                    {"request_id": request_id, "row": i, "time": now, "model_name": release.get("model_name"),
+                     "model_version": release.get("version"), "features": features, "prediction": v}
+                    for i, (features, v) in enumerate(zip(data.to_dict(orient="records"), values, strict=True))
+                ]
+            )  # fmt: skip
+        return JSONResponse({"predictions": values}, headers={"X-Request-ID": request_id})
 
     return app
 
@@ -92,8 +148,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5100)
+    parser.add_argument(
+        "--prediction-log",
+        type=Path,
+        default=os.getenv("MLCICD_PREDICTION_LOG_DIR") or None,
+        help="folder of the prediction log (default: MLCICD_PREDICTION_LOG_DIR; unset: off)",
+    )
     args = parser.parse_args(argv)
-    uvicorn.run(create_app(args.model_dir), host=args.host, port=args.port, log_level="warning")
+    app = create_app(args.model_dir, args.prediction_log)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        app.state.prediction_log.close()
 
 
 if __name__ == "__main__":
