@@ -24,9 +24,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
 from mlcicd import pipeline, settings
+from mlcicd.assets import RETRAIN_REQUEST
 from mlcicd.links import DataDocsLink, MlflowRunLink
 
 if TYPE_CHECKING:
@@ -35,6 +36,14 @@ if TYPE_CHECKING:
 PROMOTE_BRANCH = "register_model"
 REJECT_BRANCH = "record_rejection"
 SERVICE_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=20)}
+
+_cron = settings.load().retrain_schedule
+# Time-scheduled and on retrain requests from ml_monitor; requests only when the time schedule is off.
+SCHEDULE = (
+    AssetOrTimeSchedule(timetable=CronTriggerTimetable(_cron, timezone="UTC"), assets=RETRAIN_REQUEST)
+    if _cron
+    else [RETRAIN_REQUEST]
+)
 
 PARAMS = {
     "dataset_uri": Param(
@@ -124,7 +133,7 @@ PARAMS = {
 
 
 @dag(
-    schedule=settings.load().retrain_schedule,
+    schedule=SCHEDULE,
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -140,7 +149,7 @@ def ml_retrain() -> None:
     def ingest_data(**context: Any) -> dict[str, Any]:
         """Read, check and store the batch."""
         run_date = context.get("logical_date") or context["dag_run"].run_after
-        return pipeline.ingest(context["run_id"], context["params"], run_date)
+        return pipeline.ingest(context["run_id"], pipeline.params_of(context), run_date)
 
     @task
     def validate_data(batch: dict[str, Any], **context: Any) -> dict[str, Any]:
@@ -150,31 +159,31 @@ def ml_retrain() -> None:
     @task
     def train_model(batch: dict[str, Any], validation: dict[str, Any], **context: Any) -> dict[str, Any]:
         """Train the candidate pipeline, tracked in MLflow."""
-        return pipeline.train(context["run_id"], batch, context["params"])
+        return pipeline.train(context["run_id"], batch, pipeline.params_of(context))
 
     @task
     def evaluate_candidate(batch: dict[str, Any], trained: dict[str, Any], **context: Any) -> dict[str, Any]:
         """Score candidate and champion on the same holdout."""
-        return pipeline.evaluate(context["run_id"], batch, trained, context["params"])
+        return pipeline.evaluate(context["run_id"], batch, trained, pipeline.params_of(context))
 
     @task.branch
     def decide_promotion(trained: dict[str, Any], evaluated: dict[str, Any], **context: Context) -> str:
         """Apply the promotion gate and branch on its decision."""
-        decision = pipeline.decide(context["run_id"], trained, evaluated, context["params"])
+        decision = pipeline.decide(context["run_id"], trained, evaluated, pipeline.params_of(context))
         context["ti"].xcom_push(key="decision", value=decision)
         return PROMOTE_BRANCH if decision["promote"] else REJECT_BRANCH
 
     @task(task_id=PROMOTE_BRANCH, **SERVICE_RETRIES)
     def register_model(trained: dict[str, Any], decision: dict[str, Any], **context: Any) -> dict[str, Any]:
         """Register the candidate and alias it challenger."""
-        return pipeline.register(context["run_id"], trained, decision, context["params"])
+        return pipeline.register(context["run_id"], trained, decision, pipeline.params_of(context))
 
     @task(**SERVICE_RETRIES)
     def deploy_model(
         release: dict[str, Any], trained: dict[str, Any], batch: dict[str, Any], **context: Any
     ) -> dict[str, Any]:
         """Deploy the challenger and smoke-test it; roll back on failure."""
-        return pipeline.deploy(context["run_id"], release, trained, batch, context["params"])
+        return pipeline.deploy(context["run_id"], release, trained, batch, pipeline.params_of(context))
 
     @task(**SERVICE_RETRIES)
     def promote_champion(
@@ -186,7 +195,7 @@ def ml_retrain() -> None:
     @task(task_id=REJECT_BRANCH)
     def record_rejection(decision: dict[str, Any], **context: Any) -> dict[str, Any]:
         """Record why the candidate was rejected."""
-        return pipeline.reject(context["run_id"], decision, context["params"])
+        return pipeline.reject(context["run_id"], decision, pipeline.params_of(context))
 
     batch = ingest_data()
     validation = validate_data(batch)

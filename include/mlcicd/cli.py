@@ -82,16 +82,16 @@ def parse_conf(pairs: list[str]) -> dict[str, Any]:
     return conf
 
 
-def load_dag() -> Any:
+def load_dag(dag_id: str = DAG_ID) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
         errors = "\n".join(f"{k}: {v}" for k, v in bag.import_errors.items())
         raise RuntimeError(f"DAG files failed to import:\n{errors}")
-    dag = bag.get_dag(DAG_ID)
+    dag = bag.get_dag(dag_id)
     if dag is None:
-        raise RuntimeError(f"DAG {DAG_ID!r} not found in {os.environ['AIRFLOW__CORE__DAGS_FOLDER']}")
+        raise RuntimeError(f"DAG {dag_id!r} not found in {os.environ['AIRFLOW__CORE__DAGS_FOLDER']}")
     return dag
 
 

@@ -249,7 +249,7 @@ class LocalProcessTarget:
 
     @property
     def prediction_log_dir(self) -> Path:
-        return self.root / "predictions"
+        return self.settings.predictions_for(self.model_name)
 
     def _start(self, version_dir: Path, port: int) -> int:
         log = open(version_dir / "server.log", "ab")  # noqa: SIM115 - handed to the child process

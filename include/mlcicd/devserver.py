@@ -57,9 +57,10 @@ def free_port() -> int:
 
 
 def server_env(home: Path, port: int, password: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of every component; a caller's AIRFLOW_* and MLCICD_* are replaced."""
+    """The environment of every component; a caller's AIRFLOW_*, MLCICD_* and MLFLOW_* are replaced."""
     url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLCICD_"))}
+    # MLFLOW_* too: mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI into the calling process.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLCICD_", "MLFLOW_"))}
     env.update(
         {
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def feature_drift(name: str, reference: pd.Series, current: pd.Series, t: DriftT
     if pd.api.types.is_numeric_dtype(ref) and pd.api.types.is_numeric_dtype(cur) and ref.nunique() > 10:
         res = stats.ks_2samp(ref.to_numpy(dtype=float), cur.to_numpy(dtype=float))
         stat, p = float(res.statistic), float(res.pvalue)
-        return FeatureDrift(name, "numeric", "ks", stat, p, stat, p < t.alpha and stat >= t.min_effect)
+        return FeatureDrift(name, "numeric", "ks", stat, p, stat, bool(p < t.alpha and stat >= t.min_effect))
     categories = sorted(set(map(str, ref.unique())) | set(map(str, cur.unique())))
     counts = np.array(
         [
@@ -106,8 +107,8 @@ def detect_drift(
         )
     features = [feature_drift(str(c), reference[c], current[c], t) for c in columns]
     tested = [f for f in features if f.feature != PREDICTION]
-    share = sum(f.drifted for f in tested) / len(tested) if tested else 0.0
-    return DriftResult(len(current), len(reference), features, share, share >= t.dataset_share)
+    share = float(sum(f.drifted for f in tested) / len(tested)) if tested else 0.0
+    return DriftResult(len(current), len(reference), features, share, bool(share >= t.dataset_share))
 
 
 @dataclass(frozen=True)
@@ -168,3 +169,155 @@ def decide_retrain(
             for w in recent
         ],
     )
+
+
+@dataclass
+class WindowReport:
+    """Everything one monitoring run found, JSON-ready (XCom, MLflow, the run record)."""
+
+    model_name: str
+    champion_version: str | None
+    window_start: str
+    window_end: str
+    predictions: int
+    malformed_records: int
+    drift: dict[str, Any] | None
+    decay: dict[str, Any] | None
+    decision: dict[str, Any]
+    note: str
+    report_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def labels_for(records: list[dict[str, Any]], labels_dir: Path) -> dict[tuple[str, int], Any]:
+    """Ground truth joined on (request_id, row) from ``labels_dir/*.jsonl`` ({"request_id", "row", "label"})."""
+    import json
+
+    wanted = {(r["request_id"], int(r["row"])) for r in records}
+    found: dict[tuple[str, int], Any] = {}
+    for path in sorted(labels_dir.glob("*.jsonl")) if labels_dir.exists() else []:
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                lab = json.loads(line)
+                key = (str(lab["request_id"]), int(lab["row"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+            if key in wanted:
+                found[key] = lab["label"]
+    return found
+
+
+def live_decay(
+    records: list[dict[str, Any]], labels: dict[tuple[str, int], Any], promoted_accuracy: float | None,
+    *, tolerance: float = 0.05, min_labels: int = 200,
+) -> dict[str, Any] | None:  # fmt: skip
+    """Live accuracy on labelled predictions against the accuracy recorded at promotion."""
+    labelled = [
+        (r["prediction"], labels[(r["request_id"], int(r["row"]))])
+        for r in records
+        if (r["request_id"], int(r["row"])) in labels
+    ]
+    if len(labelled) < min_labels or promoted_accuracy is None:
+        return None
+    accuracy = sum(1 for p, y in labelled if str(p) == str(y)) / len(labelled)
+    return {
+        "labelled": len(labelled),
+        "live_accuracy": accuracy,
+        "promoted_accuracy": promoted_accuracy,
+        "decayed": accuracy < promoted_accuracy - tolerance,
+        "tolerance": tolerance,
+    }
+
+
+def load_history(path: Path) -> tuple[list[WindowOutcome], datetime | None]:
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return [], None
+    history = [
+        WindowOutcome(
+            datetime.fromisoformat(w["end"]), w["predictions"], w["drift"], w["decay"], w.get("note", "")
+        )
+        for w in data.get("windows", [])
+    ]
+    last = data.get("last_retrain")
+    return history, datetime.fromisoformat(last) if last else None
+
+
+def save_history(path: Path, history: list[WindowOutcome], last_retrain: datetime | None) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "windows": [{**asdict(w), "end": w.end.isoformat()} for w in history[-500:]],
+        "last_retrain": last_retrain.isoformat() if last_retrain else None,
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
+def upsert(history: list[WindowOutcome], outcome: WindowOutcome) -> list[WindowOutcome]:
+    """Replace the window with the same end (a rerun of the task), keep the history sorted."""
+    return sorted([w for w in history if w.end != outcome.end] + [outcome], key=lambda w: w.end)
+
+
+def render_report(
+    reference: pd.DataFrame, current: pd.DataFrame, drift: DriftResult, title: str, decision: RetrainDecision
+) -> str:
+    """An HTML page: the verdict, a table of tests, and reference-vs-window plots per column."""
+    import base64
+    import html
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    rows, figures = [], []
+    for f in drift.features:
+        mark = "DRIFT" if f.drifted else "ok"
+        rows.append(
+            f"<tr class='{mark.lower()}'><td>{html.escape(f.feature)}</td><td>{f.kind}</td><td>{f.test}</td>"
+            f"<td>{f.statistic:.4g}</td><td>{f.p_value:.3g}</td><td>{f.effect:.3f}</td><td>{mark}</td></tr>"
+        )
+        fig, ax = plt.subplots(figsize=(4.2, 2.8))
+        ref, cur = reference[f.feature].dropna(), current[f.feature].dropna()
+        if f.kind == "numeric":
+            bins = 30
+            ax.hist(ref.astype(float), bins=bins, density=True, alpha=0.5, label="reference")
+            ax.hist(cur.astype(float), bins=bins, density=True, alpha=0.5, label="window")
+        else:
+            shares = pd.DataFrame(
+                {
+                    "reference": ref.astype(str).value_counts(normalize=True),
+                    "window": cur.astype(str).value_counts(normalize=True),
+                }
+            ).fillna(0)
+            shares.plot.bar(ax=ax, rot=30)
+        ax.set_title(f"{f.feature} ({mark})", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80)
+        plt.close(fig)
+        figures.append(
+            f"<img alt='{html.escape(f.feature)}' src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'>"
+        )
+    verdict = "RETRAIN" if decision.retrain else "no retrain"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:.2em .6em;border-bottom:1px solid #ddd}}
+tr.drift{{background:#fde2e1}} img{{margin:.3em;border:1px solid #eee}}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p><b>{drift.rows}</b> predictions against <b>{drift.reference_rows}</b> reference rows;
+{len(drift.drifted_features)} drifted column(s), drift share {drift.drift_share:.0%}
+({"dataset drift" if drift.dataset_drift else "no dataset drift"}).</p>
+<p>Decision: <b>{verdict}</b>: {html.escape(decision.reason)}</p>
+<table><tr><th>column</th><th>type</th><th>test</th><th>statistic</th><th>p-value</th><th>effect</th><th></th></tr>
+{"".join(rows)}</table><h2>Distributions</h2>{"".join(figures)}</body></html>"""

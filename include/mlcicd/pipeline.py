@@ -430,3 +430,147 @@ def reject(run_id: str, decision: dict[str, Any], params: dict[str, Any]) -> dic
         log.warning("candidate rejected; champion stays %s:\n%s", out["champion_version"],
                     "\n".join(f"  {r}" for r in decision["reasons"]))  # fmt: skip
         return out
+
+
+def monitor_window(run_id: str, params: dict[str, Any], window_end: datetime) -> dict[str, Any]:
+    """Evaluate one window of logged predictions and decide, under the guarded policy, whether to retrain."""
+    from datetime import timedelta
+
+    import mlflow
+    import pandas as pd
+
+    from mlcicd import monitoring, predlog, registry
+    from mlcicd.training import REFERENCE_ARTIFACT
+
+    with stage(run_id, "evaluate_window") as settings:
+        name = str(params["model_name"])
+        start = window_end - timedelta(minutes=int(params["window_minutes"]))
+        policy = monitoring.RetrainPolicy(
+            consecutive_windows=int(params["consecutive_windows"]),
+            cooldown=timedelta(hours=float(params["cooldown_hours"])),
+            min_predictions=int(params["min_predictions"]),
+        )
+        c, _ = _mlflow(settings)
+        champ = registry.champion(c, name)
+        history_path = settings.monitor_dir(name) / "history.json"
+        history, last_retrain = monitoring.load_history(history_path)
+
+        def finish(note: str, drift: Any = None, decay: Any = None, n: int = 0, malformed: int = 0,
+                   count_window: bool = True, report: str | None = None) -> dict[str, Any]:  # fmt: skip
+            nonlocal history, last_retrain
+            if count_window:
+                outcome = monitoring.WindowOutcome(
+                    window_end, n, bool(drift and drift.dataset_drift), bool(decay and decay["decayed"]), note
+                )
+                history = monitoring.upsert(history, outcome)
+                decision = monitoring.decide_retrain(history, window_end, last_retrain, policy)
+            else:
+                decision = monitoring.RetrainDecision(False, note)
+            if decision.retrain:
+                last_retrain = window_end
+            if count_window:
+                monitoring.save_history(history_path, history, last_retrain)
+            log.info("window %s .. %s: %s; retrain: %s (%s)", start, window_end, note or "evaluated",
+                     decision.retrain, decision.reason)  # fmt: skip
+            out = monitoring.WindowReport(
+                model_name=name, champion_version=champ.version if champ else None,
+                window_start=start.isoformat(), window_end=window_end.isoformat(), predictions=n,
+                malformed_records=malformed, drift=drift.to_dict() if drift else None, decay=decay,
+                decision={"retrain": decision.retrain, "reason": decision.reason, "evidence": decision.evidence},
+                note=note, report_path=report,
+            ).to_dict()  # fmt: skip
+            record.update(_run_dir(settings, run_id), monitor=out)
+            return out
+
+        if champ is None:
+            return finish(
+                f"no champion for {name}: nothing is served, nothing to monitor", count_window=False
+            )
+        records, malformed = predlog.read_window(settings.predictions_for(name), start, window_end)
+        if malformed:
+            log.warning("%s malformed prediction-log lines skipped", malformed)
+        if not records:
+            return finish("empty window: no prediction logged", malformed=malformed)
+        try:
+            ref_file = mlflow.artifacts.download_artifacts(
+                run_id=champ.run_id, artifact_path=REFERENCE_ARTIFACT, tracking_uri=settings.tracking_uri
+            )
+        except Exception as exc:  # an older champion may lack it: say so, do not guess
+            log.warning("champion v%s has no recorded training reference (%s)", champ.version, exc)
+            return finish(f"champion v{champ.version} has no recorded reference; retrain it with this version of mlcicd",
+                          n=len(records), malformed=malformed, count_window=False)  # fmt: skip
+        reference = pd.read_parquet(ref_file)
+        current = pd.DataFrame([r["features"] for r in records]).assign(
+            **{monitoring.PREDICTION: [r["prediction"] for r in records]}
+        )
+        if len(records) < policy.min_predictions:
+            return finish(
+                f"{len(records)} predictions: too few to test for drift", n=len(records), malformed=malformed
+            )
+        drift = monitoring.detect_drift(reference, current)
+        promoted = c.get_run(champ.run_id).data.metrics.get("holdout_accuracy")
+        decay = monitoring.live_decay(
+            records, monitoring.labels_for(records, settings.labels_for(name)), promoted
+        )
+        outcome_note = f"drifted: {', '.join(drift.drifted_features) or 'none'}"
+        result = finish(outcome_note, drift, decay, len(records), malformed)
+        decision = monitoring.RetrainDecision(**result["decision"])
+        report_dir = settings.monitor_dir(name) / "reports"
+        report_dir.mkdir(parents=True, exist_ok=True)
+        report_path = report_dir / f"{record.run_key(run_id)}.html"
+        report_path.write_text(
+            monitoring.render_report(
+                reference,
+                current,
+                drift,
+                f"{name} v{champ.version}: {start:%Y-%m-%d %H:%M} - {window_end:%H:%M} UTC",
+                decision,
+            )
+        )
+        experiment = registry.ensure_experiment(
+            c, f"{settings.experiment_name}_monitor", settings.artifact_root
+        )
+        with mlflow.start_run(experiment_id=experiment, run_name=f"{name}-{record.run_key(run_id)}",
+                              tags={"mlcicd.model_name": name, "mlcicd.champion_version": champ.version}) as run:  # fmt: skip
+            mlflow.log_metrics({"predictions": len(records), "drift_share": drift.drift_share,
+                                "drifted_features": len(drift.drifted_features), "retrain": int(decision.retrain)})  # fmt: skip
+            if decay:
+                mlflow.log_metrics({"live_accuracy": decay["live_accuracy"]})
+            mlflow.log_artifact(str(report_path), artifact_path="drift")
+            mlflow.log_dict(result, "drift/window.json")
+        push_links(mlflow_run=settings.mlflow_run_url(experiment, run.info.run_id))
+        result["report_path"] = str(report_path)
+        record.update(_run_dir(settings, run_id), monitor=result)
+        return result
+
+
+def retrain_request(report: dict[str, Any], monitor_params: dict[str, Any]) -> dict[str, Any]:
+    """The extra of the retrain-request Asset event (JSON): why, for which model, with what conf."""
+    conf = {**dict(monitor_params.get("retrain_conf") or {}), "model_name": report["model_name"]}
+    return {
+        "reason": report["decision"]["reason"],
+        "evidence": report["decision"]["evidence"],
+        "model_name": report["model_name"],
+        "window_end": report["window_end"],
+        "conf": conf,
+    }
+
+
+def params_of(context: Any) -> dict[str, Any]:
+    """The run's params, with the conf of the retrain requests that started it (if any) applied."""
+    events = context.get("triggering_asset_events") or {}
+    extras = [dict(e.extra or {}) for evs in events.values() for e in evs]
+    return params_from_events(context["params"], extras)
+
+
+def params_from_events(params: dict[str, Any], extras: list[dict[str, Any]]) -> dict[str, Any]:
+    """Params of a retrain started by retrain-request events: the newest event's conf wins.
+
+    Only keys that are params of the DAG are taken; a request cannot inject anything else.
+    """
+    merged = dict(params)
+    for extra in extras:
+        for key, value in (extra.get("conf") or {}).items():
+            if key in merged:
+                merged[key] = value
+    return merged

@@ -31,8 +31,11 @@ class Settings:
     health_timeout_s: float
     suites_dir: Path
     retrain_schedule: str | None
+    monitor_schedule: str | None
     mlflow_ui_url: str
     airflow_url: str
+    prediction_log_dir: Path | None
+    labels_dir: Path | None
 
     @property
     def runs_dir(self) -> Path:
@@ -65,6 +68,16 @@ class Settings:
     def mlflow_run_url(self, experiment_id: str, run_id: str) -> str:
         return f"{self.mlflow_ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
 
+    def predictions_for(self, model_name: str) -> Path:
+        """Where the served model's prediction log is (the local target's default beside its state)."""
+        return self.prediction_log_dir or self.deployments_dir / "local" / model_name / "predictions"
+
+    def labels_for(self, model_name: str) -> Path:
+        return self.labels_dir or self.state_dir / "labels" / model_name
+
+    def monitor_dir(self, model_name: str) -> Path:
+        return self.state_dir / "monitor" / model_name
+
     @property
     def artifact_root(self) -> Path:
         return self.state_dir / "mlflow" / "artifacts"
@@ -87,9 +100,16 @@ def load() -> Settings:
         health_timeout_s=float(os.getenv("MLCICD_HEALTH_TIMEOUT_S", "90")),
         suites_dir=Path(os.getenv("MLCICD_SUITES_DIR", PROJECT_ROOT / "include" / "suites")).resolve(),
         retrain_schedule=_schedule(os.getenv("MLCICD_RETRAIN_SCHEDULE", "@daily")),
+        monitor_schedule=_schedule(os.getenv("MLCICD_MONITOR_SCHEDULE", "@hourly")),
         mlflow_ui_url=os.getenv("MLCICD_MLFLOW_URL", "http://127.0.0.1:5000").rstrip("/"),
         airflow_url=os.getenv("AIRFLOW__API__BASE_URL", "http://localhost:8080").rstrip("/"),
+        prediction_log_dir=_path(os.getenv("MLCICD_PREDICTION_LOG_DIR")),
+        labels_dir=_path(os.getenv("MLCICD_LABELS_DIR")),
     )
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value).resolve() if value else None
 
 
 def _schedule(value: str) -> str | None:

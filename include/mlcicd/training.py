@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
     from mlcicd.data import BatchRef
 
+REFERENCE_ROWS = 5000
+REFERENCE_ARTIFACT = "reference/reference.parquet"
 ESTIMATORS = ("logistic_regression", "random_forest", "hist_gradient_boosting")
 
 
@@ -195,6 +197,12 @@ def train_and_log(
         mlflow.log_metrics(train_metrics)
         example = x_train.head(5)
         signature = infer_signature(example, pipeline.predict(example))
+        # The monitoring reference: what the model saw in training and what it predicted for it.
+        reference = x_train.sample(n=min(REFERENCE_ROWS, len(x_train)), random_state=params.random_seed)
+        reference = reference.assign(__prediction__=pipeline.predict(reference))
+        ref_path = run_dir / "reference.parquet"
+        reference.to_parquet(ref_path, index=False)
+        mlflow.log_artifact(str(ref_path), artifact_path="reference")
         info = mlflow.sklearn.log_model(
             pipeline,
             skops_trusted_types=trusted_types(pipeline),

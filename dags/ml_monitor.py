@@ -1,0 +1,102 @@
+"""Watch the served model: drift of logged predictions and decay against labels; request a retrain.
+
+### Stages
+1. **evaluate_window**: read the window's prediction log, compare each feature and the predicted
+   class with the champion's training reference (KS test for numeric, chi-square for categorical,
+   each with an effect-size floor), compare live accuracy on labelled predictions with the
+   accuracy recorded at promotion, write an HTML drift report to MLflow (link on the task).
+2. **decide_retrain**: the guarded policy: drift or decay in `consecutive_windows` windows in a
+   row, each with at least `min_predictions`, and `cooldown_hours` since the last retrain.
+3. **request_retrain**: emits an event on the `mlcicd_retrain_request` Asset, which `ml_retrain`
+   is scheduled on; the event's extra holds the reason and `retrain_conf`.
+
+Empty windows, too little traffic, malformed log lines and a champion without a recorded
+reference are logged and never lead to a retrain.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Param, dag, task
+
+from mlcicd import pipeline, settings
+from mlcicd.assets import RETRAIN_REQUEST
+from mlcicd.links import MlflowRunLink
+
+PARAMS = {
+    "model_name": Param(
+        "mlcicd_churn", type="string", pattern="^[A-Za-z0-9_.-]+$", title="Registered model name",
+        description="The model whose @champion is watched.",
+    ),
+    "window_minutes": Param(
+        60, type="integer", minimum=1, maximum=10080, title="Window (minutes)",
+        description="Length of the window of logged predictions, ending at the run's data interval end.",
+    ),
+    "window_end": Param(
+        None, type=["null", "string"], format="date-time", title="Window end",
+        description="ISO 8601 end of the window for a manual run. Empty: the data interval end, or now.",
+    ),
+    "consecutive_windows": Param(
+        3, type="integer", minimum=1, maximum=100, title="Consecutive windows",
+        description="Drift or decay must persist over this many windows in a row.",
+    ),
+    "cooldown_hours": Param(
+        24.0, type="number", minimum=0, maximum=720, title="Cooldown (hours)",
+        description="No retrain request within this time of the previous one.",
+    ),
+    "min_predictions": Param(
+        500, type="integer", minimum=1, title="Minimum predictions",
+        description="Windows with fewer predictions are not tested and do not count.",
+    ),
+    "retrain_conf": Param(
+        {}, type="object", title="Retrain conf",
+        description="Params for the retrain run that a request starts, e.g. {\"dataset_uri\": \"s3://bucket/latest.parquet\"}.",
+    ),
+}  # fmt: skip
+
+
+@dag(
+    schedule=settings.load().monitor_schedule,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=1),
+    default_args={"owner": "mlcicd", "retries": 0},
+    params=PARAMS,
+    tags=["mlcicd", "monitoring"],
+    doc_md=__doc__,
+    description=__doc__.split("\n")[0],
+)
+def ml_monitor() -> None:
+    @task
+    def evaluate_window(**context: Any) -> dict[str, Any]:
+        """Test the window for drift and decay; apply the retrain policy."""
+        given = context["params"].get("window_end")
+        end = (
+            datetime.fromisoformat(given) if given else context.get("data_interval_end") or datetime.now(UTC)
+        )
+        return pipeline.monitor_window(context["run_id"], context["params"], end)
+
+    @task.short_circuit
+    def decide_retrain(report: dict[str, Any]) -> bool:
+        """Go on to the retrain request only when the policy says so."""
+        return bool(report["decision"]["retrain"])
+
+    @task(outlets=[RETRAIN_REQUEST])
+    def request_retrain(report: dict[str, Any], **context: Any) -> dict[str, Any]:
+        """Emit the retrain request event with its reason."""
+        extra = pipeline.retrain_request(report, context["params"])
+        context["outlet_events"][RETRAIN_REQUEST].extra = extra
+        return extra
+
+    report = evaluate_window()
+    report.operator.operator_extra_links = (MlflowRunLink(),)
+    decide_retrain(report) >> request_retrain(report)
+
+
+dag = ml_monitor()
+
+if __name__ == "__main__":
+    dag.test()

@@ -1,0 +1,9 @@
+"""Airflow Assets shared by the DAGs (a thin Airflow adapter: cheap to import at parse time)."""
+
+from __future__ import annotations
+
+from airflow.sdk import Asset
+
+# ml_monitor emits an event on it when the guarded policy decides to retrain; ml_retrain is
+# scheduled on it beside its time schedule. The event's extra holds the reason and optional conf.
+RETRAIN_REQUEST = Asset(name="mlcicd_retrain_request", uri="mlcicd://retrain-request")
