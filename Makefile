@@ -8,7 +8,7 @@ CONF ?=
 RUN_ARGS := $(foreach c,$(CONF),--conf $(c))
 export MLCICD_STATE_DIR ?= $(abspath $(STATE))
 
-.PHONY: install run test lint format bench stop airflow mlflow-ui clean
+.PHONY: install run test lint format bench stop airflow traffic mlflow-ui clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "mlcicd needs Python 3.11: set PYTHON=/path/to/python3.11")'
@@ -47,6 +47,9 @@ stop: install ## stop the local model servers started by runs
 
 airflow: install ## Airflow UI + scheduler on the embedded default at http://127.0.0.1:8080 (admin/admin)
 	$(PY) -m mlcicd airflow
+
+traffic: install ## send synthetic traffic to the served model (DRIFT=2 for drifted traffic, LABELS=1 for ground truth)
+	$(PY) -m mlcicd traffic --drift $(or $(DRIFT),0) $(if $(LABELS),--labels)
 
 mlflow-ui: install ## browse runs, models and plots at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(MLCICD_STATE_DIR)/mlflow/mlflow.db --host 127.0.0.1 --port 5000

@@ -129,6 +129,48 @@ def trigger_latency(n: int) -> list[tuple[float, float, float]]:
     return results
 
 
+def logging_cost(requests_n: int) -> tuple[float, float]:
+    """Median latency (ms) of a 20-row /invocations call without and with the prediction log."""
+    import mlflow.sklearn
+    from fastapi.testclient import TestClient
+    from mlflow.models import infer_signature
+
+    from mlcicd import serving, synthetic, training
+
+    root = Path(tempfile.mkdtemp(prefix="mlcicd-bench-serve-"))
+    df = synthetic.generate(2000, 3)
+    x, y = df.drop(columns="churned"), df.churned
+    model = training.build_pipeline(x, training.TrainParams()).fit(x, y)
+    mlflow.sklearn.save_model(
+        model, str(root / "model"), signature=infer_signature(x.head(), model.predict(x.head())),
+        skops_trusted_types=training.trusted_types(model), pip_requirements=training.pip_requirements(),
+    )  # fmt: skip
+    (root / "release.json").write_text(json.dumps({"model_name": "bench", "version": "1"}))
+    body = {"dataframe_split": json.loads(x.head(20).to_json(orient="split", index=False))}
+    clients = {
+        False: TestClient(serving.create_app(root)),
+        True: TestClient(serving.create_app(root, root / "log")),
+    }
+    timings: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(requests_n):  # interleaved, so that both see the same machine load
+        for logged, client in clients.items():
+            t = time.perf_counter()
+            assert client.post("/invocations", json=body).status_code == 200
+            timings[logged].append((time.perf_counter() - t) * 1000)
+    shutil.rmtree(root, ignore_errors=True)
+    return statistics.median(timings[False]), statistics.median(timings[True])
+
+
+def drift_time(rows: int) -> float:
+    from mlcicd import monitoring, synthetic
+
+    reference = synthetic.generate(5000, 1).drop(columns="churned")
+    current = synthetic.generate(rows, 2, drift=1.0).drop(columns="churned")
+    t = time.perf_counter()
+    monitoring.detect_drift(reference, current)
+    return time.perf_counter() - t
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parses", type=int, default=9, help="fresh interpreters per DAG file")
@@ -136,9 +178,30 @@ def main() -> None:
     parser.add_argument(
         "--triggers", type=int, default=3, help="runs through a real Airflow and the trigger client"
     )
+    parser.add_argument("--requests", type=int, default=300, help="requests per variant for the logging cost")
+    parser.add_argument("--only", choices=["parse", "run", "trigger", "monitoring"], help="one section only")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
 
+    sections = {args.only} if args.only else {"parse", "run", "trigger", "monitoring"}
+    if "monitoring" in sections:
+        without, with_log = logging_cost(args.requests)
+        print(
+            f"\nprediction logging cost (median of {args.requests} interleaved 20-row requests, in-process ASGI)"
+        )
+        print(f"  without log {without:.2f} ms, with log {with_log:.2f} ms: ratio {with_log / without:.3f}")
+        print("\ndrift computation (9 columns against a 5,000-row reference)")
+        for rows in (100_000, 1_000_000):
+            print(f"  {rows:>9,} predictions: {drift_time(rows):.2f} s")
+    if "parse" in sections:
+        parse_section(args)
+    if "run" in sections:
+        run_section(args)
+    if "trigger" in sections:
+        trigger_section(args)
+
+
+def parse_section(args: argparse.Namespace) -> None:
     print(f"\nDAG parse cost (median of {args.parses} fresh interpreters)")
     for path in sorted((ROOT / "dags").glob("*.py")):
         sdk, extra = parse_costs(path, args.parses)
@@ -149,6 +212,8 @@ def main() -> None:
             f"({statistics.median(sdk) * 1000:.0f} ms); budget {PARSE_BUDGET_S * 1000:.0f} ms: {verdict}"
         )
 
+
+def run_section(args: argparse.Namespace) -> None:
     print(f"\nmake run after set-up (python -m mlcicd run, fresh MLflow store, {args.runs} runs)")
     runs = timed_runs(args.runs)
     walls = [r["wall"] for r in runs]
@@ -161,6 +226,8 @@ def main() -> None:
         values = [r["stages"][stage]["seconds"] for r in runs if stage in r["stages"]]
         print(f"    {stage:<20} {statistics.median(values):6.2f}")
 
+
+def trigger_section(args: argparse.Namespace) -> None:
     print(f"\ntrigger client on a real Airflow (LocalExecutor, SQLite; {args.triggers} runs)")
     lat = trigger_latency(args.triggers)
     print(f"  median trigger call -> first task start: {statistics.median(x[0] for x in lat):.2f} s")

@@ -322,6 +322,57 @@ def stop_servers() -> list[str]:
     return stopped
 
 
+def send_traffic(args: argparse.Namespace) -> int:
+    """Post synthetic batches to the endpoint; optionally record their labels (request_id, row, label)."""
+    import requests
+
+    from mlcicd import synthetic
+
+    settings = load()
+    endpoint = args.endpoint or f"http://{settings.local_host}:{settings.local_port}"
+    df = synthetic.generate(
+        max(args.rows, 50), seed=args.seed if args.seed is not None else int(time.time()), drift=args.drift
+    )
+    labels_file = None
+    if args.labels:
+        folder = settings.labels_for(args.model)
+        folder.mkdir(parents=True, exist_ok=True)
+        labels_file = (folder / f"labels-{time.strftime('%Y%m%dT%H%M%S')}.jsonl").open("a")
+    sent, started = 0, time.monotonic()
+    try:
+        for start in range(0, args.rows, args.batch):
+            chunk = df.iloc[start : min(start + args.batch, args.rows)]
+            body = {
+                "dataframe_split": json.loads(
+                    chunk.drop(columns=synthetic.TARGET).to_json(orient="split", index=False)
+                )
+            }
+            try:
+                r = requests.post(f"{endpoint}/invocations", json=body, timeout=30)
+            except requests.RequestException as exc:
+                print(
+                    f"error: {endpoint} does not answer ({exc}); is a model deployed? (make run)",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILED
+            if r.status_code != 200:
+                print(f"error: {endpoint} answered {r.status_code}: {r.text[:300]}", file=sys.stderr)
+                return EXIT_FAILED
+            if labels_file:
+                rid = r.headers.get("X-Request-ID")
+                for i, y in enumerate(chunk[synthetic.TARGET].tolist()):
+                    labels_file.write(json.dumps({"request_id": rid, "row": i, "label": y}) + "\n")
+            sent += len(chunk)
+    finally:
+        if labels_file:
+            labels_file.close()
+    took = time.monotonic() - started
+    print(
+        f"sent {sent} rows in {-(-sent // args.batch)} requests to {endpoint} in {took:.1f} s (drift {args.drift})"
+    )
+    return EXIT_OK
+
+
 def run_airflow(port: int) -> int:
     """Serve the Airflow UI over the same metadata DB and state folder as ``mlcicd run``."""
     from mlcicd import devserver
@@ -426,10 +477,26 @@ def main(argv: list[str] | None = None) -> None:
         "--mlflow-url", default=os.getenv("MLCICD_MLFLOW_URL"), help="MLflow UI base URL, for links"
     )
     trig.add_argument("--json", action="store_true", help="print one JSON summary object at the end")
+    traffic = sub.add_parser(
+        "traffic", help="send synthetic requests to the served model (for the monitoring loop)"
+    )
+    traffic.add_argument("--rows", type=int, default=2000)
+    traffic.add_argument("--batch", type=int, default=20, help="rows per request")
+    traffic.add_argument(
+        "--drift", type=float, default=0.0, help="synthetic drift of the traffic (0 = like training)"
+    )
+    traffic.add_argument("--seed", type=int, default=None)
+    traffic.add_argument("--model", default="mlcicd_churn")
+    traffic.add_argument("--endpoint", default=None, help="default: the local target's stable endpoint")
+    traffic.add_argument(
+        "--labels", action="store_true", help="also write the ground truth to the labels folder"
+    )
     ui = sub.add_parser("airflow", help="the Airflow UI and scheduler on the embedded default (Ctrl-C stops)")
     ui.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
 
+    if args.command == "traffic":
+        sys.exit(send_traffic(args))
     if args.command == "airflow":
         sys.exit(run_airflow(args.port))
     if args.command == "trigger":

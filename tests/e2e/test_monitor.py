@@ -26,12 +26,18 @@ def champion(tmp_path_factory):
         from mlcicd.deploy import free_port
 
         mp.setenv("MLCICD_LOCAL_PORT", str(free_port("127.0.0.1")))
-        summary = run_pipeline({"model_name": MODEL, "synthetic_seed": 1})
+        # Its own dataset name, hence its own inferred suite: test_pipeline expects to infer the default one.
+        summary = run_pipeline({"model_name": MODEL, "synthetic_seed": 1, "dataset_name": "mon_churn_data"})
     assert summary["outcome"] == "promoted", summary
     s = load()
     registry.client(s.tracking_uri)
     model = registry.load_sklearn(f"models:/{MODEL}@champion", s.tracking_uri)
-    return {"model": model, "version": summary["champion_version"], "logs": s.predictions_for(MODEL)}
+    return {
+        "model": model,
+        "version": summary["champion_version"],
+        "logs": s.predictions_for(MODEL),
+        "endpoint": summary["deployment"]["endpoint"],
+    }
 
 
 def write_window(
@@ -139,3 +145,31 @@ def test_champion_without_reference_is_reported_not_retrained(champion):
     write_window(champion, 80, drift=3.0)
     states, events, report = monitor(80, consecutive_windows=1, cooldown_hours=0)
     assert events == [] and "has no recorded reference" in report["note"]
+
+
+def test_traffic_generator_feeds_the_prediction_log_and_labels(champion):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from mlcicd.predlog import read_window
+
+    started = datetime.now(UTC)
+    out = subprocess.run(
+        [sys.executable, "-m", "mlcicd", "traffic", "--endpoint", champion["endpoint"], "--model", MODEL,
+         "--rows", "120", "--batch", "40", "--drift", "2", "--labels"],
+        capture_output=True, text=True, env=os.environ.copy(), timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "sent 120 rows in 3 requests" in out.stdout
+    deadline = time.monotonic() + 30
+    while True:  # the server writes its log off the request path
+        records, _ = read_window(champion["logs"], started, datetime.now(UTC) + timedelta(minutes=1))
+        if len(records) == 120 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(records) == 120 and {r["model_version"] for r in records} == {champion["version"]}
+    from mlcicd.monitoring import labels_for
+
+    assert len(labels_for(records, load().labels_for(MODEL))) == 120
