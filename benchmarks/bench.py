@@ -190,7 +190,7 @@ def main() -> None:
             f"\nprediction logging cost (median of {args.requests} interleaved 20-row requests, in-process ASGI)"
         )
         print(f"  without log {without:.2f} ms, with log {with_log:.2f} ms: ratio {with_log / without:.3f}")
-        print("\ndrift computation (9 columns against a 5,000-row reference)")
+        print("\ndrift computation (8 feature columns against a 5,000-row reference)")
         for rows in (100_000, 1_000_000):
             print(f"  {rows:>9,} predictions: {drift_time(rows):.2f} s")
     if "parse" in sections:

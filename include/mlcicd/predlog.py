@@ -47,6 +47,15 @@ class PredictionLogger:
             except queue.Full:
                 self.dropped += 1
 
+    def log_frame(self, header: dict[str, Any], frame: Any, predictions: list[Any]) -> None:
+        """Queue one request's rows as a single item: turning them into records happens off the request path."""
+        if not self.enabled:
+            return
+        try:
+            self._queue.put_nowait({"__frame__": (header, frame, predictions)})
+        except queue.Full:
+            self.dropped += len(predictions)
+
     def close(self, timeout_s: float = 5.0) -> None:
         if self._thread is not None:
             try:
@@ -74,6 +83,7 @@ class PredictionLogger:
             self._write(batch)
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
+        batch = [r for item in batch for r in _expand(item)]
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self._path()
@@ -109,3 +119,14 @@ def read_window(directory: Path, start: datetime, end: datetime) -> tuple[list[d
             if start <= t < end:
                 records.append(r)
     return records, malformed
+
+
+def _expand(item: dict[str, Any]) -> list[dict[str, Any]]:
+    if "__frame__" not in item:
+        return [item]
+    header, frame, predictions = item["__frame__"]
+    rows = frame.to_dict(orient="records")
+    return [
+        {**header, "row": i, "features": f, "prediction": p}
+        for i, (f, p) in enumerate(zip(rows, predictions, strict=True))
+    ]

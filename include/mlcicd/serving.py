@@ -128,14 +128,9 @@ def create_app(model_dir: Path, prediction_log: Path | None = None) -> FastAPI:
             predictions_total.labels(str(v)).inc()
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         if predlog.enabled and hasattr(data, "to_dict"):
-            now = datetime.now(UTC).isoformat()
-            predlog.log(
-                [
-                    {"request_id": request_id, "row": i, "time": now, "model_name": release.get("model_name"),
-                     "model_version": release.get("version"), "features": features, "prediction": v}
-                    for i, (features, v) in enumerate(zip(data.to_dict(orient="records"), values, strict=True))
-                ]
-            )  # fmt: skip
+            header = {"request_id": request_id, "time": datetime.now(UTC).isoformat(),
+                      "model_name": release.get("model_name"), "model_version": release.get("version")}  # fmt: skip
+            predlog.log_frame(header, data, values)
         return JSONResponse({"predictions": values}, headers={"X-Request-ID": request_id})
 
     return app
