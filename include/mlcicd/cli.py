@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcicd import record
+from mlcicd import summary as run_summary
 from mlcicd.settings import PROJECT_ROOT, Settings, load
 
 DAG_ID = "ml_retrain"
@@ -209,14 +210,7 @@ def summarize(
     error = rec.get("error")
     c = registry.client(settings.tracking_uri, settings.registry_uri)
     champ = registry.champion(c, str(params["model_name"]))
-    if state == "success":
-        outcome = gate.get("decision", "unknown")
-    elif error and error.get("kind") in ("data", "validation"):
-        outcome = "data_rejected"
-    elif error and error.get("kind") == "deploy":
-        outcome = "rolled_back"
-    else:
-        outcome = "failed"
+    outcome = run_summary.outcome(state, gate, error)
     candidate = rec.get("candidate", {})
     evaluation = rec.get("evaluation", {})
     validation = rec.get("validation")
@@ -226,14 +220,7 @@ def summarize(
         "outcome": outcome,
         "seconds": round(seconds, 1),
         "batch": rec.get("batch"),
-        "validation": validation
-        and {
-            "success": validation["success"],
-            "report_path": validation["report_path"],
-            "suite": validation["suite_name"],
-            "suite_origin": validation["suite_origin"],
-            "failures": validation["failures"],
-        },
+        "validation": run_summary.validation_view(validation),
         "candidate": candidate
         and {
             **candidate,

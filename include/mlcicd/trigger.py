@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from mlcicd import summary as run_summary
+
 EXIT_PROMOTED, EXIT_ERROR, EXIT_USAGE, EXIT_DATA, EXIT_DEPLOY, EXIT_REJECTED = 0, 1, 2, 3, 4, 5
 TERMINAL_RUN_STATES = {"success", "failed"}
-DATA_STAGES = {"ingest_data", "validate_data"}
 
 
 class TriggerError(Exception):
@@ -301,14 +302,7 @@ def summarize(
     promotion = client.xcom(dag_id, run_id, "promote_champion") or {}
     rejection = client.xcom(dag_id, run_id, "record_rejection") or {}
     validation = client.xcom(dag_id, run_id, "validate_data")
-    if state == "success":
-        outcome = decision.get("decision", "unknown")
-    elif error and (error.get("kind") in ("data", "validation") or error.get("stage") in DATA_STAGES):
-        outcome = "data_rejected"
-    elif error and error.get("stage") == "deploy_model":
-        outcome = "rolled_back"
-    else:
-        outcome = "failed"
+    outcome = run_summary.outcome(state, decision, error)
     mlflow_link = None
     if options.mlflow_url and trained.get("mlflow_run_id"):
         mlflow_link = f"{options.mlflow_url.rstrip('/')}/#/experiments/{trained.get('experiment_id')}/runs/{trained['mlflow_run_id']}"
@@ -316,14 +310,7 @@ def summarize(
         "run_id": run_id,
         "state": state,
         "outcome": outcome,
-        "validation": validation
-        and {
-            "success": validation["success"],
-            "report_path": validation["report_path"],
-            "suite": validation["suite_name"],
-            "suite_origin": validation["suite_origin"],
-            "failures": [],
-        },  # fmt: skip
+        "validation": run_summary.validation_view(validation),
         "candidate": trained
         and {
             "mlflow_run_id": trained.get("mlflow_run_id"),
