@@ -22,7 +22,7 @@ from typing import Any
 
 from mlcicd import record
 from mlcicd import summary as run_summary
-from mlcicd.settings import PROJECT_ROOT, Settings, load
+from mlcicd.settings import Settings, airflow_env, load
 
 DAG_ID = "ml_retrain"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DATA, EXIT_DEPLOY = 0, 1, 2, 3, 4
@@ -41,14 +41,9 @@ def prepare_environment(settings: Settings) -> None:
     airflow_home = settings.state_dir / "airflow"
     airflow_home.mkdir(parents=True, exist_ok=True)
     defaults = {
-        "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        **airflow_env(airflow_home),
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
         "GX_ANALYTICS_ENABLED": "False",
         "PYTHONWARNINGS": "ignore",
     }
@@ -170,8 +165,10 @@ class Progress(threading.Thread):
             self.out.flush()
 
 
-def run_pipeline(conf: dict[str, Any], *, log_path: Path | None = None, out: Any = None) -> dict[str, Any]:
+def run_pipeline(conf: dict[str, Any], *, log_path: Path | None = None) -> dict[str, Any]:
     """Run ``ml_retrain`` once through ``dag.test()``; return the run summary.
+
+    With ``log_path``, Airflow's output goes there and the terminal gets one line per task state.
 
     Raises:
         UsageError: the params are invalid (nothing ran).
@@ -180,20 +177,19 @@ def run_pipeline(conf: dict[str, Any], *, log_path: Path | None = None, out: Any
     prepare_environment(settings)
     ensure_airflow_db(settings)
     started = time.time()
-    if log_path is None:
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+    output = redirected_output(log_path) if log_path is not None else contextlib.nullcontext()
+    with output as terminal:
         dag = load_dag()
         params = validate_conf(dag, conf)
-        dagrun = dag.test(run_conf=conf)
-    else:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with redirected_output(log_path) as terminal:
-            dag = load_dag()
-            params = validate_conf(dag, conf)
-            progress = Progress(settings.runs_dir, started - 1, terminal)
+        progress = Progress(settings.runs_dir, started - 1, terminal) if terminal else None
+        if progress:
             progress.start()
-            try:
-                dagrun = dag.test(run_conf=conf)
-            finally:
+        try:
+            dagrun = dag.test(run_conf=conf)
+        finally:
+            if progress:
                 progress.stop_event.set()
                 progress.join(5)
     return summarize(settings, dagrun, params, time.time() - started, log_path)
@@ -501,7 +497,7 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"ml_retrain: running on the embedded default (state in {settings.state_dir}); task logs in {log_path}"
             )
-        summary = run_pipeline(conf, log_path=log_path, out=sys.stdout)
+        summary = run_pipeline(conf, log_path=log_path)
     except UsageError as exc:
         if args.json:
             print(

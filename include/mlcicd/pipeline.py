@@ -24,6 +24,7 @@ from mlcicd.settings import Settings, load
 log = logging.getLogger("mlcicd")
 
 SMOKE_ROWS = 20
+ERROR_XCOM = "mlcicd_error"
 
 
 def _run_dir(settings: Settings, run_id: str) -> Path:
@@ -39,52 +40,41 @@ def stage(run_id: str, name: str) -> Iterator[Settings]:
     record.update(path, run_id=run_id, stages={name: {"state": "running", "started_at": started}})
     try:
         yield settings
-    except MlcicdError as exc:
+    except Exception as exc:
+        error = {
+            "stage": name,
+            "kind": getattr(exc, "kind", "error"),
+            "message": str(exc) if isinstance(exc, MlcicdError) else f"{type(exc).__name__}: {exc}",
+        }
         record.update(
-            path,
-            stages={name: {"state": "failed", "seconds": round(time.time() - started, 2)}},
-            error={"stage": name, "kind": exc.kind, "message": str(exc)},
+            path, stages={name: {"state": "failed", "seconds": round(time.time() - started, 2)}}, error=error
         )
+        _xcom_push(ERROR_XCOM, error)  # REST clients (mlcicd trigger) show it
+        if not isinstance(exc, MlcicdError):
+            raise  # may be transient: Airflow's retries apply
         log.error("%s failed: %s", name, exc)
-        _push_error(name, exc)
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(f"{name}: {exc}") from exc
-    except Exception as exc:
-        record.update(
-            path,
-            stages={name: {"state": "failed", "seconds": round(time.time() - started, 2)}},
-            error={"stage": name, "kind": "error", "message": f"{type(exc).__name__}: {exc}"},
-        )
-        _push_error(name, exc)
-        raise
     record.update(path, stages={name: {"state": "success", "seconds": round(time.time() - started, 2)}})
 
 
-def _push_error(name: str, exc: Exception) -> None:
-    """Leave the error as an XCom (``mlcicd_error``) so that REST clients can show it."""
+def _xcom_push(key: str, value: Any) -> None:
+    """Push an XCom from the running task; a no-op outside one (unit tests)."""
     try:
         from airflow.sdk import get_current_context
 
         context = get_current_context()
-    except Exception:  # not inside a running task (unit tests): nothing to push to
+    except Exception:  # not inside a running task: nothing to push to
         return
-    kind = getattr(exc, "kind", "error")
-    message = str(exc) if isinstance(exc, MlcicdError) else f"{type(exc).__name__}: {exc}"
-    context["ti"].xcom_push(key="mlcicd_error", value={"stage": name, "kind": kind, "message": message})
+    context["ti"].xcom_push(key=key, value=value)
 
 
 def push_links(**links: str | None) -> None:
     """Leave UI links for this task (read by :mod:`mlcicd.links` when the task ends)."""
     from mlcicd.links import LINKS_XCOM
 
-    try:
-        from airflow.sdk import get_current_context
-
-        context = get_current_context()
-    except Exception:  # not inside a running task
-        return
-    context["ti"].xcom_push(key=LINKS_XCOM, value={k: v for k, v in links.items() if v})
+    _xcom_push(LINKS_XCOM, {k: v for k, v in links.items() if v})
 
 
 def _seed(params: dict[str, Any], run_date: datetime | None) -> int:

@@ -37,16 +37,6 @@ class PredictionLogger:
     def enabled(self) -> bool:
         return self._thread is not None
 
-    def log(self, records: list[dict[str, Any]]) -> None:
-        """Queue records; drop (and count) what does not fit."""
-        if not self.enabled:
-            return
-        for r in records:
-            try:
-                self._queue.put_nowait(r)
-            except queue.Full:
-                self.dropped += 1
-
     def log_frame(self, header: dict[str, Any], frame: Any, predictions: list[Any]) -> None:
         """Queue one request's rows as a single item: turning them into records happens off the request path."""
         if not self.enabled:

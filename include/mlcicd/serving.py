@@ -96,7 +96,7 @@ def create_app(model_dir: Path, prediction_log: Path | None = None) -> FastAPI:
     async def invocations(request: Request) -> Any:
         started = time.perf_counter()
         response = await score(request)
-        status = str(response.status_code) if isinstance(response, JSONResponse) else "200"
+        status = str(response.status_code)
         requests_total.labels(status).inc()
         latency.labels(status).observe(time.perf_counter() - started)
         return response

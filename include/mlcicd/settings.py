@@ -115,3 +115,15 @@ def _path(value: str | None) -> Path | None:
 def _schedule(value: str) -> str | None:
     """A cron expression or preset; ``none`` (or empty) means manual and API-triggered runs only."""
     return None if value.strip().lower() in ("", "none", "manual") else value.strip()
+
+
+def airflow_env(home: Path) -> dict[str, str]:
+    """The Airflow settings every embedded setup shares: home, SQLite DB, this project's DAGs and plugins."""
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }

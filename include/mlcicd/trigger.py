@@ -287,13 +287,11 @@ def summarize(
     client: Client, options: TriggerOptions, run_id: str, state: str, tasks: dict[str, Any], link: str
 ) -> dict[str, Any]:
     dag_id = options.dag_id
-    failed = [t for t, s in tasks.items() if s in ("failed", "upstream_failed") and s == "failed"]
-    error = None
-    for task_id in failed:
-        error = client.xcom(dag_id, run_id, task_id, "mlcicd_error") or {
-            "stage": task_id, "kind": "error", "message": f"task {task_id} failed; see its log",
-        }  # fmt: skip
-        break
+    failed = next((t for t, state in tasks.items() if state == "failed"), None)
+    error = failed and (
+        client.xcom(dag_id, run_id, failed, "mlcicd_error")
+        or {"stage": failed, "kind": "error", "message": f"task {failed} failed; see its log"}
+    )
     decision = client.xcom(dag_id, run_id, "decide_promotion", "decision") or {}
     trained = client.xcom(dag_id, run_id, "train_model") or {}
     evaluated = client.xcom(dag_id, run_id, "evaluate_candidate") or {}

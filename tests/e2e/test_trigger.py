@@ -36,12 +36,6 @@ def airflow(tmp_path_factory):
         subprocess.run([sys.executable, "-m", "mlcicd", "stop"], env=server.env, capture_output=True)
 
 
-def token(url: str) -> str:
-    r = requests.post(f"{url}/auth/token", json={"username": "admin", "password": PASSWORD}, timeout=10)
-    r.raise_for_status()
-    return r.json()["access_token"]
-
-
 def trigger(airflow, *args: str, user: str = "admin", password: str = PASSWORD, url: str | None = None):
     env = {**airflow["env"], "MLCICD_AIRFLOW_USERNAME": user, "MLCICD_AIRFLOW_PASSWORD": password}
     out = subprocess.run(
@@ -54,25 +48,14 @@ def trigger(airflow, *args: str, user: str = "admin", password: str = PASSWORD, 
 
 
 def run_count(airflow) -> int:
-    r = requests.get(
-        f"{airflow['url']}/api/v2/dags/ml_retrain/dagRuns",
-        headers={"Authorization": f"Bearer {token(airflow['url'])}"},
-        timeout=10,
-    )
-    r.raise_for_status()
-    return r.json()["total_entries"]
+    return airflow["server"].get("/api/v2/dags/ml_retrain/dagRuns")["total_entries"]
 
 
 def links(airflow, run_id: str, task_id: str) -> dict[str, str]:
     from urllib.parse import quote
 
-    r = requests.get(
-        f"{airflow['url']}/api/v2/dags/ml_retrain/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/links",
-        headers={"Authorization": f"Bearer {token(airflow['url'])}"},
-        timeout=10,
-    )
-    r.raise_for_status()
-    return r.json()["extra_links"]
+    path = f"/api/v2/dags/ml_retrain/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/links"
+    return airflow["server"].get(path)["extra_links"]
 
 
 def test_wrong_credentials(airflow):
