@@ -12,8 +12,9 @@
    paired bootstrap interval of the metric difference; ROC and confusion-matrix plots.
 5. **decide_promotion**: thresholds must hold and the candidate must not be worse than the
    champion by more than `max_degradation` (lower CI bound). The decision is logged to MLflow.
-6. **register_model → deploy_model → promote_champion** on promotion: register, alias
-   `challenger`, deploy with a smoke test (a failure rolls back), then move `champion`.
+6. **register_model → build_image → deploy_model → promote_champion** on promotion: register,
+   alias `challenger`, build the model-server image (docker and kubernetes targets), deploy with a
+   smoke test (a failure rolls back), then move `champion`.
    **record_rejection** otherwise: the champion is untouched.
 
 Every param below is validated on trigger (UI form, REST API or `python -m mlcicd run`).
@@ -126,8 +127,10 @@ PARAMS = {
         description="Paired resamples of the holdout.",
     ),
     "deploy_target": Param(
-        None, type=["null", "string"], enum=[None, "local"], title="Deploy target",
-        description="Where the promoted model is served. Empty: the MLCICD_DEPLOY_TARGET setting (default local).",
+        None, type=["null", "string"], enum=[None, "local", "docker", "kubernetes"], title="Deploy target",
+        description="Where the promoted model is served: local (a process), docker (a container on the "
+        "Docker engine), kubernetes (a Deployment applied by a KubernetesPodOperator pod). "
+        "Empty: the MLCICD_DEPLOY_TARGET setting (default local).",
     ),
 }  # fmt: skip
 
@@ -179,11 +182,20 @@ def ml_retrain() -> None:
         return pipeline.register(context["run_id"], trained, decision, pipeline.params_of(context))
 
     @task(**SERVICE_RETRIES)
+    def build_image(release: dict[str, Any], **context: Any) -> dict[str, Any]:
+        """Build the model-server image for targets that run one (docker, kubernetes)."""
+        return pipeline.build_image(context["run_id"], release, pipeline.params_of(context))
+
+    @task(**SERVICE_RETRIES)
     def deploy_model(
-        release: dict[str, Any], trained: dict[str, Any], batch: dict[str, Any], **context: Any
+        release: dict[str, Any],
+        image: dict[str, Any],
+        trained: dict[str, Any],
+        batch: dict[str, Any],
+        **context: Any,
     ) -> dict[str, Any]:
         """Deploy the challenger and smoke-test it; roll back on failure."""
-        return pipeline.deploy(context["run_id"], release, trained, batch, pipeline.params_of(context))
+        return pipeline.deploy(context["run_id"], release, image, trained, batch, pipeline.params_of(context))
 
     @task(**SERVICE_RETRIES)
     def promote_champion(
@@ -206,7 +218,8 @@ def ml_retrain() -> None:
     evaluated.operator.operator_extra_links = (MlflowRunLink(),)
     branch = decide_promotion(trained, evaluated)
     release = register_model(trained, branch["decision"])
-    deployment = deploy_model(release, trained, batch)
+    image = build_image(release)
+    deployment = deploy_model(release, image, trained, batch)
     promote_champion(release, deployment)
     record_rejection(branch["decision"])
 

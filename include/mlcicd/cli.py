@@ -28,7 +28,7 @@ DAG_ID = "ml_retrain"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DATA, EXIT_DEPLOY = 0, 1, 2, 3, 4
 STAGE_ORDER = [
     "ingest_data", "validate_data", "train_model", "evaluate_candidate", "decide_promotion",
-    "register_model", "deploy_model", "promote_champion", "record_rejection",
+    "register_model", "build_image", "deploy_model", "promote_champion", "record_rejection",
 ]  # fmt: skip
 
 
@@ -225,6 +225,7 @@ def summarize(
         },
         "gate": gate
         and {"decision": gate["decision"], "reasons": gate["reasons"], "comparison": gate.get("comparison")},
+        "image": rec.get("image"),
         "deployment": rec.get("deployment"),
         "champion_version": champ.version if champ else None,
         "model_name": params["model_name"],
@@ -267,6 +268,11 @@ def render(summary: dict[str, Any]) -> str:
     if g:
         lines.append(f"  gate        {g['decision'].upper()}")
         lines += [f"                {r}" for r in g["reasons"]]
+    im = s.get("image")
+    if im and im.get("reference"):
+        size = f", {im['size_bytes'] / 1e6:.0f} MB" if im.get("size_bytes") else ""
+        how = "reused" if im.get("reused") else f"built by {im['builder']} in {im.get('seconds')} s"
+        lines.append(f"  image       {im['reference']} ({how}{size})")
     d = s.get("deployment")
     if d:
         lines.append(

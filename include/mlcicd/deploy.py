@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -29,6 +30,7 @@ class Release:
     model_uri: str
     mlflow_run_id: str
     airflow_run_id: str
+    image: str | None = None  # the model-server image, for the targets that run one
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,11 +97,40 @@ def smoke_test(endpoint: str, smoke: SmokeTest, timeout_s: float = 30.0) -> list
     return problems
 
 
+def prepare_bundle(settings: Settings, release: Release, version_dir: Path) -> Path:
+    """Download the version's model to ``version_dir/model`` beside a ``release.json``: all the server reads."""
+    import mlflow.artifacts
+
+    model_dir = version_dir / "model"
+    if not (model_dir / "MLmodel").exists():
+        version_dir.mkdir(parents=True, exist_ok=True)
+        tmp = version_dir / "model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=release.model_uri, dst_path=str(tmp), tracking_uri=settings.tracking_uri
+        )
+        tmp.rename(model_dir)
+    (version_dir / "release.json").write_text(json.dumps(release.to_dict(), indent=2))
+    return version_dir
+
+
+TARGETS = {
+    "local": "mlcicd.deploy:LocalProcessTarget",
+    "docker": "mlcicd.docker_target:DockerTarget",
+    "kubernetes": "mlcicd.k8s_target:KubernetesTarget",
+}
+
+
 def get_target(name: str, settings: Settings, model_name: str) -> DeployTarget:
-    targets = {"local": LocalProcessTarget}
-    if name not in targets:
-        raise ConfigError(f"unknown deploy target {name!r}; choose one of {', '.join(sorted(targets))}")
-    return targets[name](settings, model_name)
+    if name not in TARGETS:
+        raise ConfigError(
+            f"unknown deploy target {name!r}; choose one of {', '.join(TARGETS)} "
+            "(the deploy_target param or the MLCICD_DEPLOY_TARGET setting)"
+        )
+    import importlib
+
+    module, cls = TARGETS[name].split(":")
+    return getattr(importlib.import_module(module), cls)(settings, model_name)
 
 
 def wait_healthy(endpoint: str, version: str, timeout_s: float, alive: Any = None) -> None:
@@ -232,20 +263,7 @@ class LocalProcessTarget:
             self.state_file.unlink(missing_ok=True)
 
     def _prepare(self, release: Release) -> Path:
-        """Download the version's model files beside a ``release.json`` (the server's whole input)."""
-        import mlflow.artifacts
-
-        version_dir = self.root / f"v{release.version}"
-        model_dir = version_dir / "model"
-        if not (model_dir / "MLmodel").exists():
-            version_dir.mkdir(parents=True, exist_ok=True)
-            tmp = version_dir / "model.tmp"
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=release.model_uri, dst_path=str(tmp), tracking_uri=self.settings.tracking_uri
-            )
-            tmp.rename(model_dir)
-        (version_dir / "release.json").write_text(json.dumps(release.to_dict(), indent=2))
-        return version_dir
+        return prepare_bundle(self.settings, release, self.root / f"v{release.version}")
 
     @property
     def prediction_log_dir(self) -> Path:

@@ -31,3 +31,9 @@ class ConfigError(MlcicdError):
     """A parameter or setting is invalid."""
 
     kind = "config"
+
+
+class BuildError(MlcicdError):
+    """The model-server image could not be built or pushed; nothing was deployed."""
+
+    kind = "build"

@@ -337,9 +337,45 @@ def register(
         return release.to_dict()
 
 
+def build_image(run_id: str, release: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Build the model-server image of the registered version when the target runs images."""
+    from mlcicd import image as img
+    from mlcicd import registry
+    from mlcicd.deploy import Release
+
+    with stage(run_id, "build_image") as settings:
+        rel = Release(**release)
+        target = str(params.get("deploy_target") or settings.deploy_target)
+        builder = img.resolve_builder(settings.image_builder, target)
+        if builder == "none":
+            log.info("no image built: the %s target serves the model directory", target)
+            return img.Image(builder="none", reference=None).to_dict()
+        c, _ = _mlflow(settings)
+        try:
+            reg = img.registry_from_connection(settings.docker_conn_id)
+            if builder == "kaniko":
+                from mlcicd import kaniko
+
+                built = kaniko.build(settings, rel, reg)
+            else:
+                built = img.build(settings, rel, reg)
+        except MlcicdError:
+            c.set_model_version_tag(rel.model_name, rel.version, "mlcicd.image", "build_failed")
+            c.delete_registered_model_alias(rel.model_name, registry.CHALLENGER)
+            raise
+        tags = {"mlcicd.image": built.reference, "mlcicd.image_id": built.image_id,
+                "mlcicd.image_digest": built.repo_digest, "mlcicd.image_context_digest": built.context_digest}  # fmt: skip
+        for key, value in tags.items():
+            if value:
+                c.set_model_version_tag(rel.model_name, rel.version, key, value)
+        record.update(_run_dir(settings, run_id), image=built.to_dict())
+        return built.to_dict()
+
+
 def deploy(
     run_id: str,
     release: dict[str, Any],
+    image: dict[str, Any],
     trained: dict[str, Any],
     batch: dict[str, Any],
     params: dict[str, Any],
@@ -351,7 +387,7 @@ def deploy(
     from mlcicd import registry
 
     with stage(run_id, "deploy_model") as settings:
-        rel = dep.Release(**release)
+        rel = dep.Release(**{**release, "image": image.get("reference")})
         target = dep.get_target(
             str(params.get("deploy_target") or settings.deploy_target), settings, rel.model_name
         )

@@ -136,20 +136,39 @@ def create_app(model_dir: Path, prediction_log: Path | None = None) -> FastAPI:
     return app
 
 
-def main(argv: list[str] | None = None) -> None:
-    import uvicorn
+def check_health(port: int) -> int:
+    """The image's HEALTHCHECK: 0 when ``/health`` on this container answers ok."""
+    import urllib.request
 
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+            return 0 if json.load(r).get("status") == "ok" else 1
+    except (OSError, ValueError):
+        return 1
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlcicd.serving", description=__doc__.split("\n")[0])
-    parser.add_argument("--model-dir", type=Path, required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5100)
+    parser.add_argument(
+        "--model-dir", type=Path, default=os.getenv("MLCICD_MODEL_DIR") or None,
+        help="folder with model/ and release.json (default: MLCICD_MODEL_DIR)",
+    )  # fmt: skip
+    parser.add_argument("--host", default=os.getenv("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.getenv("PORT", "5100")))
     parser.add_argument(
         "--prediction-log",
         type=Path,
         default=os.getenv("MLCICD_PREDICTION_LOG_DIR") or None,
         help="folder of the prediction log (default: MLCICD_PREDICTION_LOG_DIR; unset: off)",
     )
+    parser.add_argument("--check-health", action="store_true", help="probe this server's /health and exit")
     args = parser.parse_args(argv)
+    if args.check_health:
+        raise SystemExit(check_health(args.port))
+    if args.model_dir is None:
+        parser.error("--model-dir (or MLCICD_MODEL_DIR) is required")
+    import uvicorn
+
     app = create_app(args.model_dir, args.prediction_log)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

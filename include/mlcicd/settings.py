@@ -36,6 +36,22 @@ class Settings:
     airflow_url: str
     prediction_log_dir: Path | None
     labels_dir: Path | None
+    # Images and the docker / kubernetes targets
+    image_builder: str
+    base_image: str
+    docker_url: str
+    docker_conn_id: str
+    docker_network: str
+    docker_port: int
+    build_timeout_s: float
+    kube_conn_id: str
+    kube_namespace: str
+    kube_replicas: int
+    kube_image_pull_secrets: tuple[str, ...]
+    kube_service_account: str
+    kube_deployer_image: str
+    kaniko_image: str
+    kaniko_context_uri: str | None
 
     @property
     def runs_dir(self) -> Path:
@@ -79,6 +95,10 @@ class Settings:
         return self.state_dir / "monitor" / model_name
 
     @property
+    def images_dir(self) -> Path:
+        return self.state_dir / "images"
+
+    @property
     def artifact_root(self) -> Path:
         return self.state_dir / "mlflow" / "artifacts"
 
@@ -105,6 +125,23 @@ def load() -> Settings:
         airflow_url=os.getenv("AIRFLOW__API__BASE_URL", "http://localhost:8080").rstrip("/"),
         prediction_log_dir=_path(os.getenv("MLCICD_PREDICTION_LOG_DIR")),
         labels_dir=_path(os.getenv("MLCICD_LABELS_DIR")),
+        image_builder=os.getenv("MLCICD_IMAGE_BUILDER", "auto").strip().lower(),
+        base_image=os.getenv("MLCICD_BASE_IMAGE", "python:3.11.14-slim-bookworm"),
+        docker_url=os.getenv("MLCICD_DOCKER_URL", os.getenv("DOCKER_HOST", "unix:///var/run/docker.sock")),
+        docker_conn_id=os.getenv("MLCICD_DOCKER_CONN_ID", "docker_default"),
+        docker_network=os.getenv("MLCICD_DOCKER_NETWORK", "host"),
+        docker_port=int(os.getenv("MLCICD_DOCKER_PORT", "5200")),
+        build_timeout_s=float(os.getenv("MLCICD_BUILD_TIMEOUT_S", "1800")),
+        kube_conn_id=os.getenv("MLCICD_KUBE_CONN_ID", "kubernetes_default"),
+        kube_namespace=os.getenv("MLCICD_KUBE_NAMESPACE", "mlcicd"),
+        kube_replicas=int(os.getenv("MLCICD_KUBE_REPLICAS", "2")),
+        kube_image_pull_secrets=tuple(
+            s.strip() for s in os.getenv("MLCICD_KUBE_IMAGE_PULL_SECRETS", "").split(",") if s.strip()
+        ),
+        kube_service_account=os.getenv("MLCICD_KUBE_SERVICE_ACCOUNT", "mlcicd-deployer"),
+        kube_deployer_image=os.getenv("MLCICD_KUBE_DEPLOYER_IMAGE", "alpine/k8s:1.31.4"),
+        kaniko_image=os.getenv("MLCICD_KANIKO_IMAGE", "gcr.io/kaniko-project/executor:v1.23.2-debug"),
+        kaniko_context_uri=os.getenv("MLCICD_KANIKO_CONTEXT_URI") or None,
     )
 
 

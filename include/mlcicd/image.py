@@ -1,0 +1,257 @@
+"""The model-server image: build context, build (Docker engine or a Kaniko pod), tag, push.
+
+The context holds the Dockerfile (``include/docker/model-server.Dockerfile``), the server's
+requirements and the project's constraints, the server code and the model bundle (the MLflow
+model and ``release.json``), so the image never reads the registry at start-up. Its tag is
+``<model>:<version>-<short digest>``, the digest being that of the context: a rebuild of the same
+version gives the same tag, and a retried task reuses the image instead of building it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlcicd.errors import BuildError, ConfigError
+from mlcicd.settings import PROJECT_ROOT, Settings
+
+if TYPE_CHECKING:
+    from docker import APIClient
+
+    from mlcicd.deploy import Release
+
+log = logging.getLogger("mlcicd")
+
+BUILDERS = ("docker", "kaniko", "none")
+DOCKERFILE = PROJECT_ROOT / "include" / "docker" / "model-server.Dockerfile"
+REQUIREMENTS = PROJECT_ROOT / "include" / "docker" / "model-server.requirements.txt"
+CONSTRAINTS = PROJECT_ROOT / "constraints.txt"
+SERVER_MODULES = ("__init__.py", "serving.py", "predlog.py")
+
+
+@dataclass(frozen=True)
+class Image:
+    builder: str
+    reference: str | None  # repository:tag, what targets run
+    context_digest: str | None = None
+    image_id: str | None = None  # the engine's config digest
+    repo_digest: str | None = None  # repository@sha256:..., once pushed
+    size_bytes: int | None = None
+    seconds: float | None = None
+    reused: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Where images are pushed: the host of the Docker connection, with or without a login."""
+
+    host: str
+    login: bool
+
+
+def resolve_builder(setting: str, target: str) -> str:
+    """The builder for this target: ``auto`` builds for the targets that run images only."""
+    if setting == "auto":
+        return "none" if target == "local" else "docker"
+    if setting not in BUILDERS:
+        raise ConfigError(f"MLCICD_IMAGE_BUILDER={setting!r} is unknown; choose auto, {', '.join(BUILDERS)}")
+    if setting == "none" and target != "local":
+        raise ConfigError(
+            f"the {target} target runs the model-server image, but MLCICD_IMAGE_BUILDER=none; "
+            "set it to docker or kaniko (or auto)"
+        )
+    return setting
+
+
+def repository(model_name: str, registry: Registry | None) -> str:
+    """A valid image repository for the model: lower case, ``[a-z0-9._-]``, under the registry host."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", model_name.lower()).strip("._-") or "model"
+    return f"{registry.host}/{name}" if registry else name
+
+
+def registry_from_connection(conn_id: str) -> Registry | None:
+    """The registry of the Airflow connection ``conn_id``; None when it is not defined (keep images local)."""
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.sdk import BaseHook
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return None
+    if not conn.host:
+        raise ConfigError(f"the {conn_id} connection has no host: set the registry's host (and port) in it")
+    host = conn.host.removeprefix("https://").removeprefix("http://").rstrip("/")
+    return Registry(host=f"{host}:{conn.port}" if conn.port else host, login=bool(conn.login))
+
+
+def make_context(settings: Settings, release: Release, dest: Path) -> str:
+    """Write the build context to ``dest``; return its digest (sha256 of every path and byte in it)."""
+    from mlcicd.deploy import prepare_bundle
+
+    shutil.rmtree(dest, ignore_errors=True)
+    (dest / "mlcicd").mkdir(parents=True)
+    shutil.copyfile(DOCKERFILE, dest / "Dockerfile")
+    shutil.copyfile(REQUIREMENTS, dest / "requirements.txt")
+    shutil.copyfile(CONSTRAINTS, dest / "constraints.txt")
+    package = Path(__file__).resolve().parent
+    for module in SERVER_MODULES:
+        shutil.copyfile(package / module, dest / "mlcicd" / module)
+    bundle_release = type(release)(**{**release.to_dict(), "image": None})
+    prepare_bundle(settings, bundle_release, dest / "bundle")
+    return context_digest(dest)
+
+
+def context_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def docker_client(settings: Settings, registry: Registry | None) -> APIClient:
+    """The Docker provider's client for the engine at ``docker_url``, logged in to the registry if it has a login."""
+    from airflow.exceptions import AirflowException
+    from airflow.providers.docker.hooks.docker import DockerHook
+    from docker.errors import APIError
+
+    conn_id = settings.docker_conn_id if registry and registry.login else None
+    hook = DockerHook(
+        docker_conn_id=conn_id, base_url=settings.docker_url, timeout=int(settings.build_timeout_s)
+    )
+    try:
+        return hook.get_conn()
+    except APIError as exc:
+        raise BuildError(
+            f"login to the registry {registry.host if registry else '?'} failed: {exc.explanation or exc}; "
+            f"check the {settings.docker_conn_id} connection's host, login and password"
+        ) from exc
+    except AirflowException as exc:
+        raise ConfigError(
+            f"no Docker engine answers at {settings.docker_url} ({exc}); start one, or point "
+            "MLCICD_DOCKER_URL (or DOCKER_HOST) at it. Without a Docker socket, set "
+            "MLCICD_IMAGE_BUILDER=kaniko to build in the cluster."
+        ) from exc
+
+
+def build(settings: Settings, release: Release, registry: Registry | None = None) -> Image:
+    """Build (or reuse) the image of ``release`` on the Docker engine and push it when a registry is set."""
+    started = time.monotonic()
+    work = settings.images_dir / release.model_name / f"v{release.version}"
+    digest = make_context(settings, release, work / "context")
+    reference = f"{repository(release.model_name, registry)}:{release.version}-{digest[:12]}"
+    client = docker_client(settings, registry)
+    reused = _exists(client, reference)
+    if reused:
+        log.info("image %s already exists (same context digest): not rebuilt", reference)
+    else:
+        log.info("building %s from %s on %s", reference, settings.base_image, settings.docker_url)
+        _build(client, settings, release, work, reference)
+    info = client.inspect_image(reference)
+    repo_digest = push(client, reference, registry) if registry else None
+    image = Image(
+        builder="docker", reference=reference, context_digest=f"sha256:{digest}", image_id=info["Id"],
+        repo_digest=repo_digest, size_bytes=int(info.get("Size") or 0),
+        seconds=round(time.monotonic() - started, 2), reused=reused,
+    )  # fmt: skip
+    log.info(
+        "image %s (%s, %.0f MB) ready in %.1f s",
+        reference,
+        info["Id"][:19],
+        image.size_bytes / 1e6,
+        image.seconds,
+    )
+    return image
+
+
+def _exists(client: APIClient, reference: str) -> bool:
+    from docker.errors import ImageNotFound
+
+    try:
+        client.inspect_image(reference)
+    except ImageNotFound:
+        return False
+    return True
+
+
+def _build(client: APIClient, settings: Settings, release: Release, work: Path, reference: str) -> None:
+    from docker.errors import APIError
+
+    build_log = work / "build.log"
+    lines: list[str] = []
+    network = "host" if settings.docker_network == "host" else None
+    try:
+        stream = client.build(
+            path=str(work / "context"), tag=reference, rm=True, forcerm=True, pull=False, decode=True,
+            network_mode=network, timeout=int(settings.build_timeout_s),
+            buildargs={"BASE_IMAGE": settings.base_image, "MODEL_NAME": release.model_name,
+                       "MODEL_VERSION": str(release.version)},
+            labels={"io.mlcicd.mlflow-run-id": release.mlflow_run_id,
+                    "io.mlcicd.airflow-run-id": release.airflow_run_id},
+        )  # fmt: skip
+        with build_log.open("w") as out:
+            for line in _stream_lines(stream):
+                out.write(line + "\n")
+                lines.append(line)
+                if line.startswith("Step ") or line.startswith("Successfully"):
+                    log.info("docker build: %s", line)
+    except APIError as exc:
+        raise BuildError(
+            f"the Docker engine refused the build of {reference}: {exc.explanation or exc}. "
+            f"Build log: {build_log}"
+        ) from exc
+    except _StreamError as exc:
+        tail = "\n".join(lines[-15:])
+        hint = ""
+        if "pull access denied" in str(exc) or "not found" in str(exc):
+            hint = (
+                f" The base image {settings.base_image!r} must be pullable or present: set MLCICD_BASE_IMAGE."
+            )
+        raise BuildError(
+            f"the image build of {reference} failed: {exc}.{hint} Last lines:\n{tail}\nBuild log: {build_log}"
+        ) from exc
+
+
+class _StreamError(Exception):
+    pass
+
+
+def _stream_lines(stream: Iterator[dict[str, Any]]) -> Iterator[str]:
+    for chunk in stream:
+        if "error" in chunk:
+            raise _StreamError(str(chunk.get("error")).strip())
+        text = chunk.get("stream")
+        if text:
+            yield from (line for line in str(text).rstrip("\n").split("\n") if line.strip())
+
+
+def push(client: APIClient, reference: str, registry: Registry) -> str:
+    """Push ``reference`` and return its repository digest (``repository@sha256:...``)."""
+    from docker.errors import APIError
+
+    repo, tag = reference.rsplit(":", 1)
+    log.info("pushing %s to %s", reference, registry.host)
+    try:
+        for chunk in client.push(repo, tag=tag, stream=True, decode=True):
+            if "error" in chunk:
+                raise BuildError(
+                    f"pushing {reference} to the registry {registry.host} failed: {chunk['error']}. "
+                    "Check that the registry is reachable from the Docker engine and the docker_default "
+                    "connection (host, port, login); delete that connection to keep images local."
+                )
+            digest = (chunk.get("aux") or {}).get("Digest")
+            if digest:
+                return f"{repo}@{digest}"
+    except APIError as exc:
+        raise BuildError(f"pushing {reference} to {registry.host} failed: {exc.explanation or exc}") from exc
+    raise BuildError(f"the registry {registry.host} accepted {reference} but reported no digest")
