@@ -8,7 +8,21 @@ CONF ?=
 RUN_ARGS := $(foreach c,$(CONF),--conf $(c))
 export MLCICD_STATE_DIR ?= $(abspath $(STATE))
 
-.PHONY: install run test lint format bench stop airflow traffic mlflow-ui clean
+# Docker engine for the image build, the docker target and their tests: the one DOCKER_HOST names,
+# or else a private one (tools/docker-engine.sh) that the test target starts and stops itself.
+ifeq ($(origin DOCKER_HOST),environment)
+ENGINE_UP := true
+ENGINE_DOWN := true
+else
+export DOCKER_HOST := unix://$(MLCICD_STATE_DIR)/docker/docker.sock
+ENGINE_UP := tools/docker-engine.sh install && tools/docker-engine.sh start
+ENGINE_DOWN := tools/docker-engine.sh stop
+endif
+export MLCICD_DOCKER_DIR := $(MLCICD_STATE_DIR)/docker
+# The tests build on a locally made Debian 12 + Python 3.11 base (no registry is needed).
+TEST_BASE_IMAGE ?= mlcicd-base:bookworm
+
+.PHONY: install run test lint format bench stop airflow traffic mlflow-ui clean engine engine-stop
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "mlcicd needs Python 3.11: set PYTHON=/path/to/python3.11")'
@@ -28,8 +42,19 @@ install: $(VENV)/.installed ## create the venv and install the pinned stack
 run: install ## run ml_retrain once end to end (CONF="key=value ..." to set params)
 	$(PY) -m mlcicd run $(RUN_ARGS)
 
-test: install $(NODE_TOOLS) lint ## lint, then every test
-	$(PY) -m pytest
+test: install $(NODE_TOOLS) lint ## lint, then every test (starts and stops a Docker engine if none is set)
+	$(ENGINE_UP)
+	MLCICD_BASE_IMAGE_LOCAL=$(TEST_BASE_IMAGE) tools/docker-engine.sh base
+	status=0; MLCICD_BASE_IMAGE=$(TEST_BASE_IMAGE) $(PY) -m pytest || status=$$?; $(ENGINE_DOWN); exit $$status
+
+engine: ## start a private Docker engine and make the local base image (export the DOCKER_HOST it prints)
+	tools/docker-engine.sh install
+	tools/docker-engine.sh start
+	MLCICD_BASE_IMAGE_LOCAL=$(TEST_BASE_IMAGE) tools/docker-engine.sh base
+	@echo "export DOCKER_HOST=$(DOCKER_HOST) MLCICD_BASE_IMAGE=$(TEST_BASE_IMAGE)"
+
+engine-stop: ## stop the private Docker engine
+	tools/docker-engine.sh stop
 
 lint: install ## ruff lint and format check
 	$(VENV)/bin/ruff check .

@@ -16,7 +16,8 @@ DIR="${MLCICD_DOCKER_DIR:-$PWD/.state/docker}"
 SOCK="$DIR/docker.sock"
 PIDFILE="$DIR/dockerd.pid"
 BASE_IMAGE="${MLCICD_BASE_IMAGE_LOCAL:-mlcicd-base:bookworm}"
-export DOCKER_HOST="unix://$SOCK"
+OWN="unix://$SOCK"
+export DOCKER_HOST="${DOCKER_HOST:-$OWN}"  # base/env use an engine already configured, if any
 
 running() { [[ -f "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 
@@ -31,9 +32,10 @@ install)
     command -v docker >/dev/null || { echo "no docker client on PATH after installing docker.io"; exit 1; }
     ;;
 start)
+    export DOCKER_HOST="$OWN"
     if running; then exit 0; fi
     mkdir -p "$DIR/data" "$DIR/exec"
-    dockerd --data-root "$DIR/data" --exec-root "$DIR/exec" --pidfile "$PIDFILE" -H "$DOCKER_HOST" \
+    dockerd --data-root "$DIR/data" --exec-root "$DIR/exec" --pidfile "$PIDFILE" -H "$OWN" \
         --storage-driver overlay2 --iptables=false --ip6tables=false --ip-masq=false \
         --ip-forward=false --bridge=none --userland-proxy=false >"$DIR/dockerd.log" 2>&1 &
     for _ in $(seq 1 100); do

@@ -298,10 +298,15 @@ def render(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def stop_servers() -> list[str]:
+def stop_servers(target: str = "local") -> list[str]:
+    """Stop what the target serves for every model: local server processes, or docker containers."""
     from mlcicd.deploy import LocalProcessTarget
 
     settings = load()
+    if target == "docker":
+        from mlcicd.docker_target import remove_all
+
+        return remove_all(settings)
     stopped = []
     for state_file in (settings.deployments_dir / "local").glob("*/current.json"):
         target = LocalProcessTarget(settings, state_file.parent.name)
@@ -435,7 +440,11 @@ def main(argv: list[str] | None = None) -> None:
         "--conf", action="append", default=[], metavar="KEY=VALUE", help="a DAG param (repeatable)"
     )
     run.add_argument("--json", action="store_true", help="print one JSON summary object")
-    sub.add_parser("stop", help="stop the local model servers started by runs")
+    stop = sub.add_parser("stop", help="stop the model servers started by runs")
+    stop.add_argument(
+        "--target", choices=["local", "docker"], default="local",
+        help="local: the server processes (default); docker: the model containers on the Docker engine",
+    )  # fmt: skip
     trig = sub.add_parser(
         "trigger",
         help="start ml_retrain on an Airflow server through its REST API (for CI)",
@@ -492,7 +501,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(run_trigger(args))
 
     if args.command == "stop":
-        stopped = stop_servers()
+        stopped = stop_servers(args.target)
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
         return
     settings = load()

@@ -214,3 +214,15 @@ class DockerTarget:
             self.client.remove_container(container, force=True)
         except NotFound:
             pass
+
+
+def remove_all(settings: Settings) -> list[str]:
+    """Remove every mlcicd model container on the engine; return their names."""
+    from mlcicd.image import docker_client
+
+    client = docker_client(settings, None)
+    removed = []
+    for c in client.containers(all=True, filters={"label": ["io.mlcicd.model"]}):
+        client.remove_container(c["Id"], force=True)
+        removed.append(c["Names"][0].lstrip("/"))
+    return removed

@@ -95,7 +95,7 @@ def registry_from_connection(conn_id: str) -> Registry | None:
 
 
 def make_context(settings: Settings, release: Release, dest: Path) -> str:
-    """Write the build context to ``dest``; return its digest (sha256 of every path and byte in it)."""
+    """Write the build context to ``dest``; return its digest (see :func:`context_digest`)."""
     from mlcicd.deploy import prepare_bundle
 
     shutil.rmtree(dest, ignore_errors=True)
@@ -108,11 +108,12 @@ def make_context(settings: Settings, release: Release, dest: Path) -> str:
         shutil.copyfile(package / module, dest / "mlcicd" / module)
     bundle_release = type(release)(**{**release.to_dict(), "image": None})
     prepare_bundle(settings, bundle_release, dest / "bundle")
-    return context_digest(dest)
+    return context_digest(dest, base_image=settings.base_image)
 
 
-def context_digest(root: Path) -> str:
-    h = hashlib.sha256()
+def context_digest(root: Path, base_image: str) -> str:
+    """sha256 of the base image's name and every path and byte of the context: what the image is made of."""
+    h = hashlib.sha256(base_image.encode() + b"\0")
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         h.update(path.relative_to(root).as_posix().encode() + b"\0")
         h.update(path.read_bytes())
@@ -213,9 +214,10 @@ def _build(client: APIClient, settings: Settings, release: Release, work: Path, 
     except _StreamError as exc:
         tail = "\n".join(lines[-15:])
         hint = ""
-        if "pull access denied" in str(exc) or "not found" in str(exc):
+        if lines and " : FROM " in lines[-1]:  # it stopped at the base image
             hint = (
-                f" The base image {settings.base_image!r} must be pullable or present: set MLCICD_BASE_IMAGE."
+                f" The base image {settings.base_image!r} is neither on the engine nor pullable: pull or "
+                "build it, or set MLCICD_BASE_IMAGE (tools/docker-engine.sh base makes a local one)."
             )
         raise BuildError(
             f"the image build of {reference} failed: {exc}.{hint} Last lines:\n{tail}\nBuild log: {build_log}"

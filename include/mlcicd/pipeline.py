@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcicd import record
-from mlcicd.errors import MlcicdError, ValidationFailed
+from mlcicd.errors import ConfigError, MlcicdError, ValidationFailed
 from mlcicd.settings import Settings, load
 
 log = logging.getLogger("mlcicd")
@@ -77,6 +77,19 @@ def push_links(**links: str | None) -> None:
     _xcom_push(LINKS_XCOM, {k: v for k, v in links.items() if v})
 
 
+def target_name(params: dict[str, Any], settings: Settings) -> str:
+    """The deploy target of this run: the ``deploy_target`` param, else the setting; checked by name."""
+    from mlcicd.deploy import TARGETS
+
+    name = str(params.get("deploy_target") or settings.deploy_target)
+    if name not in TARGETS:
+        raise ConfigError(
+            f"unknown deploy target {name!r}; choose one of {', '.join(TARGETS)} "
+            "(the deploy_target param or the MLCICD_DEPLOY_TARGET setting)"
+        )
+    return name
+
+
 def _seed(params: dict[str, Any], run_date: datetime | None) -> int:
     if params.get("synthetic_seed") is not None:
         return int(params["synthetic_seed"])
@@ -89,6 +102,10 @@ def ingest(run_id: str, params: dict[str, Any], run_date: datetime | None = None
     from mlcicd import data
 
     with stage(run_id, "ingest_data") as settings:
+        from mlcicd.image import resolve_builder
+
+        # A misconfigured target or builder fails the run here, before any training is spent.
+        resolve_builder(settings.image_builder, target_name(params, settings))
         uri = str(params["dataset_uri"])
         options = data.SyntheticOptions(
             rows=int(params.get("synthetic_rows", 5000)),
@@ -345,7 +362,7 @@ def build_image(run_id: str, release: dict[str, Any], params: dict[str, Any]) ->
 
     with stage(run_id, "build_image") as settings:
         rel = Release(**release)
-        target = str(params.get("deploy_target") or settings.deploy_target)
+        target = target_name(params, settings)
         builder = img.resolve_builder(settings.image_builder, target)
         if builder == "none":
             log.info("no image built: the %s target serves the model directory", target)
@@ -388,9 +405,7 @@ def deploy(
 
     with stage(run_id, "deploy_model") as settings:
         rel = dep.Release(**{**release, "image": image.get("reference")})
-        target = dep.get_target(
-            str(params.get("deploy_target") or settings.deploy_target), settings, rel.model_name
-        )
+        target = dep.get_target(target_name(params, settings), settings, rel.model_name)
         sample = pd.read_parquet(trained["holdout_path"]).drop(columns=[batch["target"]]).head(SMOKE_ROWS)
         expected = registry.load_sklearn(trained["model_uri"], settings.tracking_uri).predict(sample)
         smoke = dep.SmokeTest(

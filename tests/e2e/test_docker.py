@@ -1,0 +1,216 @@
+"""The model-server image and the docker target on a real Docker engine (``make test`` starts one).
+
+The tests run in file order on one model of their own: the first run makes the champion's
+container, and the later ones check that a broken image, a failed build or an unreachable
+registry leaves that container serving and the champion unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+import requests
+
+from mlcicd import registry
+from mlcicd.cli import exit_code, run_pipeline
+from mlcicd.docker_target import DockerTarget
+from mlcicd.errors import ConfigError
+from mlcicd.image import docker_client
+from mlcicd.settings import load
+
+pytestmark = pytest.mark.e2e
+MODEL = "dock_churn"
+CONF = {"model_name": MODEL, "deploy_target": "docker", "dataset_name": "dock_churn_data"}
+
+
+@pytest.fixture(scope="module")
+def engine():
+    settings = load()
+    try:
+        client = docker_client(settings, None)
+    except ConfigError as exc:
+        pytest.fail(
+            f"{exc}\n`make test` starts a private engine; by hand: make engine, then export what it prints"
+        )
+    base = os.environ.get("MLCICD_BASE_IMAGE", settings.base_image)
+    assert client.images(name=base), (
+        f"the base image {base} is not on the engine and no registry can be reached here: "
+        "run `make engine` (or tools/docker-engine.sh base) and set MLCICD_BASE_IMAGE"
+    )
+    DockerTarget(settings, MODEL).stop()  # containers left by an interrupted session
+    with pytest.MonkeyPatch.context() as mp:
+        from mlcicd.deploy import free_port
+
+        mp.setenv("MLCICD_DOCKER_PORT", str(free_port("127.0.0.1")))
+        yield client
+    DockerTarget(settings, MODEL).stop()
+
+
+@pytest.fixture(scope="module")
+def first(engine):
+    return run_pipeline({**CONF, "synthetic_seed": 1})
+
+
+@pytest.fixture(scope="module")
+def sample():
+    from mlcicd import synthetic
+
+    return synthetic.generate(200, seed=98).drop(columns="churned")
+
+
+def champion_version() -> str | None:
+    ref = registry.champion(registry.client(load().tracking_uri), MODEL)
+    return ref.version if ref else None
+
+
+def offline(version: str, rows: pd.DataFrame) -> list:
+    s = load()
+    registry.client(s.tracking_uri)
+    return registry.load_sklearn(f"models:/{MODEL}/{version}", s.tracking_uri).predict(rows).tolist()
+
+
+def served(endpoint: str, rows: pd.DataFrame) -> tuple[str, list]:
+    body = {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}
+    r = requests.post(f"{endpoint}/invocations", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    version = requests.get(f"{endpoint}/version", timeout=5).json()["version"]
+    return version, r.json()["predictions"]
+
+
+def model_containers(client) -> list[dict]:
+    return client.containers(all=True, filters={"label": [f"io.mlcicd.model={MODEL}"]})
+
+
+def wait_healthy(client, container_id: str, timeout_s: float = 90) -> str:
+    """The container's HEALTHCHECK status once it leaves 'starting'."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = client.inspect_container(container_id)["State"].get("Health", {}).get("Status")
+        if status != "starting":
+            return status
+        time.sleep(1)
+    return "starting"
+
+
+def test_promoted_model_is_built_into_an_image_and_served_by_its_container(engine, first, sample):
+    assert first["outcome"] == "promoted" and exit_code(first) == 0, first.get("error")
+    image = first["image"]
+    assert re.fullmatch(rf"{MODEL}:1-[0-9a-f]{{12}}", image["reference"]), image
+    assert image["context_digest"].startswith(f"sha256:{image['reference'][-12:]}")
+    info = engine.inspect_image(image["reference"])
+    assert not any(t.endswith(":latest") for t in info["RepoTags"])
+    assert info["Config"]["User"] == "10001:10001" and info["Config"]["Healthcheck"]["Test"]
+    assert info["Config"]["Labels"]["io.mlcicd.model-version"] == "1"
+    tags = registry.client(load().tracking_uri).get_model_version(MODEL, "1").tags
+    assert tags["mlcicd.image"] == image["reference"] and tags["mlcicd.image_id"] == info["Id"]
+
+    (container,) = [c for c in model_containers(engine) if c["State"] == "running"]
+    assert container["Image"] == image["reference"] and container["Labels"]["io.mlcicd.role"] == "stable"
+    inspected = engine.inspect_container(container["Id"])
+    assert inspected["HostConfig"]["ReadonlyRootfs"] is True
+    assert wait_healthy(engine, container["Id"]) == "healthy"
+
+    endpoint = first["deployment"]["endpoint"]
+    assert endpoint == f"http://127.0.0.1:{os.environ['MLCICD_DOCKER_PORT']}"
+    assert served(endpoint, sample) == ("1", offline("1", sample))
+
+
+def test_next_version_replaces_the_container(engine, first, sample):
+    s = run_pipeline({**CONF, "synthetic_seed": 2, "max_degradation": 0.1})
+    assert s["outcome"] == "promoted", s.get("error") or s["gate"]
+    assert s["image"]["reference"].startswith(f"{MODEL}:2-") and not s["image"]["reused"]
+    running = [c for c in model_containers(engine) if c["State"] == "running"]
+    assert [c["Labels"]["io.mlcicd.model-version"] for c in running] == ["2"]
+    assert len(model_containers(engine)) == 1  # the old container is removed, not just stopped
+    assert served(s["deployment"]["endpoint"], sample) == ("2", offline("2", sample))
+
+
+@pytest.fixture(scope="module")
+def broken_base(engine, tmp_path_factory):
+    """A base image whose Python exits at start once the model is in the image: builds, never serves."""
+    base = os.environ.get("MLCICD_BASE_IMAGE", load().base_image)
+    ctx = tmp_path_factory.mktemp("broken")
+    (ctx / "Dockerfile").write_text(
+        f"FROM {base}\n"
+        "RUN printf '%s\\n' 'import os, sys' "
+        '\'if os.path.exists("/opt/mlcicd/bundle/release.json"): sys.exit("broken on purpose")\' '
+        "> /usr/lib/python3.11/sitecustomize.py\n"
+    )
+    tag = "mlcicd-test-broken-base:1"
+    out = subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    yield tag
+    engine.remove_image(tag, force=True)
+
+
+def assert_still_serving(engine, version: str, endpoint: str, sample) -> None:
+    assert champion_version() == version
+    containers = model_containers(engine)
+    assert [(c["Labels"]["io.mlcicd.model-version"], c["State"]) for c in containers] == [
+        (version, "running")
+    ]
+    assert served(endpoint, sample) == (version, offline(version, sample))
+
+
+def test_broken_image_is_rolled_back_and_the_old_container_keeps_answering(
+    engine, first, sample, broken_base, monkeypatch
+):
+    before = champion_version()
+    endpoint = DockerTarget(load(), MODEL).current().endpoint
+    monkeypatch.setenv("MLCICD_BASE_IMAGE", broken_base)
+    s = run_pipeline({**CONF, "synthetic_seed": 5, "max_degradation": 0.1})
+    assert s["gate"]["decision"] == "promoted" and s["stages"]["build_image"]["state"] == "success"
+    assert s["outcome"] == "rolled_back" and exit_code(s) == 4, s["error"]
+    assert s["error"]["stage"] == "deploy_model"
+    message = s["error"]["message"]
+    assert "staging container, which was removed" in message and f"v{before} keeps serving" in message
+    assert "broken on purpose" in message  # the container's own log is quoted
+    new = s["candidate"]["model_version"]
+    tags = registry.client(load().tracking_uri).get_model_version(MODEL, new).tags
+    assert tags["mlcicd.deploy"] == "rolled_back"
+    assert_still_serving(engine, before, endpoint, sample)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"MLCICD_BASE_IMAGE": "mlcicd-test-no-such-base:0"}, "set MLCICD_BASE_IMAGE"),
+        (
+            {
+                "AIRFLOW_CONN_DOCKER_DEFAULT": json.dumps(
+                    {"conn_type": "docker", "host": "127.0.0.1", "port": 1}
+                )
+            },
+            "to the registry 127.0.0.1:1 failed",
+        ),
+    ],
+    ids=["missing-base-image", "unreachable-registry"],
+)
+def test_build_or_push_failure_stops_before_deploy(engine, first, sample, monkeypatch, env, expected):
+    before = champion_version()
+    endpoint = DockerTarget(load(), MODEL).current().endpoint
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    s = run_pipeline({**CONF, "synthetic_seed": 6, "max_degradation": 0.1})
+    assert s["outcome"] == "failed" and exit_code(s) == 1
+    assert s["error"]["stage"] == "build_image" and s["error"]["kind"] == "build", s["error"]
+    assert expected in s["error"]["message"]
+    assert "deploy_model" not in s["stages"]
+    tags = registry.client(load().tracking_uri).get_model_version(MODEL, s["candidate"]["model_version"]).tags
+    assert tags["mlcicd.image"] == "build_failed"
+    assert_still_serving(engine, before, endpoint, sample)
+
+
+def test_unknown_target_setting_fails_before_training(monkeypatch):
+    monkeypatch.setenv("MLCICD_DEPLOY_TARGET", "dokcer")
+    s = run_pipeline({"model_name": MODEL, "synthetic_seed": 7})
+    assert s["outcome"] == "failed" and s["error"]["stage"] == "ingest_data"
+    assert "unknown deploy target 'dokcer'" in s["error"]["message"]
+    assert "MLCICD_DEPLOY_TARGET" in s["error"]["message"]
+    assert set(s["stages"]) == {"ingest_data"}
