@@ -30,7 +30,8 @@ class Release:
     model_uri: str
     mlflow_run_id: str
     airflow_run_id: str
-    image: str | None = None  # the model-server image, for the targets that run one
+    image: str | None = None  # the model-server image (repository:tag), for the targets that run one
+    image_digest: str | None = None  # repository@sha256:..., once pushed to a registry
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,6 +120,14 @@ TARGETS = {
     "docker": "mlcicd.docker_target:DockerTarget",
     "kubernetes": "mlcicd.k8s_target:KubernetesTarget",
 }
+
+
+def preflight(name: str, settings: Settings) -> None:
+    """Checks a target can make before any work is spent: its connection is defined."""
+    if name == "kubernetes":
+        from mlcicd.k8s_target import check_connection
+
+        check_connection(settings.kube_conn_id)
 
 
 def get_target(name: str, settings: Settings, model_name: str) -> DeployTarget:

@@ -106,7 +106,7 @@ def make_context(settings: Settings, release: Release, dest: Path) -> str:
     package = Path(__file__).resolve().parent
     for module in SERVER_MODULES:
         shutil.copyfile(package / module, dest / "mlcicd" / module)
-    bundle_release = type(release)(**{**release.to_dict(), "image": None})
+    bundle_release = type(release)(**{**release.to_dict(), "image": None, "image_digest": None})
     prepare_bundle(settings, bundle_release, dest / "bundle")
     return context_digest(dest, base_image=settings.base_image)
 

@@ -102,10 +102,13 @@ def ingest(run_id: str, params: dict[str, Any], run_date: datetime | None = None
     from mlcicd import data
 
     with stage(run_id, "ingest_data") as settings:
+        # A misconfigured target or builder fails the run here, before any training is spent.
+        from mlcicd.deploy import preflight
         from mlcicd.image import resolve_builder
 
-        # A misconfigured target or builder fails the run here, before any training is spent.
-        resolve_builder(settings.image_builder, target_name(params, settings))
+        deploy_to = target_name(params, settings)
+        resolve_builder(settings.image_builder, deploy_to)
+        preflight(deploy_to, settings)
         uri = str(params["dataset_uri"])
         options = data.SyntheticOptions(
             rows=int(params.get("synthetic_rows", 5000)),
@@ -404,7 +407,9 @@ def deploy(
     from mlcicd import registry
 
     with stage(run_id, "deploy_model") as settings:
-        rel = dep.Release(**{**release, "image": image.get("reference")})
+        rel = dep.Release(
+            **{**release, "image": image.get("reference"), "image_digest": image.get("repo_digest")}
+        )
         target = dep.get_target(target_name(params, settings), settings, rel.model_name)
         sample = pd.read_parquet(trained["holdout_path"]).drop(columns=[batch["target"]]).head(SMOKE_ROWS)
         expected = registry.load_sklearn(trained["model_uri"], settings.tracking_uri).predict(sample)
@@ -418,7 +423,11 @@ def deploy(
         except MlcicdError as exc:
             c.set_model_version_tag(rel.model_name, rel.version, "mlcicd.deploy", "rolled_back")
             c.delete_registered_model_alias(rel.model_name, registry.CHALLENGER)
-            current = target.current()
+            try:
+                current = target.current()
+            except Exception as lookup:  # the deploy error is what the user needs; this is a detail
+                log.warning("could not tell what %s serves now: %s", target.name, lookup)
+                current = None
             record.update(
                 _run_dir(settings, run_id),
                 deployment={"target": target.name, "state": "rolled_back",

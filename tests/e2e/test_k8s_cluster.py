@@ -1,0 +1,74 @@
+"""The kubernetes target end to end: against a real cluster when one is configured.
+
+No API server can run on the CI machine, so the cluster test is skipped there with its reason;
+tests/unit/test_k8s.py validates everything up to the API server. To run it: a cluster in
+KUBECONFIG (kind, minikube or real) and AIRFLOW_CONN_DOCKER_DEFAULT naming a registry its nodes
+pull from (for kind, the local registry of kind's documentation at localhost:5001).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from mlcicd.cli import run_pipeline
+
+pytestmark = pytest.mark.e2e
+MODEL = "k8s_churn"
+CONF = {"model_name": MODEL, "deploy_target": "kubernetes", "dataset_name": "k8s_churn_data"}
+
+
+def test_missing_kube_connection_fails_before_training(monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", raising=False)
+    s = run_pipeline({**CONF, "synthetic_seed": 1})
+    assert s["outcome"] == "failed" and s["error"]["stage"] == "ingest_data"
+    message = s["error"]["message"]
+    assert "'kubernetes_default' is not defined" in message and "AIRFLOW_CONN_KUBERNETES_DEFAULT" in message
+    assert set(s["stages"]) == {"ingest_data"} and s["champion_version"] is None
+
+
+def cluster_reason() -> str | None:
+    if not os.environ.get("KUBECONFIG"):
+        return "no Kubernetes cluster: KUBECONFIG is not set (no API server can run on this machine)"
+    if not os.environ.get("AIRFLOW_CONN_DOCKER_DEFAULT"):
+        return "KUBECONFIG is set, but AIRFLOW_CONN_DOCKER_DEFAULT names no registry the cluster pulls from"
+    return None
+
+
+@pytest.mark.skipif(cluster_reason() is not None, reason=str(cluster_reason()))
+def test_deploys_to_a_real_cluster_and_the_service_answers(monkeypatch, engine_for_cluster):
+    from kubernetes import client, config, utils
+
+    from mlcicd.k8s_target import K8S_DIR, resource_name
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_KUBERNETES_DEFAULT",
+        json.dumps({"conn_type": "kubernetes", "extra": {"kube_config_path": os.environ["KUBECONFIG"]}}),
+    )
+    monkeypatch.setenv("MLCICD_KUBE_REPLICAS", "1")
+    config.load_kube_config()
+    try:
+        utils.create_from_yaml(client.ApiClient(), str(K8S_DIR / "rbac.yaml"))
+    except utils.FailToCreateError as exc:  # already there from an earlier run
+        assert all(e.status == 409 for e in exc.api_exceptions), exc
+
+    first = run_pipeline({**CONF, "synthetic_seed": 1})
+    assert first["outcome"] == "promoted", first.get("error")
+    d = client.AppsV1Api().read_namespaced_deployment(resource_name(MODEL), "mlcicd")
+    assert d.metadata.annotations["mlcicd.io/model-version"] == first["champion_version"]
+    assert "@sha256:" in d.spec.template.spec.containers[0].image  # pushed, so pinned by digest
+    assert d.status.ready_replicas == 1
+
+
+@pytest.fixture
+def engine_for_cluster():
+    from mlcicd.errors import ConfigError
+    from mlcicd.image import docker_client
+    from mlcicd.settings import load
+
+    try:
+        docker_client(load(), None)
+    except ConfigError as exc:
+        pytest.fail(str(exc))
