@@ -56,9 +56,11 @@ engine: ## start a private Docker engine and make the local base image (export t
 engine-stop: ## stop the private Docker engine
 	tools/docker-engine.sh stop
 
-lint: install ## ruff lint and format check
+lint: install ## ruff lint and format check, hadolint on the Dockerfiles, the Compose file against its schema
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint include/docker/*.Dockerfile
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yaml
 
 format: install
 	$(VENV)/bin/ruff check --fix .

@@ -1,0 +1,85 @@
+"""The Dockerfiles (hadolint), the Compose file (the compose-spec schema) and the .env contract."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+DOCKERFILES = sorted((ROOT / "include" / "docker").glob("*.Dockerfile"))
+COMPOSE = ROOT / "docker-compose.yaml"
+
+
+def hadolint(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "hadolint"), str(path)], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=[d.name for d in DOCKERFILES])
+def test_hadolint(dockerfile):
+    out = hadolint(dockerfile)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_hadolint_does_find_problems(tmp_path):
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM debian:latest\nRUN apt-get update && apt-get install -y curl\n")
+    out = hadolint(bad)
+    assert out.returncode == 1 and "DL3007" in out.stdout and "DL3008" in out.stdout
+
+
+def compose_schema(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_compose_file_matches_the_compose_spec(tmp_path):
+    out = compose_schema(COMPOSE)
+    assert out.returncode == 0, out.stdout + out.stderr
+    bad = tmp_path / "compose.yaml"
+    bad.write_text("services:\n  a:\n    image: x\n    imagee: y\n")  # a typo in a key
+    assert compose_schema(bad).returncode == 1
+
+
+def test_compose_has_the_services_a_team_runs():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    assert {"postgres", "mlflow", "registry", "airflow-apiserver", "airflow-scheduler",
+            "airflow-dag-processor", "airflow-triggerer"} <= set(services)  # fmt: skip
+    scheduler = services["airflow-scheduler"]
+    assert any(v.endswith(":/var/run/docker.sock") for v in scheduler["volumes"])
+    assert "postgresql" in scheduler["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert any("postgresql://" in arg for arg in services["mlflow"]["command"])
+
+
+def test_every_image_can_be_overridden_and_none_is_latest():
+    text = COMPOSE.read_text()
+    images = re.findall(r"^\s*image:\s*(.+)$", text, flags=re.M)
+    assert images and all(re.fullmatch(r"\$\{[A-Z_]+_IMAGE:-[^}]+\}", i.strip()) for i in images), images
+    for path in [COMPOSE, ROOT / ".env.example", *DOCKERFILES]:
+        assert ":latest" not in path.read_text(), path
+
+
+def test_env_example_defines_every_required_variable_and_env_is_ignored():
+    required = set(re.findall(r"\$\{([A-Z_]+):\?", COMPOSE.read_text()))
+    example = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if re.match(r"[A-Z_]+=", line)
+    )
+    assert required and required <= set(example), required - set(example)
+    used = set(re.findall(r"\$\{([A-Z_]+)[:}]", COMPOSE.read_text()))
+    assert set(example) <= used, set(example) - used  # no stale variable in the example
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_model_server_image_is_non_root_with_healthcheck_and_a_base_arg():
+    text = (ROOT / "include" / "docker" / "model-server.Dockerfile").read_text()
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11[\w.-]*-slim", text, flags=re.M)
+    assert re.search(r"^USER 10001", text, flags=re.M) and "HEALTHCHECK" in text
