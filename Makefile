@@ -66,8 +66,10 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: install ## benchmark: DAG parse cost and the end-to-end run time
-	$(PY) benchmarks/bench.py
+bench: install ## benchmark: DAG parse cost, end-to-end run time, trigger latency, monitoring, images
+	$(ENGINE_UP)
+	MLCICD_BASE_IMAGE_LOCAL=$(TEST_BASE_IMAGE) tools/docker-engine.sh base
+	MLCICD_BASE_IMAGE=$${MLCICD_BASE_IMAGE:-$(TEST_BASE_IMAGE)} $(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 stop: install ## stop the local model servers started by runs
 	$(PY) -m mlcicd stop

@@ -5,6 +5,10 @@
 Also measured (issue #4): latency the trigger client and the REST path add, from the trigger
 call to the run's first task starting, and from the run's end to the client's exit.
 
+Also measured (issue #3, `--only image`, needs a Docker engine: `make bench` starts one): image
+build time with a warm layer cache, image size, and time from "promote" to the new version
+answering on the docker target.
+
 Budgets (issue #2): each DAG file parses in at most 0.15 s more than `from airflow.sdk import dag,
 task` alone; `make run` on the default data takes under 60 s on 2 cores once set up.
 """
@@ -58,9 +62,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def timed_runs(n: int) -> list[dict]:
+def cold_build(state: Path, env: dict[str, str]) -> None:
+    """Build the last run's context again with no layer cache: what a fresh engine pays once."""
+    import docker
+
+    contexts = sorted(state.glob("images/*/v*/context"))
+    if not contexts:
+        return
+    client = docker.APIClient(base_url=env.get("DOCKER_HOST", "unix:///var/run/docker.sock"), timeout=1800)
+    t = time.perf_counter()
+    for chunk in client.build(path=str(contexts[-1]), tag="mlcicd-bench-cold:1", nocache=True, rm=True,
+                              decode=True, network_mode="host",
+                              buildargs={"BASE_IMAGE": env.get("MLCICD_BASE_IMAGE", "python:3.11.14-slim-bookworm")}):  # fmt: skip
+        if "error" in chunk:
+            raise RuntimeError(chunk["error"])
+    print(
+        f"  cold build (no layer cache, dependencies from PyPI): {time.perf_counter() - t:.1f} s (one build)"
+    )
+    client.remove_image("mlcicd-bench-cold:1", force=True)
+
+
+def timed_runs(n: int, target: str = "local", after=None) -> list[dict]:
     state = Path(tempfile.mkdtemp(prefix="mlcicd-bench-"))
-    env = {**os.environ, "MLCICD_STATE_DIR": str(state), "MLCICD_LOCAL_PORT": str(free_port())}
+    env = {**os.environ, "MLCICD_STATE_DIR": str(state), "MLCICD_LOCAL_PORT": str(free_port()),
+           "MLCICD_DOCKER_PORT": str(free_port()), "MLCICD_DEPLOY_TARGET": target}  # fmt: skip
     for key in [
         k for k in env if k.startswith("AIRFLOW") or k in ("MLFLOW_TRACKING_URI", "MLCICD_TRACKING_URI")
     ]:
@@ -80,10 +105,13 @@ def timed_runs(n: int) -> list[dict]:
             )  # fmt: skip
             wall = time.perf_counter() - t
             summary = json.loads(out.stdout.strip().splitlines()[-1])
-            results.append({"wall": wall, "outcome": summary["outcome"], "stages": summary["stages"]})
+            results.append({"wall": wall, "outcome": summary["outcome"], "stages": summary["stages"],
+                            "image": summary.get("image")})  # fmt: skip
             print(f"  run {i + 1}: {wall:5.1f} s wall, outcome {summary['outcome']}", flush=True)
     finally:
-        subprocess.run([sys.executable, "-m", "mlcicd", "stop"], env=env, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "mlcicd", "stop", "--target", target], env=env, capture_output=True
+        )
         shutil.rmtree(state, ignore_errors=True)
     return results
 
@@ -179,11 +207,13 @@ def main() -> None:
         "--triggers", type=int, default=3, help="runs through a real Airflow and the trigger client"
     )
     parser.add_argument("--requests", type=int, default=300, help="requests per variant for the logging cost")
-    parser.add_argument("--only", choices=["parse", "run", "trigger", "monitoring"], help="one section only")
+    parser.add_argument(
+        "--only", choices=["parse", "run", "trigger", "monitoring", "image"], help="one section only"
+    )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
 
-    sections = {args.only} if args.only else {"parse", "run", "trigger", "monitoring"}
+    sections = {args.only} if args.only else {"parse", "run", "trigger", "monitoring", "image"}
     if "monitoring" in sections:
         without, with_log = logging_cost(args.requests)
         print(
@@ -199,6 +229,8 @@ def main() -> None:
         run_section(args)
     if "trigger" in sections:
         trigger_section(args)
+    if "image" in sections:
+        image_section(args)
 
 
 def parse_section(args: argparse.Namespace) -> None:
@@ -233,6 +265,34 @@ def trigger_section(args: argparse.Namespace) -> None:
     print(f"  median trigger call -> first task start: {statistics.median(x[0] for x in lat):.2f} s")
     print(f"  median run end -> client exit:           {statistics.median(x[1] for x in lat):.2f} s")
     print(f"  median run (first task start -> end):    {statistics.median(x[2] for x in lat):.1f} s")
+
+
+def image_section(args: argparse.Namespace) -> None:
+    """Runs on the docker target: build time (warm layer cache after the first), size, promote -> serving."""
+    print(f"\ndocker target (engine {os.environ.get('DOCKER_HOST', 'default')}, base "
+          f"{os.environ.get('MLCICD_BASE_IMAGE', 'python:3.11 slim')}; {args.runs} promoted runs)")  # fmt: skip
+    runs = timed_runs(args.runs, target="docker", after=cold_build)
+    rows = []
+    for i, r in enumerate(runs, 1):
+        st = r["stages"]
+        if r["outcome"] != "promoted":
+            print(f"  run {i}: {r['outcome']} (not counted)")
+            continue
+        to_serving = sum(st[k]["seconds"] for k in ("register_model", "build_image", "deploy_model"))
+        rows.append(
+            (
+                st["build_image"]["seconds"],
+                st["deploy_model"]["seconds"],
+                to_serving,
+                r["image"]["size_bytes"],
+            )
+        )
+        print(f"  run {i}: build {rows[-1][0]:5.1f} s, deploy {rows[-1][1]:5.1f} s, promote -> answering "
+              f"{to_serving:5.1f} s, image {rows[-1][3] / 1e6:.0f} MB")  # fmt: skip
+    if rows:
+        med = [statistics.median(col) for col in zip(*rows, strict=True)]
+        print(f"  median: build {med[0]:.1f} s (run 1 may have filled the layer cache), deploy {med[1]:.1f} s, "
+              f"promote -> new version answering {med[2]:.1f} s, image {med[3] / 1e6:.0f} MB")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -17,10 +17,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PORT=8080 \
     MLCICD_MODEL_DIR=/opt/mlcicd/bundle
 
-# Dependencies first: this layer is reused by every model version built on the same pins.
+# Dependencies first: this layer is reused by every model version built on the same pins. pip
+# compiles the bytecode here: the root filesystem is read-only at run time, so a server start
+# would otherwise compile every module it imports.
 COPY requirements.txt constraints.txt /opt/mlcicd/
 RUN python3 -m venv /opt/venv \
-    && pip install --no-compile -r /opt/mlcicd/requirements.txt -c /opt/mlcicd/constraints.txt \
+    && pip install -r /opt/mlcicd/requirements.txt -c /opt/mlcicd/constraints.txt \
     && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin mlcicd
 
 COPY mlcicd/ /opt/mlcicd/lib/mlcicd/
