@@ -85,4 +85,5 @@ mlflow-ui: install ## browse runs, models and plots at http://127.0.0.1:5000
 
 clean: ## remove all local state (venv, Airflow DB, MLflow store, runs)
 	-$(PY) -m mlcicd stop
+	-tools/docker-engine.sh stop
 	rm -rf $(STATE)

@@ -108,6 +108,8 @@ def timed_runs(n: int, target: str = "local", after=None) -> list[dict]:
             results.append({"wall": wall, "outcome": summary["outcome"], "stages": summary["stages"],
                             "image": summary.get("image")})  # fmt: skip
             print(f"  run {i + 1}: {wall:5.1f} s wall, outcome {summary['outcome']}", flush=True)
+        if after is not None:
+            after(state, env)
     finally:
         subprocess.run(
             [sys.executable, "-m", "mlcicd", "stop", "--target", target], env=env, capture_output=True

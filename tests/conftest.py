@@ -24,7 +24,11 @@ def _free_port() -> int:
 
 os.environ["MLCICD_STATE_DIR"] = str(STATE)
 os.environ["MLCICD_LOCAL_PORT"] = str(_free_port())
-for key in ("MLCICD_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLCICD_REGISTRY_URI", "AIRFLOW_HOME"):
+# Hermetic: none of the user's deployment settings or connections leaks into the tests
+# (tests/e2e/test_k8s_cluster.py takes its cluster and registry from MLCICD_TEST_* variables).
+for key in ("MLCICD_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLCICD_REGISTRY_URI", "AIRFLOW_HOME",
+            "MLCICD_DEPLOY_TARGET", "MLCICD_IMAGE_BUILDER", "AIRFLOW_CONN_DOCKER_DEFAULT",
+            "AIRFLOW_CONN_KUBERNETES_DEFAULT", "MLCICD_DOCKER_NETWORK"):  # fmt: skip
     os.environ.pop(key, None)
 
 from mlcicd.cli import prepare_environment  # noqa: E402

@@ -294,7 +294,12 @@ def render(summary: dict[str, Any]) -> str:
     if s.get("log_path"):
         lines.append(f"  task logs   {s['log_path']}")
     if d and d.get("state") == "serving":
-        lines.append(f"  try it      curl -s {d['endpoint']}/version ; make stop  (stops the local server)")
+        stop = "make stop  (stops the local server)"
+        if d["target"] == "docker":
+            stop = "python -m mlcicd stop --target docker  (removes the container)"
+        if d["target"] == "kubernetes":
+            stop = "(a ClusterIP Service: kubectl port-forward svc/<name> to reach it from outside)"
+        lines.append(f"  try it      curl -s {d['endpoint']}/version ; {stop}")
     return "\n".join(lines)
 
 

@@ -316,6 +316,7 @@ def summarize(
             "metrics": evaluated.get("candidate_metrics"),
         },
         "gate": decision and {"decision": decision["decision"], "reasons": decision["reasons"]},
+        "image": client.xcom(dag_id, run_id, "build_image"),
         "deployment": deployment
         and {
             "target": deployment["target"],

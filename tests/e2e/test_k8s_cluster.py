@@ -2,8 +2,9 @@
 
 No API server can run on the CI machine, so the cluster test is skipped there with its reason;
 tests/unit/test_k8s.py validates everything up to the API server. To run it: a cluster in
-KUBECONFIG (kind, minikube or real) and AIRFLOW_CONN_DOCKER_DEFAULT naming a registry its nodes
-pull from (for kind, the local registry of kind's documentation at localhost:5001).
+KUBECONFIG (kind, minikube or real) and MLCICD_TEST_REGISTRY_CONN, an Airflow connection (JSON)
+of a registry its nodes pull from, for example '{"conn_type": "docker", "host": "localhost",
+"port": 5001}' for the local registry of kind's documentation.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ def test_missing_kube_connection_fails_before_training(monkeypatch):
 def cluster_reason() -> str | None:
     if not os.environ.get("KUBECONFIG"):
         return "no Kubernetes cluster: KUBECONFIG is not set (no API server can run on this machine)"
-    if not os.environ.get("AIRFLOW_CONN_DOCKER_DEFAULT"):
-        return "KUBECONFIG is set, but AIRFLOW_CONN_DOCKER_DEFAULT names no registry the cluster pulls from"
+    if not os.environ.get("MLCICD_TEST_REGISTRY_CONN"):
+        return "KUBECONFIG is set, but MLCICD_TEST_REGISTRY_CONN names no registry the cluster pulls from"
     return None
 
 
@@ -47,6 +48,7 @@ def test_deploys_to_a_real_cluster_and_the_service_answers(monkeypatch, engine_f
         "AIRFLOW_CONN_KUBERNETES_DEFAULT",
         json.dumps({"conn_type": "kubernetes", "extra": {"kube_config_path": os.environ["KUBECONFIG"]}}),
     )
+    monkeypatch.setenv("AIRFLOW_CONN_DOCKER_DEFAULT", os.environ["MLCICD_TEST_REGISTRY_CONN"])
     monkeypatch.setenv("MLCICD_KUBE_REPLICAS", "1")
     config.load_kube_config()
     try:
