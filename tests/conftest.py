@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 
@@ -16,14 +15,10 @@ import pytest
 STATE = Path(tempfile.mkdtemp(prefix="mlcicd-test-"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 os.environ["MLCICD_STATE_DIR"] = str(STATE)
-os.environ["MLCICD_LOCAL_PORT"] = str(_free_port())
+from mlcicd.deploy import free_port  # noqa: E402 - one allocator for the session: ports are never handed out twice
+
+os.environ["MLCICD_LOCAL_PORT"] = str(free_port("127.0.0.1"))
 # Hermetic: none of the user's deployment settings or connections leaks into the tests
 # (tests/e2e/test_k8s_cluster.py takes its cluster and registry from MLCICD_TEST_* variables).
 for key in ("MLCICD_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLCICD_REGISTRY_URI", "AIRFLOW_HOME",

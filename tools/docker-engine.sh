@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A private Docker engine for the tests and the docker deploy target on a machine without one.
 #
-#   tools/docker-engine.sh install   apt-get docker.io and debootstrap when dockerd is missing
+#   tools/docker-engine.sh install   apt-get docker.io, debootstrap and docker-registry when missing
 #   tools/docker-engine.sh start     start dockerd on unix://$MLCICD_DOCKER_DIR/docker.sock (idempotent)
 #   tools/docker-engine.sh stop      stop it and unmount what it mounted
 #   tools/docker-engine.sh base      make the local base image mlcicd-base:bookworm (Debian 12, Python 3.11)
@@ -23,11 +23,12 @@ running() { [[ -f "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 
 case "${1:-}" in
 install)
-    if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
+    # docker-registry: Distribution's registry, for the tests' real pushes (no registry image can be pulled)
+    if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null || ! command -v docker-registry >/dev/null; then
         [[ $(id -u) == 0 ]] || { echo "installing docker.io and debootstrap needs root (apt-get)"; exit 1; }
         export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y --no-install-recommends docker.io debootstrap >/dev/null 2>&1 \
-            || { apt-get update -qq && apt-get install -y --no-install-recommends docker.io debootstrap >/dev/null; }
+        apt-get install -y --no-install-recommends docker.io debootstrap docker-registry >/dev/null 2>&1 \
+            || { apt-get update -qq && apt-get install -y --no-install-recommends docker.io debootstrap docker-registry >/dev/null; }
     fi
     command -v docker >/dev/null || { echo "no docker client on PATH after installing docker.io"; exit 1; }
     ;;

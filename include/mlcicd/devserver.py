@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -51,9 +50,9 @@ class AirflowServer:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from mlcicd.deploy import free_port as fresh_port
+
+    return fresh_port("127.0.0.1")
 
 
 def server_env(home: Path, port: int, password: str, extra: dict[str, str] | None = None) -> dict[str, str]:

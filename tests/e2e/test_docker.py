@@ -131,6 +131,59 @@ def test_next_version_replaces_the_container(engine, first, sample):
     assert served(s["deployment"]["endpoint"], sample) == ("2", offline("2", sample))
 
 
+@pytest.fixture
+def local_registry(tmp_path):
+    """A real registry (Distribution, Debian's docker-registry) on loopback."""
+    from mlcicd.deploy import free_port
+
+    port = free_port("127.0.0.1")
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    proc = subprocess.Popen(
+        ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).ok:
+                break
+        except requests.RequestException:
+            time.sleep(0.1)
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_image_is_pushed_to_the_connections_registry_and_its_digest_recorded(
+    engine, first, sample, local_registry, monkeypatch
+):
+    host, port = local_registry.split(":")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DOCKER_DEFAULT", json.dumps({"conn_type": "docker", "host": host, "port": int(port)})
+    )
+    s = run_pipeline({**CONF, "synthetic_seed": 8, "max_degradation": 0.1})
+    assert s["outcome"] == "promoted", s.get("error") or s["gate"]
+    reference, repo_digest = s["image"]["reference"], s["image"]["repo_digest"]
+    tag = reference.rsplit(":", 1)[1]
+    assert reference.startswith(f"{local_registry}/{MODEL}:") and repo_digest.startswith(
+        f"{local_registry}/{MODEL}@sha256:"
+    )
+    api = f"http://{local_registry}/v2/{MODEL}"
+    assert tag in requests.get(f"{api}/tags/list", timeout=5).json()["tags"]
+    manifest = requests.head(
+        f"{api}/manifests/{tag}", timeout=5,
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+    )  # fmt: skip
+    assert manifest.headers["Docker-Content-Digest"] == repo_digest.split("@", 1)[1]
+    version = s["candidate"]["model_version"]
+    tags = registry.client(load().tracking_uri).get_model_version(MODEL, version).tags
+    assert tags["mlcicd.image_digest"] == repo_digest and tags["mlcicd.image"] == reference
+    assert served(s["deployment"]["endpoint"], sample) == (version, offline(version, sample))
+
+
 @pytest.fixture(scope="module")
 def broken_base(engine, tmp_path_factory):
     """A base image whose Python exits at start once the model is in the image: builds, never serves."""
