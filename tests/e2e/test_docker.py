@@ -23,6 +23,7 @@ from mlcicd.docker_target import DockerTarget
 from mlcicd.errors import ConfigError
 from mlcicd.image import docker_client
 from mlcicd.settings import load
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 MODEL = "dock_churn"
@@ -145,13 +146,7 @@ def local_registry(tmp_path):
     proc = subprocess.Popen(
         ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).ok:
-                break
-        except requests.RequestException:
-            time.sleep(0.1)
+    wait_for(f"http://127.0.0.1:{port}/v2/", timeout_s=20)
     yield f"127.0.0.1:{port}"
     proc.terminate()
     proc.wait(10)

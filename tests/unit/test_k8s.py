@@ -13,17 +13,16 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
-import requests
 import yaml
 
 from mlcicd import k8s_target, kaniko, settings
 from mlcicd.deploy import Release, SmokeTest, free_port
 from mlcicd.image import Registry
+from tests.helpers import make_model_dir, wait_for
 
 K8S_VERSION = "1.31.0"
 RELEASE = Release(
@@ -149,32 +148,14 @@ esac
 @pytest.fixture(scope="module")
 def served_model(tmp_path_factory):
     """A real model server (v7) on loopback, standing in for the Service."""
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-
-    from mlcicd import synthetic, training
-
-    df = synthetic.generate(400, 3)
-    x, y = df.drop(columns="churned"), df.churned
-    model = training.build_pipeline(x, training.TrainParams(estimator="logistic_regression")).fit(x, y)
     root = tmp_path_factory.mktemp("k8s-served")
-    mlflow.sklearn.save_model(
-        model, str(root / "model"), signature=infer_signature(x.head(), model.predict(x.head())),
-        skops_trusted_types=training.trusted_types(model), pip_requirements=training.pip_requirements(),
-    )  # fmt: skip
-    (root / "release.json").write_text(json.dumps({"model_name": "m", "version": "7"}))
+    model, x = make_model_dir(root, rows=400, seed=3)
     port = free_port("127.0.0.1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlcicd.serving", "--model-dir", str(root), "--port", str(port)]
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/health", timeout=1).ok:
-                break
-        except requests.RequestException:
-            time.sleep(0.2)
+    wait_for(f"{url}/health")
     sample = x.head(5)
     yield (
         url,

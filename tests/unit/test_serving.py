@@ -5,29 +5,15 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from mlcicd import serving, training
+from mlcicd import serving
+from tests.helpers import make_model_dir
 
 
 @pytest.fixture(scope="module")
 def client_and_data(tmp_path_factory):
     """A model directory as deploy targets prepare it: an MLflow model beside release.json."""
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-
-    from mlcicd import synthetic
-
-    df = synthetic.generate(600, 9)
-    x, y = df.drop(columns="churned"), df.churned
-    model = training.build_pipeline(x, training.TrainParams(estimator="logistic_regression")).fit(x, y)
     root = tmp_path_factory.mktemp("served")
-    mlflow.sklearn.save_model(
-        model,
-        str(root / "model"),
-        signature=infer_signature(x.head(), model.predict(x.head())),
-        skops_trusted_types=training.trusted_types(model),
-        pip_requirements=training.pip_requirements(),
-    )
-    (root / "release.json").write_text(json.dumps({"model_name": "m", "version": "7"}))
+    model, x = make_model_dir(root, rows=600, seed=9)
     return TestClient(serving.create_app(root)), x.head(4), model.predict(x.head(4)).tolist()
 
 
