@@ -197,6 +197,20 @@ def broken_base(engine, tmp_path_factory):
     engine.remove_image(tag, force=True)
 
 
+@pytest.fixture(scope="module")
+def no_python_base(engine, tmp_path_factory):
+    base = os.environ.get("MLCICD_BASE_IMAGE", load().base_image)
+    ctx = tmp_path_factory.mktemp("nopython")
+    (ctx / "Dockerfile").write_text(
+        f"FROM {base}\nRUN rm -f /usr/bin/python3 /usr/bin/python3.11 /usr/local/bin/python\n"
+    )
+    tag = "mlcicd-test-no-python-base:1"
+    out = subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    yield tag
+    engine.remove_image(tag, force=True)
+
+
 def assert_still_serving(engine, version: str, endpoint: str, sample) -> None:
     assert champion_version() == version
     containers = model_containers(engine)
@@ -237,14 +251,18 @@ def test_broken_image_is_rolled_back_and_the_old_container_keeps_answering(
             },
             "to the registry 127.0.0.1:1 failed",
         ),
+        # A step of the Dockerfile fails: the base has no python3 for the venv step.
+        ({"MLCICD_BASE_IMAGE": "no_python_base"}, "returned a non-zero code"),
     ],
-    ids=["missing-base-image", "unreachable-registry"],
+    ids=["missing-base-image", "unreachable-registry", "failing-build-step"],
 )
-def test_build_or_push_failure_stops_before_deploy(engine, first, sample, monkeypatch, env, expected):
+def test_build_or_push_failure_stops_before_deploy(
+    engine, first, sample, monkeypatch, request, env, expected
+):
     before = champion_version()
     endpoint = DockerTarget(load(), MODEL).current().endpoint
     for key, value in env.items():
-        monkeypatch.setenv(key, value)
+        monkeypatch.setenv(key, request.getfixturevalue(value) if value == "no_python_base" else value)
     s = run_pipeline({**CONF, "synthetic_seed": 6, "max_degradation": 0.1})
     assert s["outcome"] == "failed" and exit_code(s) == 1
     assert s["error"]["stage"] == "build_image" and s["error"]["kind"] == "build", s["error"]
