@@ -9,18 +9,23 @@ RUN_ARGS := $(foreach c,$(CONF),--conf $(c))
 export MLCICD_STATE_DIR ?= $(abspath $(STATE))
 
 # Docker engine for the image build, the docker target and their tests: the one DOCKER_HOST names,
-# or else a private one (tools/docker-engine.sh) that the test target starts and stops itself.
+# or else a private one (tools/docker-engine.sh) that test and bench start and stop themselves.
+# Only those targets point at the private engine: `make run` uses your DOCKER_HOST or the default socket.
+ENGINE_SOCK := unix://$(MLCICD_STATE_DIR)/docker/docker.sock
+export MLCICD_DOCKER_DIR := $(MLCICD_STATE_DIR)/docker
 ifeq ($(origin DOCKER_HOST),environment)
+TEST_BASE_IMAGE ?= python:3.11.14-slim-bookworm
 ENGINE_UP := true
 ENGINE_DOWN := true
+BASE_UP := true
 else
-export DOCKER_HOST := unix://$(MLCICD_STATE_DIR)/docker/docker.sock
+# A locally made Debian 12 + Python 3.11 base: no registry is needed.
+TEST_BASE_IMAGE ?= mlcicd-base:bookworm
+test bench engine: export DOCKER_HOST := $(ENGINE_SOCK)
 ENGINE_UP := tools/docker-engine.sh install && tools/docker-engine.sh start
 ENGINE_DOWN := tools/docker-engine.sh stop
+BASE_UP := MLCICD_BASE_IMAGE_LOCAL=$(TEST_BASE_IMAGE) tools/docker-engine.sh base
 endif
-export MLCICD_DOCKER_DIR := $(MLCICD_STATE_DIR)/docker
-# The tests build on a locally made Debian 12 + Python 3.11 base (no registry is needed).
-TEST_BASE_IMAGE ?= mlcicd-base:bookworm
 
 .PHONY: install run test lint format bench stop airflow traffic mlflow-ui clean engine engine-stop
 
@@ -42,16 +47,15 @@ install: $(VENV)/.installed ## create the venv and install the pinned stack
 run: install ## run ml_retrain once end to end (CONF="key=value ..." to set params)
 	$(PY) -m mlcicd run $(RUN_ARGS)
 
-test: install $(NODE_TOOLS) lint ## lint, then every test (starts and stops a Docker engine if none is set)
+test: install $(NODE_TOOLS) lint ## lint, then every test (starts and stops a Docker engine if DOCKER_HOST is unset)
 	$(ENGINE_UP)
-	MLCICD_BASE_IMAGE_LOCAL=$(TEST_BASE_IMAGE) tools/docker-engine.sh base
+	$(BASE_UP) || { $(ENGINE_DOWN); exit 1; }
 	status=0; MLCICD_BASE_IMAGE=$(TEST_BASE_IMAGE) $(PY) -m pytest || status=$$?; $(ENGINE_DOWN); exit $$status
 
 engine: ## start a private Docker engine and make the local base image (export the DOCKER_HOST it prints)
-	tools/docker-engine.sh install
-	tools/docker-engine.sh start
-	MLCICD_BASE_IMAGE_LOCAL=$(TEST_BASE_IMAGE) tools/docker-engine.sh base
-	@echo "export DOCKER_HOST=$(DOCKER_HOST) MLCICD_BASE_IMAGE=$(TEST_BASE_IMAGE)"
+	$(ENGINE_UP)
+	$(BASE_UP)
+	@echo "export DOCKER_HOST=$$DOCKER_HOST MLCICD_BASE_IMAGE=$(TEST_BASE_IMAGE)"
 
 engine-stop: ## stop the private Docker engine
 	tools/docker-engine.sh stop
@@ -68,8 +72,8 @@ format: install
 
 bench: install ## benchmark: DAG parse cost, end-to-end run time, trigger latency, monitoring, images
 	$(ENGINE_UP)
-	MLCICD_BASE_IMAGE_LOCAL=$(TEST_BASE_IMAGE) tools/docker-engine.sh base
-	MLCICD_BASE_IMAGE=$${MLCICD_BASE_IMAGE:-$(TEST_BASE_IMAGE)} $(PY) benchmarks/bench.py $(BENCH_ARGS)
+	$(BASE_UP) || { $(ENGINE_DOWN); exit 1; }
+	status=0; MLCICD_BASE_IMAGE=$${MLCICD_BASE_IMAGE:-$(TEST_BASE_IMAGE)} $(PY) benchmarks/bench.py $(BENCH_ARGS) || status=$$?; $(ENGINE_DOWN); exit $$status
 
 stop: install ## stop the local model servers started by runs
 	$(PY) -m mlcicd stop

@@ -10,26 +10,33 @@ set -euo pipefail
 work=$(mktemp -d)
 printf '%s\n' "$MANIFESTS" >"$work/manifests.yaml"
 
-previous=""
+# What serves now: the version in the pod template (rollout undo restores the template, not the
+# Deployment's own annotations) and the revision to go back to.
+exists=false previous="" revision=""
 if kubectl -n "$NAMESPACE" get deployment "$DEPLOYMENT" >/dev/null 2>&1; then
+    exists=true
     previous=$(kubectl -n "$NAMESPACE" get deployment "$DEPLOYMENT" \
-        -o jsonpath='{.metadata.annotations.mlcicd\.io/model-version}')
+        -o jsonpath='{.spec.template.metadata.annotations.mlcicd\.io/model-version}')
+    revision=$(kubectl -n "$NAMESPACE" get deployment "$DEPLOYMENT" \
+        -o jsonpath='{.metadata.annotations.deployment\.kubernetes\.io/revision}')
 fi
 
 fail() {
     echo "mlcicd: v$MODEL_VERSION failed: $1" >&2
-    if [[ -n "$previous" ]]; then
-        echo "mlcicd: rolling back to the previous ReplicaSet (v$previous)" >&2
-        kubectl -n "$NAMESPACE" rollout undo "deployment/$DEPLOYMENT"
+    if $exists && [[ -n "$revision" ]]; then
+        echo "mlcicd: rolling back to the previous ReplicaSet (revision $revision, v${previous:-unknown})" >&2
+        kubectl -n "$NAMESPACE" rollout undo "deployment/$DEPLOYMENT" --to-revision="$revision" >&2
         kubectl -n "$NAMESPACE" rollout status "deployment/$DEPLOYMENT" --timeout="$ROLLOUT_TIMEOUT" >&2 || true
+    elif $exists; then
+        echo "mlcicd: the Deployment existed without a revision: left for you to inspect" >&2
     else
         echo "mlcicd: no previous version: removing the new Deployment and Service" >&2
-        kubectl delete -f "$work/manifests.yaml" --ignore-not-found >&2
+        kubectl delete -f "$work/manifests.yaml" --ignore-not-found >&2 || true
     fi
     exit 1
 }
 
-kubectl apply -f "$work/manifests.yaml"
+kubectl apply -f "$work/manifests.yaml" || fail "kubectl apply was refused"
 kubectl -n "$NAMESPACE" rollout status "deployment/$DEPLOYMENT" --timeout="$ROLLOUT_TIMEOUT" \
     || fail "the rollout did not complete within $ROLLOUT_TIMEOUT"
 

@@ -100,17 +100,24 @@ class DockerTarget:
                 f"{still}. Problems: " + "; ".join(problems) + f". Container log (end):\n{logs}"
             )
 
+        if previous and previous["Image"] == release.image:
+            # A retried deploy of the image already serving: it passed its checks again, nothing to switch.
+            log.info("v%s (%s) already serves at %s", release.version, release.image, self.endpoint)
+            return self.current() or Deployment(self.name, self.endpoint, release.version, {})
+
         if previous:
             self.client.stop(previous["Id"], timeout=10)
-        stable = self._run(release, "stable", self.port)
+        stable = None
         try:
+            stable = self._run(release, "stable", self.port)
             wait_healthy(
                 self._check_endpoint(stable, CONTAINER_PORT if self.network != "host" else self.port),
                 release.version, self.settings.health_timeout_s, lambda: self._running(stable),
             )  # fmt: skip
         except DeployError as exc:
-            logs = self._logs(stable)
-            self._remove(stable)
+            logs = self._logs(stable) if stable else "(it did not start)"
+            if stable:
+                self._remove(stable)
             if previous:
                 self.client.start(previous["Id"])
             was = previous["Labels"]["io.mlcicd.model-version"] if previous else "(none)"
@@ -151,9 +158,13 @@ class DockerTarget:
         from docker.errors import APIError, ImageNotFound
 
         safe = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in self.model_name)
-        name = f"mlcicd-{safe}-v{release.version}" + ("-staging" if role == "staging" else "")
+        # The image's tag ends in its context digest: two builds of one version get two names.
+        digest = str(release.image).rsplit("-", 1)[-1][:12]
+        name = f"mlcicd-{safe}-v{release.version}-{digest}" + ("-staging" if role == "staging" else "")
         binds: dict[str, dict[str, str]] = {}
         env = {"PORT": str(port if self.network == "host" else CONTAINER_PORT)}
+        if self.network == "host":  # on the host's network, listen where the target says, not on 0.0.0.0
+            env["HOST"] = self.host
         user = None
         if role == "stable":  # only live traffic is logged, not the staging smoke test
             log_dir = self.settings.predictions_for(self.model_name)

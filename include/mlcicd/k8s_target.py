@@ -98,7 +98,11 @@ def deploy_operator(settings: Settings, release: Release, smoke: SmokeTest) -> K
         },
         service_account_name=settings.kube_service_account,
         image_pull_secrets=[k8s.V1LocalObjectReference(name=s) for s in settings.kube_image_pull_secrets],
-        labels={"app.kubernetes.io/name": "mlcicd-deployer", "app.kubernetes.io/instance": name},
+        # Not the model's instance label: the Deployment and Service select on that one.
+        labels={
+            "app.kubernetes.io/name": "mlcicd-deployer",
+            "app.kubernetes.io/instance": f"{name}-deployer",
+        },
         container_resources=k8s.V1ResourceRequirements(
             requests={"cpu": "50m", "memory": "64Mi"}, limits={"cpu": "500m", "memory": "256Mi"}
         ),
@@ -155,7 +159,8 @@ class KubernetesTarget:
             if exc.status == 404:
                 return None
             raise
-        version = (d.metadata.annotations or {}).get("mlcicd.io/model-version")
+        # The pod template's: `rollout undo` restores the template, not the Deployment's annotations.
+        version = (d.spec.template.metadata.annotations or {}).get("mlcicd.io/model-version")
         return Deployment(self.name, self.endpoint, str(version), {"deployment": d.metadata.name})
 
     def deploy(self, release: Release, smoke: SmokeTest) -> Deployment:
@@ -167,12 +172,22 @@ class KubernetesTarget:
         log.info(
             "deploy pod %s applies %s v%s in %s", op.name, self.model_name, release.version, op.namespace
         )
+        from kubernetes.client.exceptions import ApiException
+
         try:
             result = op.execute(context=get_current_context()) or {}
+        except ApiException as exc:
+            raise DeployError(
+                f"the Kubernetes API refused the deploy pod in {self.settings.kube_namespace!r} ({exc.status} "
+                f"{exc.reason}); apply include/k8s/rbac.yaml there and check MLCICD_KUBE_SERVICE_ACCOUNT and the "
+                f"rights of the {self.settings.kube_conn_id} connection (pods: create, get, delete; pods/log; "
+                "pods/exec for the XCom sidecar). Nothing was applied."
+            ) from exc
         except AirflowException as exc:
             raise DeployError(
-                f"the deploy pod failed for v{release.version} (its log above says which check); the "
-                f"Deployment was rolled back to the previous ReplicaSet, if there was one: {exc}"
+                f"the deploy pod failed for v{release.version}: {exc}. If the pod ran, its log above says "
+                "which check failed and the Deployment was rolled back to the revision that served before; "
+                "if it never started, check the deployer image (MLCICD_KUBE_DEPLOYER_IMAGE) and pull secrets."
             ) from exc
         return Deployment(
             self.name, self.endpoint, release.version,

@@ -40,8 +40,19 @@ def build_operator(
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
+    # Kaniko reads its push credentials from /kaniko/.docker/config.json: a dockerconfigjson secret.
+    volumes, mounts = [], []
+    if settings.kaniko_push_secret:
+        volumes.append(k8s.V1Volume(name="push-credentials", secret=k8s.V1SecretVolumeSource(
+            secret_name=settings.kaniko_push_secret,
+            items=[k8s.V1KeyToPath(key=".dockerconfigjson", path="config.json")])))  # fmt: skip
+        mounts.append(
+            k8s.V1VolumeMount(name="push-credentials", mount_path="/kaniko/.docker", read_only=True)
+        )
     return KubernetesPodOperator(
         task_id="build_image_pod",
+        volumes=volumes,
+        volume_mounts=mounts,
         kubernetes_conn_id=settings.kube_conn_id,
         namespace=settings.kube_namespace,
         name=f"mlcicd-build-{release.model_name.lower().replace('_', '-')}-v{release.version}"[:63],
@@ -75,9 +86,15 @@ def upload_context(context_dir: Path, context_root: str, name: str) -> str:
     packed = context_dir.parent / "context.tar.gz"
     with tarfile.open(packed, "w:gz") as tar:
         tar.add(context_dir, arcname=".")
-    dest = ObjectStoragePath(context_root.rstrip("/")) / name
-    with packed.open("rb") as src, dest.open("wb") as out:
-        out.write(src.read())
+    try:
+        dest = ObjectStoragePath(context_root.rstrip("/")) / name
+        with packed.open("rb") as src, dest.open("wb") as out:
+            out.write(src.read())
+    except (ValueError, ImportError) as exc:  # no filesystem for the scheme: its provider is missing
+        raise ConfigError(
+            f"cannot write the build context to {context_root!r}: {exc}. Install the provider of that "
+            "scheme (apache-airflow-providers-amazon for s3://, -google for gs://) and set its connection"
+        ) from exc
     return str(dest)
 
 

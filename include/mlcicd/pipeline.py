@@ -357,10 +357,20 @@ def register(
         return release.to_dict()
 
 
+def _mark_failed(c: Any, model_name: str, version: str, tag: str, value: str) -> None:
+    """Tag the version and drop its challenger alias; an MLflow error here must not hide the real one."""
+    from mlcicd import registry
+
+    try:
+        c.set_model_version_tag(model_name, version, tag, value)
+        c.delete_registered_model_alias(model_name, registry.CHALLENGER)
+    except Exception as exc:
+        log.warning("could not record %s=%s on %s v%s in MLflow: %s", tag, value, model_name, version, exc)
+
+
 def build_image(run_id: str, release: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """Build the model-server image of the registered version when the target runs images."""
     from mlcicd import image as img
-    from mlcicd import registry
     from mlcicd.deploy import Release
 
     with stage(run_id, "build_image") as settings:
@@ -380,8 +390,7 @@ def build_image(run_id: str, release: dict[str, Any], params: dict[str, Any]) ->
             else:
                 built = img.build(settings, rel, reg)
         except MlcicdError:
-            c.set_model_version_tag(rel.model_name, rel.version, "mlcicd.image", "build_failed")
-            c.delete_registered_model_alias(rel.model_name, registry.CHALLENGER)
+            _mark_failed(c, rel.model_name, rel.version, "mlcicd.image", "build_failed")
             raise
         tags = {"mlcicd.image": built.reference, "mlcicd.image_id": built.image_id,
                 "mlcicd.image_digest": built.repo_digest, "mlcicd.image_context_digest": built.context_digest}  # fmt: skip
@@ -421,8 +430,7 @@ def deploy(
         try:
             deployment = target.deploy(rel, smoke)
         except MlcicdError as exc:
-            c.set_model_version_tag(rel.model_name, rel.version, "mlcicd.deploy", "rolled_back")
-            c.delete_registered_model_alias(rel.model_name, registry.CHALLENGER)
+            _mark_failed(c, rel.model_name, rel.version, "mlcicd.deploy", "rolled_back")
             try:
                 current = target.current()
             except Exception as lookup:  # the deploy error is what the user needs; this is a detail

@@ -52,6 +52,7 @@ class Settings:
     kube_deployer_image: str
     kaniko_image: str
     kaniko_context_uri: str | None
+    kaniko_push_secret: str | None
 
     @property
     def runs_dir(self) -> Path:
@@ -142,6 +143,7 @@ def load() -> Settings:
         kube_deployer_image=os.getenv("MLCICD_KUBE_DEPLOYER_IMAGE", "alpine/k8s:1.31.4"),
         kaniko_image=os.getenv("MLCICD_KANIKO_IMAGE", "gcr.io/kaniko-project/executor:v1.23.2-debug"),
         kaniko_context_uri=os.getenv("MLCICD_KANIKO_CONTEXT_URI") or None,
+        kaniko_push_secret=os.getenv("MLCICD_KANIKO_PUSH_SECRET") or None,
     )
 
 

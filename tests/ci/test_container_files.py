@@ -54,6 +54,11 @@ def test_compose_has_the_services_a_team_runs():
             "airflow-dag-processor", "airflow-triggerer"} <= set(services)  # fmt: skip
     scheduler = services["airflow-scheduler"]
     assert any(v.endswith(":/var/run/docker.sock") for v in scheduler["volumes"])
+    others = [n for n in services if n.startswith("airflow-") and n != "airflow-scheduler"]
+    assert not any(
+        v.endswith(":/var/run/docker.sock") for n in others for v in services[n].get("volumes", [])
+    )
+    assert any(v.endswith(":/opt/airflow/constraints.txt:ro") for v in scheduler["volumes"])
     assert "postgresql" in scheduler["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert any("postgresql://" in arg for arg in services["mlflow"]["command"])
 

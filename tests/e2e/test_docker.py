@@ -40,6 +40,13 @@ def engine():
             f"{exc}\n`make test` starts a private engine; by hand: make engine, then export what it prints"
         )
     base = os.environ.get("MLCICD_BASE_IMAGE", settings.base_image)
+    if not client.images(name=base):
+        from docker.errors import APIError
+
+        try:  # an engine of your own that reaches a registry
+            client.pull(base)
+        except APIError:
+            pass
     assert client.images(name=base), (
         f"the base image {base} is not on the engine and no registry can be reached here: "
         "run `make engine` (or tools/docker-engine.sh base) and set MLCICD_BASE_IMAGE"

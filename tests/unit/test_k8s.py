@@ -39,6 +39,7 @@ def kube_settings(monkeypatch):
     monkeypatch.setenv("MLCICD_KUBE_REPLICAS", "3")
     monkeypatch.setenv("MLCICD_KUBE_IMAGE_PULL_SECRETS", "regcred, other")
     monkeypatch.setenv("MLCICD_KANIKO_CONTEXT_URI", "s3://bucket/contexts")
+    monkeypatch.setenv("MLCICD_KANIKO_PUSH_SECRET", "registry-push")
     return settings.load()
 
 
@@ -115,6 +116,11 @@ def test_kaniko_pod_built_by_the_provider_is_valid(kube_settings):
         env["DESTINATION"] == "registry.local:5000/churn_model:3-abc" and env["CONTEXT"] == "s3://b/c.tar.gz"
     )
     assert "--destination" in base["args"][0] and "/airflow/xcom/return.json" in base["args"][0]
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "push-credentials"]
+    assert volume["secret"]["secretName"] == "registry-push"
+    assert {"name": "push-credentials", "mountPath": "/kaniko/.docker", "readOnly": True} in base[
+        "volumeMounts"
+    ]
 
 
 def test_kaniko_needs_a_registry_and_a_context_location(kube_settings, monkeypatch):
@@ -139,7 +145,10 @@ def test_rbac_file_is_valid():
 FAKE_KUBECTL = """#!/usr/bin/env bash
 echo "$*" >> "$KUBECTL_LOG"
 case "$*" in
-  *"get deployment"*) [[ -n "$FAKE_PREVIOUS" ]] || exit 1; echo -n "$FAKE_PREVIOUS" ;;
+  *"get deployment"*revision*) echo -n 4 ;;
+  *"get deployment"*model-version*) echo -n "$FAKE_PREVIOUS" ;;
+  *"get deployment"*) [[ -n "$FAKE_PREVIOUS" ]] || exit 1 ;;
+  "apply "*) [[ -z "$FAKE_APPLY_FAILS" ]] || exit 1 ;;
   *"rollout status"*) [[ -z "$FAKE_ROLLOUT_FAILS" ]] || exit 1 ;;
 esac
 """
@@ -176,6 +185,7 @@ def run_script(tmp_path: Path, url: str, payload: dict, expected: list, version:
     env = {
         "PATH": f"{bin_dir}:{os.environ['PATH']}", "KUBECTL_LOG": str(log),
         "FAKE_PREVIOUS": fake.get("previous", ""), "FAKE_ROLLOUT_FAILS": fake.get("rollout_fails", ""),
+        "FAKE_APPLY_FAILS": fake.get("apply_fails", ""),
         "NAMESPACE": "models", "DEPLOYMENT": "mlcicd-m", "SERVICE_URL": url, "MODEL_VERSION": version,
         "MANIFESTS": "kind: Deployment", "SMOKE_PAYLOAD": json.dumps(payload),
         "SMOKE_EXPECTED": json.dumps(expected), "ROLLOUT_TIMEOUT": "5s",
@@ -193,6 +203,7 @@ def test_deploy_script_applies_waits_and_smoke_tests_through_the_service(tmp_pat
     assert "v7 serves through" in out.stdout and "previous: 6" in out.stdout
     assert any(c.startswith("apply -f") for c in calls)
     assert any("rollout status deployment/mlcicd-m" in c for c in calls)
+    assert any("spec.template.metadata.annotations" in c for c in calls)  # the version that serves
     assert not any("rollout undo" in c for c in calls)
 
 
@@ -202,6 +213,7 @@ def test_deploy_script_applies_waits_and_smoke_tests_through_the_service(tmp_pat
         ("wrong_predictions", "differ from the offline ones"),
         ("wrong_version", "answers as v7"),
         ("rollout_fails", "rollout did not complete"),
+        ("apply_fails", "kubectl apply was refused"),
     ],
 )
 def test_deploy_script_rolls_back_to_the_previous_replicaset(tmp_path, served_model, case, message):
@@ -211,10 +223,12 @@ def test_deploy_script_rolls_back_to_the_previous_replicaset(tmp_path, served_mo
     out, calls = run_script(
         tmp_path, url, payload, expected, version="8" if case == "wrong_version" else "7",
         previous="6", rollout_fails="1" if case == "rollout_fails" else "",
+        apply_fails="1" if case == "apply_fails" else "",
     )  # fmt: skip
     assert out.returncode == 1
-    assert message in out.stderr and "rolling back to the previous ReplicaSet (v6)" in out.stderr
-    assert "rollout undo deployment/mlcicd-m" in "\n".join(calls)
+    assert message in out.stderr and "rolling back to the previous ReplicaSet (revision 4, v6)" in out.stderr
+    # To the revision that served before, not "one back": a re-applied template makes no new revision.
+    assert "rollout undo deployment/mlcicd-m --to-revision=4" in "\n".join(calls)
 
 
 def test_deploy_script_removes_a_failed_first_deployment(tmp_path, served_model):
@@ -222,3 +236,10 @@ def test_deploy_script_removes_a_failed_first_deployment(tmp_path, served_model)
     out, calls = run_script(tmp_path, url, payload, [1 - v for v in expected])
     assert out.returncode == 1 and "no previous version" in out.stderr
     assert any(c.startswith("delete -f") for c in calls) and not any("rollout undo" in c for c in calls)
+
+
+def test_deploy_pod_is_not_selected_by_the_models_deployment_or_service(kube_settings):
+    deployment, service = yaml.safe_load_all(k8s_target.render_manifests(kube_settings, RELEASE))
+    labels = pod_of(k8s_target.deploy_operator(kube_settings, RELEASE, SMOKE))["metadata"]["labels"]
+    for selector in (deployment["spec"]["selector"]["matchLabels"], service["spec"]["selector"]):
+        assert not all(labels.get(k) == v for k, v in selector.items())
