@@ -139,6 +139,25 @@ def test_next_version_replaces_the_container(engine, first, sample):
     assert served(s["deployment"]["endpoint"], sample) == ("2", offline("2", sample))
 
 
+def test_a_retried_deploy_of_the_serving_image_leaves_its_container_alone(engine, first, sample):
+    from mlcicd.deploy import Release, SmokeTest
+
+    target = DockerTarget(load(), MODEL)
+    serving = target.current()
+    (before,) = [c["Id"] for c in model_containers(engine) if c["State"] == "running"]
+    rows = sample.head(20)
+    release = Release(
+        model_name=MODEL, version=serving.version, model_uri=f"models:/{MODEL}/{serving.version}",
+        mlflow_run_id="-", airflow_run_id="retry", image=serving.detail["image"],
+    )  # fmt: skip
+    smoke = SmokeTest(
+        payload={"dataframe_split": json.loads(rows.to_json(orient="split", index=False))},
+        expected=offline(serving.version, rows),
+    )
+    assert target.deploy(release, smoke).version == serving.version
+    assert [c["Id"] for c in model_containers(engine)] == [before]  # checked again, not restarted
+
+
 @pytest.fixture
 def local_registry(tmp_path):
     """A real registry (Distribution, Debian's docker-registry) on loopback."""
