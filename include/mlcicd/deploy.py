@@ -130,12 +130,18 @@ def preflight(name: str, settings: Settings) -> None:
         check_connection(settings.kube_conn_id)
 
 
-def get_target(name: str, settings: Settings, model_name: str) -> DeployTarget:
+def check_target(name: str) -> str:
+    """``name`` if it is a deploy target; a ConfigError that lists them otherwise."""
     if name not in TARGETS:
         raise ConfigError(
             f"unknown deploy target {name!r}; choose one of {', '.join(TARGETS)} "
             "(the deploy_target param or the MLCICD_DEPLOY_TARGET setting)"
         )
+    return name
+
+
+def get_target(name: str, settings: Settings, model_name: str) -> DeployTarget:
+    check_target(name)
     import importlib
 
     module, cls = TARGETS[name].split(":")

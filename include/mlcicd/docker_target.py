@@ -111,7 +111,7 @@ class DockerTarget:
         try:
             stable = self._run(release, "stable", self.port)
             wait_healthy(
-                self._check_endpoint(stable, CONTAINER_PORT if self.network != "host" else self.port),
+                self._check_endpoint(stable, self.port),
                 release.version, self.settings.health_timeout_s, lambda: self._running(stable),
             )  # fmt: skip
         except DeployError as exc:
@@ -124,10 +124,9 @@ class DockerTarget:
             raise DeployError(f"{exc}; rolled back to v{was}. Container log (end):\n{logs}") from exc
         if previous:
             self._remove(previous["Id"])
-        name = self.client.inspect_container(stable)["Name"].lstrip("/")
-        log.info("container %s serves v%s at %s", name, release.version, self.endpoint)
+        log.info("container %s serves v%s at %s", stable, release.version, self.endpoint)
         return Deployment(self.name, self.endpoint, release.version,
-                          {"container": name, "image": release.image,
+                          {"container": stable, "image": release.image,
                            "previous_version": previous["Labels"]["io.mlcicd.model-version"] if previous else None})  # fmt: skip
 
     def stop(self) -> None:
@@ -155,6 +154,7 @@ class DockerTarget:
                 self._remove(c["Id"])
 
     def _run(self, release: Release, role: str, port: int) -> str:
+        """Create and start the container; return its name."""
         from docker.errors import APIError, ImageNotFound
 
         safe = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in self.model_name)
@@ -194,13 +194,13 @@ class DockerTarget:
             ) from exc
         except APIError as exc:
             raise DeployError(f"the Docker engine could not start {name}: {exc.explanation or exc}") from exc
-        return created["Id"]
+        return name  # the engine takes names wherever it takes ids
 
     def _check_endpoint(self, container: str, port: int) -> str:
+        """Where Airflow checks the container: the host port, or its name on the shared network."""
         if self.network == "host":
             return f"http://{self.host}:{port}"
-        name = self.client.inspect_container(container)["Name"].lstrip("/")
-        return f"http://{name}:{CONTAINER_PORT}"
+        return f"http://{container}:{CONTAINER_PORT}"
 
     def _running(self, container: str) -> bool:
         from docker.errors import NotFound

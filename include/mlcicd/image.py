@@ -152,13 +152,14 @@ def build(settings: Settings, release: Release, registry: Registry | None = None
     digest = make_context(settings, release, work / "context")
     reference = f"{repository(release.model_name, registry)}:{release.version}-{digest[:12]}"
     client = docker_client(settings, registry)
-    reused = _exists(client, reference)
+    info = _inspect(client, reference)
+    reused = info is not None
     if reused:
         log.info("image %s already exists (same context digest): not rebuilt", reference)
     else:
         log.info("building %s from %s on %s", reference, settings.base_image, settings.docker_url)
         _build(client, settings, release, work, reference)
-    info = client.inspect_image(reference)
+    info = info or client.inspect_image(reference)
     repo_digest = push(client, reference, registry) if registry else None
     image = Image(
         builder="docker", reference=reference, context_digest=f"sha256:{digest}", image_id=info["Id"],
@@ -175,14 +176,14 @@ def build(settings: Settings, release: Release, registry: Registry | None = None
     return image
 
 
-def _exists(client: APIClient, reference: str) -> bool:
+def _inspect(client: APIClient, reference: str) -> dict[str, Any] | None:
+    """The engine's record of the image, or None when it has no such image."""
     from docker.errors import ImageNotFound
 
     try:
-        client.inspect_image(reference)
+        return client.inspect_image(reference)
     except ImageNotFound:
-        return False
-    return True
+        return None
 
 
 def _build(client: APIClient, settings: Settings, release: Release, work: Path, reference: str) -> None:

@@ -40,6 +40,8 @@ def build_operator(
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
+    from mlcicd.k8s_target import resource_name
+
     # Kaniko reads its push credentials from /kaniko/.docker/config.json: a dockerconfigjson secret.
     volumes, mounts = [], []
     if settings.kaniko_push_secret:
@@ -55,7 +57,7 @@ def build_operator(
         volume_mounts=mounts,
         kubernetes_conn_id=settings.kube_conn_id,
         namespace=settings.kube_namespace,
-        name=f"mlcicd-build-{release.model_name.lower().replace('_', '-')}-v{release.version}"[:63],
+        name=f"{resource_name(release.model_name)}-build-v{release.version}",
         image=settings.kaniko_image,
         cmds=["/busybox/sh", "-c"],
         arguments=[BUILD_SCRIPT],

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcicd import record
-from mlcicd.errors import ConfigError, MlcicdError, ValidationFailed
+from mlcicd.errors import MlcicdError, ValidationFailed
 from mlcicd.settings import Settings, load
 
 log = logging.getLogger("mlcicd")
@@ -79,15 +79,9 @@ def push_links(**links: str | None) -> None:
 
 def target_name(params: dict[str, Any], settings: Settings) -> str:
     """The deploy target of this run: the ``deploy_target`` param, else the setting; checked by name."""
-    from mlcicd.deploy import TARGETS
+    from mlcicd.deploy import check_target
 
-    name = str(params.get("deploy_target") or settings.deploy_target)
-    if name not in TARGETS:
-        raise ConfigError(
-            f"unknown deploy target {name!r}; choose one of {', '.join(TARGETS)} "
-            "(the deploy_target param or the MLCICD_DEPLOY_TARGET setting)"
-        )
-    return name
+    return check_target(str(params.get("deploy_target") or settings.deploy_target))
 
 
 def _seed(params: dict[str, Any], run_date: datetime | None) -> int:

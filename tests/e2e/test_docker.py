@@ -205,36 +205,35 @@ def test_image_is_pushed_to_the_connections_registry_and_its_digest_recorded(
     assert served(s["deployment"]["endpoint"], sample) == (version, offline(version, sample))
 
 
-@pytest.fixture(scope="module")
-def broken_base(engine, tmp_path_factory):
-    """A base image whose Python exits at start once the model is in the image: builds, never serves."""
+def derived_base(engine, tmp_path_factory, tag: str, run: str):
+    """Build ``tag`` as the test base image plus one RUN step; yield it, then remove it."""
     base = os.environ.get("MLCICD_BASE_IMAGE", load().base_image)
-    ctx = tmp_path_factory.mktemp("broken")
-    (ctx / "Dockerfile").write_text(
-        f"FROM {base}\n"
-        "RUN printf '%s\\n' 'import os, sys' "
-        '\'if os.path.exists("/opt/mlcicd/bundle/release.json"): sys.exit("broken on purpose")\' '
-        "> /usr/lib/python3.11/sitecustomize.py\n"
-    )
-    tag = "mlcicd-test-broken-base:1"
+    ctx = tmp_path_factory.mktemp(tag.split(":")[0])
+    (ctx / "Dockerfile").write_text(f"FROM {base}\nRUN {run}\n")
     out = subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     yield tag
     engine.remove_image(tag, force=True)
+
+
+@pytest.fixture(scope="module")
+def broken_base(engine, tmp_path_factory):
+    """A base image whose Python exits at start once the model is in the image: builds, never serves."""
+    yield from derived_base(
+        engine, tmp_path_factory, "mlcicd-test-broken-base:1",
+        "printf '%s\\n' 'import os, sys' "
+        '\'if os.path.exists("/opt/mlcicd/bundle/release.json"): sys.exit("broken on purpose")\' '
+        "> /usr/lib/python3.11/sitecustomize.py",
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def no_python_base(engine, tmp_path_factory):
-    base = os.environ.get("MLCICD_BASE_IMAGE", load().base_image)
-    ctx = tmp_path_factory.mktemp("nopython")
-    (ctx / "Dockerfile").write_text(
-        f"FROM {base}\nRUN rm -f /usr/bin/python3 /usr/bin/python3.11 /usr/local/bin/python\n"
-    )
-    tag = "mlcicd-test-no-python-base:1"
-    out = subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    yield tag
-    engine.remove_image(tag, force=True)
+    """A base image without python3: the Dockerfile's venv step fails."""
+    yield from derived_base(
+        engine, tmp_path_factory, "mlcicd-test-no-python-base:1",
+        "rm -f /usr/bin/python3 /usr/bin/python3.11 /usr/local/bin/python",
+    )  # fmt: skip
 
 
 def assert_still_serving(engine, version: str, endpoint: str, sample) -> None:
