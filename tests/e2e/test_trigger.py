@@ -107,7 +107,7 @@ def test_promotion(airflow):
     code, s, progress = trigger(
         airflow, "--sha", "a" * 40, "--conf", "synthetic_seed=1", "--wait", "--unpause"
     )
-    assert code == 0, s
+    assert code == 0, (s.get("error"), s)  # the error first: the summary is long
     assert s["outcome"] == "promoted" and s["champion_version"] == "1"
     assert s["candidate"]["model_version"] == "1" and s["candidate"]["mlflow_run_id"]
     assert s["gate"]["reasons"] and s["run_id"].startswith("ci__aaaaaaaaaaaa__")
