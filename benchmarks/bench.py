@@ -92,7 +92,7 @@ def timed_runs(n: int, target: str = "local", after=None) -> list[dict]:
         env.pop(key)
     # Set-up (venv aside): the Airflow metadata DB, as `make run` does on its first call.
     subprocess.run(
-        [sys.executable, "-c", "from mlcicd import cli, settings; s = settings.load(); cli.prepare_environment(s); cli.ensure_airflow_db(s)"],
+        [sys.executable, "-c", "from mlcicd import settings; from mlcicd.cli import env; s = settings.load(); env.prepare_environment(s); env.ensure_airflow_db(s)"],
         env=env, check=True, capture_output=True,
     )  # fmt: skip
     results = []
@@ -165,7 +165,8 @@ def logging_cost(requests_n: int) -> tuple[float, float]:
     from fastapi.testclient import TestClient
     from mlflow.models import infer_signature
 
-    from mlcicd import serving, synthetic, training
+    from mlcicd import synthetic, training
+    from mlcicd.serving import server as serving
 
     root = Path(tempfile.mkdtemp(prefix="mlcicd-bench-serve-"))
     df = synthetic.generate(2000, 3)

@@ -21,37 +21,40 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 
-from mlcicd import pipeline, settings
+from mlcicd import settings
 from mlcicd.assets import RETRAIN_REQUEST
+from mlcicd.choices import MONITOR_DEFAULTS, NAME_PATTERN
 from mlcicd.links import MlflowRunLink
+from mlcicd.tasks import monitor
 
+D = MONITOR_DEFAULTS
 PARAMS = {
     "model_name": Param(
-        "mlcicd_churn", type="string", pattern="^[A-Za-z0-9_.-]+$", title="Registered model name",
+        D["model_name"], type="string", pattern=NAME_PATTERN, title="Registered model name",
         description="The model whose @champion is watched.",
     ),
     "window_minutes": Param(
-        60, type="integer", minimum=1, maximum=10080, title="Window (minutes)",
+        D["window_minutes"], type="integer", minimum=1, maximum=10080, title="Window (minutes)",
         description="Length of the window of logged predictions, ending at the run's data interval end.",
     ),
     "window_end": Param(
-        None, type=["null", "string"], format="date-time", title="Window end",
+        D["window_end"], type=["null", "string"], format="date-time", title="Window end",
         description="ISO 8601 end of the window for a manual run. Empty: the data interval end, or now.",
     ),
     "consecutive_windows": Param(
-        3, type="integer", minimum=1, maximum=100, title="Consecutive windows",
+        D["consecutive_windows"], type="integer", minimum=1, maximum=100, title="Consecutive windows",
         description="Drift or decay must persist over this many windows in a row.",
     ),
     "cooldown_hours": Param(
-        24.0, type="number", minimum=0, maximum=720, title="Cooldown (hours)",
+        D["cooldown_hours"], type="number", minimum=0, maximum=720, title="Cooldown (hours)",
         description="No retrain request within this time of the previous one.",
     ),
     "min_predictions": Param(
-        500, type="integer", minimum=1, title="Minimum predictions",
+        D["min_predictions"], type="integer", minimum=1, title="Minimum predictions",
         description="Windows with fewer predictions are not tested and do not count.",
     ),
     "retrain_conf": Param(
-        {}, type="object", title="Retrain conf",
+        D["retrain_conf"], type="object", title="Retrain conf",
         description="Params for the retrain run that a request starts, e.g. {\"dataset_uri\": \"s3://bucket/latest.parquet\"}.",
     ),
 }  # fmt: skip
@@ -77,7 +80,7 @@ def ml_monitor() -> None:
         end = (
             datetime.fromisoformat(given) if given else context.get("data_interval_end") or datetime.now(UTC)
         )
-        return pipeline.monitor_window(context["run_id"], context["params"], end)
+        return monitor.monitor_window(context["run_id"], context["params"], end)
 
     @task.short_circuit
     def decide_retrain(report: dict[str, Any]) -> bool:
@@ -87,7 +90,7 @@ def ml_monitor() -> None:
     @task(outlets=[RETRAIN_REQUEST])
     def request_retrain(report: dict[str, Any], **context: Any) -> dict[str, Any]:
         """Emit the retrain request event with its reason."""
-        extra = pipeline.retrain_request(report, context["params"])
+        extra = monitor.retrain_request(report, context["params"])
         context["outlet_events"][RETRAIN_REQUEST].extra = extra
         return extra
 

@@ -16,7 +16,7 @@ STATE = Path(tempfile.mkdtemp(prefix="mlcicd-test-"))
 
 
 os.environ["MLCICD_STATE_DIR"] = str(STATE)
-from mlcicd.deploy import free_port  # noqa: E402 - one allocator for the session: ports are never handed out twice
+from mlcicd.ports import free_port  # noqa: E402 - one allocator for the session: ports are never handed out twice
 
 os.environ["MLCICD_LOCAL_PORT"] = str(free_port("127.0.0.1"))
 # Hermetic: none of the user's deployment settings or connections leaks into the tests
@@ -26,7 +26,7 @@ for key in ("MLCICD_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLCICD_REGISTRY_URI",
             "AIRFLOW_CONN_KUBERNETES_DEFAULT", "MLCICD_DOCKER_NETWORK"):  # fmt: skip
     os.environ.pop(key, None)
 
-from mlcicd.cli import prepare_environment  # noqa: E402
+from mlcicd.cli.env import prepare_environment  # noqa: E402
 from mlcicd.settings import load  # noqa: E402
 
 prepare_environment(load())
@@ -35,7 +35,7 @@ prepare_environment(load())
 @pytest.fixture(scope="session", autouse=True)
 def _session_state():
     yield STATE
-    from mlcicd.cli import stop_servers
+    from mlcicd.cli.local import stop_servers
 
     stop_servers()
     shutil.rmtree(STATE, ignore_errors=True)

@@ -1,6 +1,6 @@
 # The model server with one model version baked in: it never reads the registry at start-up.
-# Built by the pipeline (include/mlcicd/image.py) from a context holding this file,
-# requirements.txt, constraints.txt, the server package (mlcicd/) and the model bundle (bundle/:
+# Built by the pipeline (include/mlcicd/image/) from a context holding this file,
+# requirements.txt, constraints.txt, the server package (mlcicd/serving/) and the model bundle (bundle/:
 # the MLflow model and release.json).
 # BASE_IMAGE: any Debian-based image with Python 3.11 and venv (default: the official slim image).
 ARG BASE_IMAGE=python:3.11.14-slim-bookworm

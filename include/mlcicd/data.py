@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlcicd.choices import RETRAIN_DEFAULTS
 from mlcicd.errors import DataError
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ READABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 @dataclass(frozen=True)
 class SyntheticOptions:
-    rows: int = 5000
+    rows: int = RETRAIN_DEFAULTS["synthetic_rows"]
     seed: int = 0
     drift: float = 0.0
     corruption: str = "none"

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlcicd import ports
+from mlcicd.names import RETRAIN_DAG
 from mlcicd.settings import airflow_env
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
@@ -50,9 +52,7 @@ class AirflowServer:
 
 
 def free_port() -> int:
-    from mlcicd.deploy import free_port as fresh_port
-
-    return fresh_port("127.0.0.1")
+    return ports.free_port("127.0.0.1")
 
 
 def server_env(home: Path, port: int, password: str, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -83,7 +83,7 @@ def server_env(home: Path, port: int, password: str, extra: dict[str, str] | Non
 
 def start(
     home: Path, *, port: int | None = None, password: str = "admin", extra_env: dict[str, str] | None = None,
-    timeout_s: float = 180, wait_for_dag: str = "ml_retrain",
+    timeout_s: float = 180, wait_for_dag: str = RETRAIN_DAG,
 ) -> AirflowServer:  # fmt: skip
     """Migrate the DB, start the components, wait until they are healthy and the DAG is served."""
     import requests

@@ -1,6 +1,13 @@
-"""Errors that stop a run for a reason the user must fix (not retried by Airflow)."""
+"""Every error of the project, in one place.
+
+:class:`MlcicdError` and its kinds stop a run for a reason the user must fix (not retried by
+Airflow); the ``kind`` names the outcome a run summary reports. :class:`TriggerError` carries the
+exit code of the CI trigger client.
+"""
 
 from __future__ import annotations
+
+from mlcicd.names import ExitCode
 
 
 class MlcicdError(Exception):
@@ -37,3 +44,17 @@ class BuildError(MlcicdError):
     """The model-server image could not be built or pushed; nothing was deployed."""
 
     kind = "build"
+
+
+class UsageError(MlcicdError):
+    """A command was called wrongly (bad flag, unknown or invalid param): nothing ran."""
+
+    kind = "usage"
+
+
+class TriggerError(Exception):
+    """The trigger client failed: the exit code it maps to and a message that says what to do."""
+
+    def __init__(self, message: str, exit_code: int = ExitCode.FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from mlcicd.choices import METRICS
 from mlcicd.gate import Comparison
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
-
-METRICS = ("roc_auc", "accuracy", "f1", "precision", "recall")
 
 
 @dataclass(frozen=True)
@@ -174,3 +173,27 @@ def plot_roc(y: np.ndarray, curves: dict[str, Scores]) -> Any:
     ax.legend(loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def log_to_mlflow(
+    mlflow_run_id: str, result: EvaluationResult, y: np.ndarray, curves: dict[str, Scores]
+) -> None:
+    """Log the holdout metrics, the interval of the difference and the plots to the candidate's run.
+
+    ``curves`` holds the candidate's scores under ``"candidate"`` and the champion's, if any.
+    """
+    import mlflow
+
+    with mlflow.start_run(run_id=mlflow_run_id):
+        mlflow.log_metrics({f"holdout_{k}": v for k, v in result.candidate_metrics.items()})
+        if result.champion_metrics:
+            mlflow.log_metrics({f"champion_holdout_{k}": v for k, v in result.champion_metrics.items()})
+        if result.comparison:
+            mlflow.log_metrics(
+                {"diff_ci_low": result.comparison["ci_low"], "diff_ci_high": result.comparison["ci_high"]}
+            )
+        mlflow.log_figure(
+            plot_confusion_matrix(y, curves["candidate"], "Candidate on the holdout"),
+            "plots/confusion_matrix.png",
+        )
+        mlflow.log_figure(plot_roc(y, curves), "plots/roc_curve.png")

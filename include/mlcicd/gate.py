@@ -12,8 +12,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-PROMOTED = "promoted"
-REJECTED = "rejected"
+from mlcicd.choices import RETRAIN_DEFAULTS
+from mlcicd.names import Outcome
 
 
 @dataclass(frozen=True)
@@ -21,9 +21,9 @@ class Policy:
     """What a candidate must meet. All metrics are "higher is better" (AUC, accuracy, F1...)."""
 
     thresholds: dict[str, float]
-    primary_metric: str = "roc_auc"
-    max_degradation: float = 0.01
-    confidence: float = 0.95
+    primary_metric: str = RETRAIN_DEFAULTS["primary_metric"]
+    max_degradation: float = RETRAIN_DEFAULTS["max_degradation"]
+    confidence: float = RETRAIN_DEFAULTS["confidence"]
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.confidence < 1:
@@ -59,7 +59,7 @@ class Decision:
 
     @property
     def verdict(self) -> str:
-        return PROMOTED if self.promote else REJECTED
+        return Outcome.PROMOTED if self.promote else Outcome.REJECTED
 
     def to_dict(self) -> dict[str, Any]:
         return {"decision": self.verdict, **asdict(self)}

@@ -321,3 +321,20 @@ tr.drift{{background:#fde2e1}} img{{margin:.3em;border:1px solid #eee}}</style><
 <p>Decision: <b>{verdict}</b>: {html.escape(decision.reason)}</p>
 <table><tr><th>column</th><th>type</th><th>test</th><th>statistic</th><th>p-value</th><th>effect</th><th></th></tr>
 {"".join(rows)}</table><h2>Distributions</h2>{"".join(figures)}</body></html>"""
+
+
+def log_window_to_mlflow(experiment_id: str, run_name: str, report: WindowReport, report_path: Path) -> str:
+    """Log a drift-tested window (its figures, the HTML report, the JSON) as an MLflow run; return its id."""
+    import mlflow
+
+    tags = {"mlcicd.model_name": report.model_name, "mlcicd.champion_version": report.champion_version}
+    drift = report.drift or {}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+        mlflow.log_metrics({"predictions": report.predictions, "drift_share": drift.get("drift_share", 0.0),
+                            "drifted_features": len(drift.get("drifted_features", [])),
+                            "retrain": int(report.decision["retrain"])})  # fmt: skip
+        if report.decay:
+            mlflow.log_metrics({"live_accuracy": report.decay["live_accuracy"]})
+        mlflow.log_artifact(str(report_path), artifact_path="drift")
+        mlflow.log_dict(report.to_dict(), "drift/window.json")
+    return run.info.run_id

@@ -8,8 +8,12 @@ Every value has a local default so that a fresh checkout runs with no configurat
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+from mlcicd.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Where the Airflow plugin serves the GX Data Docs, under the API server's base URL.
@@ -82,9 +86,6 @@ class Settings:
 
         return f"{self.airflow_url}{DATA_DOCS_URL_PREFIX}/{quote(relative.as_posix())}"
 
-    def mlflow_run_url(self, experiment_id: str, run_id: str) -> str:
-        return f"{self.mlflow_ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
-
     def predictions_for(self, model_name: str) -> Path:
         """Where the served model's prediction log is (the local target's default beside its state)."""
         return self.prediction_log_dir or self.deployments_dir / "local" / model_name / "predictions"
@@ -116,9 +117,9 @@ def load() -> Settings:
         experiment_name=os.getenv("MLCICD_EXPERIMENT", "ml_retrain"),
         deploy_target=os.getenv("MLCICD_DEPLOY_TARGET", "local"),
         local_host=os.getenv("MLCICD_LOCAL_HOST", "127.0.0.1"),
-        local_port=int(os.getenv("MLCICD_LOCAL_PORT", "5100")),
+        local_port=_port("MLCICD_LOCAL_PORT", 5100),
         local_server_module=os.getenv("MLCICD_LOCAL_SERVER_MODULE", "mlcicd.serving"),
-        health_timeout_s=float(os.getenv("MLCICD_HEALTH_TIMEOUT_S", "90")),
+        health_timeout_s=_number("MLCICD_HEALTH_TIMEOUT_S", 90.0, float, minimum=1),
         suites_dir=Path(os.getenv("MLCICD_SUITES_DIR", PROJECT_ROOT / "include" / "suites")).resolve(),
         retrain_schedule=_schedule(os.getenv("MLCICD_RETRAIN_SCHEDULE", "@daily")),
         monitor_schedule=_schedule(os.getenv("MLCICD_MONITOR_SCHEDULE", "@hourly")),
@@ -131,11 +132,11 @@ def load() -> Settings:
         docker_url=os.getenv("MLCICD_DOCKER_URL", os.getenv("DOCKER_HOST", "unix:///var/run/docker.sock")),
         docker_conn_id=os.getenv("MLCICD_DOCKER_CONN_ID", "docker_default"),
         docker_network=os.getenv("MLCICD_DOCKER_NETWORK", "host"),
-        docker_port=int(os.getenv("MLCICD_DOCKER_PORT", "5200")),
-        build_timeout_s=float(os.getenv("MLCICD_BUILD_TIMEOUT_S", "1800")),
+        docker_port=_port("MLCICD_DOCKER_PORT", 5200),
+        build_timeout_s=_number("MLCICD_BUILD_TIMEOUT_S", 1800.0, float, minimum=1),
         kube_conn_id=os.getenv("MLCICD_KUBE_CONN_ID", "kubernetes_default"),
         kube_namespace=os.getenv("MLCICD_KUBE_NAMESPACE", "mlcicd"),
-        kube_replicas=int(os.getenv("MLCICD_KUBE_REPLICAS", "2")),
+        kube_replicas=_number("MLCICD_KUBE_REPLICAS", 2, int, minimum=1),
         kube_image_pull_secrets=tuple(
             s.strip() for s in os.getenv("MLCICD_KUBE_IMAGE_PULL_SECRETS", "").split(",") if s.strip()
         ),
@@ -145,6 +146,30 @@ def load() -> Settings:
         kaniko_context_uri=os.getenv("MLCICD_KANIKO_CONTEXT_URI") or None,
         kaniko_push_secret=os.getenv("MLCICD_KANIKO_PUSH_SECRET") or None,
     )
+
+
+N = TypeVar("N", int, float)
+
+
+def _number(
+    var: str, default: N, kind: Callable[[str], N], minimum: N | None = None, maximum: N | None = None
+) -> N:
+    """The number in ``var`` (``default`` when unset); a ConfigError naming the variable otherwise."""
+    raw = os.getenv(var, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise ConfigError(f"{var}={raw!r} is out of range: it must be {bounds}")
+    return value
+
+
+def _port(var: str, default: int) -> int:
+    return _number(var, default, int, minimum=1, maximum=65535)
 
 
 def _path(value: str | None) -> Path | None:

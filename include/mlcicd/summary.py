@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-PROMOTED, REJECTED, DATA_REJECTED, ROLLED_BACK, FAILED = (
-    "promoted",
-    "rejected",
-    "data_rejected",
-    "rolled_back",
-    "failed",
-)
+from mlcicd.errors import DataError, DeployError, ValidationFailed
+from mlcicd.names import Outcome
 
 
 def outcome(state: str, decision: dict[str, Any] | None, error: dict[str, Any] | None) -> str:
@@ -18,11 +13,11 @@ def outcome(state: str, decision: dict[str, Any] | None, error: dict[str, Any] |
     if state == "success":
         return (decision or {}).get("decision", "unknown")
     kind = (error or {}).get("kind")
-    if kind in ("data", "validation"):
-        return DATA_REJECTED
-    if kind == "deploy":
-        return ROLLED_BACK
-    return FAILED
+    if kind in (DataError.kind, ValidationFailed.kind):
+        return Outcome.DATA_REJECTED
+    if kind == DeployError.kind:
+        return Outcome.ROLLED_BACK
+    return Outcome.FAILED
 
 
 def validation_view(validation: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -9,19 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mlcicd.choices import CORRUPTIONS, RETRAIN_DEFAULTS
+
 if TYPE_CHECKING:
     import pandas as pd
 
-TARGET = "churned"
-CORRUPTIONS = (
-    "none",
-    "missing_column",
-    "wrong_dtype",
-    "nulls",
-    "out_of_range",
-    "unseen_category",
-    "duplicates",
-)
+TARGET = RETRAIN_DEFAULTS["target_column"]
 CONTRACTS = ("month-to-month", "one-year", "two-year")
 PAYMENT_METHODS = ("card", "bank_transfer", "electronic_check", "mailed_check")
 REGIONS = ("north", "south", "east", "west")

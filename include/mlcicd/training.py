@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlcicd.choices import ESTIMATORS, RETRAIN_DEFAULTS
 from mlcicd.errors import ConfigError
 from mlcicd.settings import PROJECT_ROOT
 
@@ -18,18 +19,17 @@ if TYPE_CHECKING:
 
 REFERENCE_ROWS = 5000
 REFERENCE_ARTIFACT = "reference/reference.parquet"
-ESTIMATORS = ("logistic_regression", "random_forest", "hist_gradient_boosting")
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    estimator: str = "hist_gradient_boosting"
-    n_estimators: int = 150
-    max_depth: int | None = 3
-    learning_rate: float = 0.05
-    regularization_c: float = 1.0
-    test_size: float = 0.25
-    random_seed: int = 42
+    estimator: str = RETRAIN_DEFAULTS["estimator"]
+    n_estimators: int = RETRAIN_DEFAULTS["n_estimators"]
+    max_depth: int | None = RETRAIN_DEFAULTS["max_depth"]
+    learning_rate: float = RETRAIN_DEFAULTS["learning_rate"]
+    regularization_c: float = RETRAIN_DEFAULTS["regularization_c"]
+    test_size: float = RETRAIN_DEFAULTS["test_size"]
+    random_seed: int = RETRAIN_DEFAULTS["random_seed"]
 
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:

@@ -21,23 +21,18 @@ from typing import Any
 from urllib.parse import quote
 
 from mlcicd import summary as run_summary
+from mlcicd.choices import DEFAULT_MODEL_NAME
+from mlcicd.errors import TriggerError
+from mlcicd.names import DECISION_XCOM, ERROR_XCOM, RETRAIN_DAG, ExitCode, Task, mlflow_run_url
+from mlcicd.names import exit_code as outcome_exit_code
 
-EXIT_PROMOTED, EXIT_ERROR, EXIT_USAGE, EXIT_DATA, EXIT_DEPLOY, EXIT_REJECTED = 0, 1, 2, 3, 4, 5
 TERMINAL_RUN_STATES = {"success", "failed"}
-
-
-class TriggerError(Exception):
-    """A failure with the exit code it maps to and a message that says what to do."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass
 class TriggerOptions:
     url: str
-    dag_id: str = "ml_retrain"
+    dag_id: str = RETRAIN_DAG
     conf: dict[str, Any] = field(default_factory=dict)
     sha: str | None = None
     wait: bool = False
@@ -60,7 +55,7 @@ def commit_sha(explicit: str | None = None) -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError) as exc:
         raise TriggerError(
-            "no commit SHA: pass --sha, or run inside a git checkout or a CI job", EXIT_USAGE
+            "no commit SHA: pass --sha, or run inside a git checkout or a CI job", ExitCode.USAGE
         ) from exc
 
 
@@ -78,14 +73,14 @@ def validate_conf(params: dict[str, Any], conf: dict[str, Any]) -> None:
     if unknown:
         raise TriggerError(
             f"unknown param(s) {', '.join(unknown)}; the DAG's params are: {', '.join(sorted(params))}",
-            EXIT_USAGE,
+            ExitCode.USAGE,
         )
     for key, value in conf.items():
         schema = (params[key] or {}).get("schema") or {}
         try:
             jsonschema.validate(value, schema)
         except jsonschema.ValidationError as exc:
-            raise TriggerError(f"param {key}={value!r} is invalid: {exc.message}", EXIT_USAGE) from exc
+            raise TriggerError(f"param {key}={value!r} is invalid: {exc.message}", ExitCode.USAGE) from exc
 
 
 class Client:
@@ -254,7 +249,7 @@ def trigger(options: TriggerOptions, out: Callable[[str], None] = print) -> tupl
     link = f"{client.url}/dags/{options.dag_id}/runs/{quote(run_id, safe='')}"
     out(f"Airflow run: {link}")
     if not options.wait:
-        return EXIT_PROMOTED, {"run_id": run_id, "state": "started", "airflow_url": link}
+        return ExitCode.OK, {"run_id": run_id, "state": "started", "airflow_url": link}
     return follow(client, options, run_id, link, out)
 
 
@@ -289,21 +284,23 @@ def summarize(
     dag_id = options.dag_id
     failed = next((t for t, state in tasks.items() if state == "failed"), None)
     error = failed and (
-        client.xcom(dag_id, run_id, failed, "mlcicd_error")
+        client.xcom(dag_id, run_id, failed, ERROR_XCOM)
         or {"stage": failed, "kind": "error", "message": f"task {failed} failed; see its log"}
     )
-    decision = client.xcom(dag_id, run_id, "decide_promotion", "decision") or {}
-    trained = client.xcom(dag_id, run_id, "train_model") or {}
-    evaluated = client.xcom(dag_id, run_id, "evaluate_candidate") or {}
-    release = client.xcom(dag_id, run_id, "register_model") or {}
-    deployment = client.xcom(dag_id, run_id, "deploy_model")
-    promotion = client.xcom(dag_id, run_id, "promote_champion") or {}
-    rejection = client.xcom(dag_id, run_id, "record_rejection") or {}
-    validation = client.xcom(dag_id, run_id, "validate_data")
+    decision = client.xcom(dag_id, run_id, Task.DECIDE, DECISION_XCOM) or {}
+    trained = client.xcom(dag_id, run_id, Task.TRAIN) or {}
+    evaluated = client.xcom(dag_id, run_id, Task.EVALUATE) or {}
+    release = client.xcom(dag_id, run_id, Task.REGISTER) or {}
+    deployment = client.xcom(dag_id, run_id, Task.DEPLOY)
+    promotion = client.xcom(dag_id, run_id, Task.PROMOTE) or {}
+    rejection = client.xcom(dag_id, run_id, Task.REJECT) or {}
+    validation = client.xcom(dag_id, run_id, Task.VALIDATE)
     outcome = run_summary.outcome(state, decision, error)
     mlflow_link = None
     if options.mlflow_url and trained.get("mlflow_run_id"):
-        mlflow_link = f"{options.mlflow_url.rstrip('/')}/#/experiments/{trained.get('experiment_id')}/runs/{trained['mlflow_run_id']}"
+        mlflow_link = mlflow_run_url(
+            options.mlflow_url, trained.get("experiment_id"), trained["mlflow_run_id"]
+        )
     return {
         "run_id": run_id,
         "state": state,
@@ -316,7 +313,7 @@ def summarize(
             "metrics": evaluated.get("candidate_metrics"),
         },
         "gate": decision and {"decision": decision["decision"], "reasons": decision["reasons"]},
-        "image": client.xcom(dag_id, run_id, "build_image"),
+        "image": client.xcom(dag_id, run_id, Task.BUILD),
         "deployment": deployment
         and {
             "target": deployment["target"],
@@ -325,7 +322,7 @@ def summarize(
             "serving_version": deployment["version"],
         },  # fmt: skip
         "champion_version": promotion.get("champion_version") or rejection.get("champion_version"),
-        "model_name": release.get("model_name") or (options.conf.get("model_name") or "mlcicd_churn"),
+        "model_name": release.get("model_name") or (options.conf.get("model_name") or DEFAULT_MODEL_NAME),
         "error": error,
         "tasks": tasks,
         "airflow_url": link,
@@ -334,9 +331,4 @@ def summarize(
 
 
 def exit_code(summary: dict[str, Any], accept_rejection: bool = False) -> int:
-    outcome = summary["outcome"]
-    if outcome == "promoted":
-        return EXIT_PROMOTED
-    if outcome == "rejected":
-        return EXIT_PROMOTED if accept_rejection else EXIT_REJECTED
-    return {"data_rejected": EXIT_DATA, "rolled_back": EXIT_DEPLOY}.get(outcome, EXIT_ERROR)
+    return outcome_exit_code(summary["outcome"], rejection_fails=not accept_rejection)

@@ -119,3 +119,17 @@ def test_retries_only_where_a_service_is_called(parsed):
 def test_retrain_is_scheduled_on_the_retrain_request_asset(parsed):
     if "ml_retrain" in parsed["dags"]:
         assert "mlcicd_retrain_request" in parsed["dags"]["ml_retrain"]["schedule"]
+
+
+def test_task_ids_and_defaults_come_from_the_shared_names(parsed):
+    """The CLI and the trigger client look tasks up by mlcicd.names; the DAGs' defaults are mlcicd.choices'."""
+    from mlcicd.choices import MONITOR_DEFAULTS, RETRAIN_DEFAULTS
+    from mlcicd.names import MONITOR_DAG, RETRAIN_DAG, RETRAIN_STAGES, Task
+
+    known = {v for k, v in vars(Task).items() if not k.startswith("_")}
+    defaults = {RETRAIN_DAG: RETRAIN_DEFAULTS, MONITOR_DAG: MONITOR_DEFAULTS}
+    for dag_id, dag in parsed["dags"].items():
+        assert set(dag["retries"]) <= known, set(dag["retries"]) - known
+        assert {k: p["value"] for k, p in dag["params"].items()} == defaults[dag_id]
+        if dag_id == RETRAIN_DAG:
+            assert set(dag["retries"]) == set(RETRAIN_STAGES)

@@ -18,10 +18,10 @@ import pytest
 import requests
 
 from mlcicd import registry
-from mlcicd.cli import exit_code, run_pipeline
-from mlcicd.docker_target import DockerTarget
+from mlcicd.cli.run import exit_code, run_pipeline
+from mlcicd.deploy.docker import DockerTarget
 from mlcicd.errors import ConfigError
-from mlcicd.image import docker_client
+from mlcicd.image.docker import docker_client
 from mlcicd.settings import load
 from tests.helpers import wait_for
 
@@ -53,7 +53,7 @@ def engine():
     )
     DockerTarget(settings, MODEL).stop()  # containers left by an interrupted session
     with pytest.MonkeyPatch.context() as mp:
-        from mlcicd.deploy import free_port
+        from mlcicd.ports import free_port
 
         mp.setenv("MLCICD_DOCKER_PORT", str(free_port("127.0.0.1")))
         yield client
@@ -140,7 +140,8 @@ def test_next_version_replaces_the_container(engine, first, sample):
 
 
 def test_a_retried_deploy_of_the_serving_image_leaves_its_container_alone(engine, first, sample):
-    from mlcicd.deploy import Release, SmokeTest
+    from mlcicd.deploy import SmokeTest
+    from mlcicd.release import Release
 
     target = DockerTarget(load(), MODEL)
     serving = target.current()
@@ -161,7 +162,7 @@ def test_a_retried_deploy_of_the_serving_image_leaves_its_container_alone(engine
 @pytest.fixture
 def local_registry(tmp_path):
     """A real registry (Distribution, Debian's docker-registry) on loopback."""
-    from mlcicd.deploy import free_port
+    from mlcicd.ports import free_port
 
     port = free_port("127.0.0.1")
     config = tmp_path / "registry.yml"

@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from mlcicd.cli import run_pipeline
+from mlcicd.cli.run import run_pipeline
 
 pytestmark = pytest.mark.e2e
 MODEL = "k8s_churn"
@@ -42,7 +42,8 @@ def cluster_reason() -> str | None:
 def test_deploys_to_a_real_cluster_and_the_service_answers(monkeypatch, engine_for_cluster):
     from kubernetes import client, config, utils
 
-    from mlcicd.k8s_target import K8S_DIR, resource_name
+    from mlcicd.deploy.kubernetes import K8S_DIR
+    from mlcicd.kube import resource_name
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_KUBERNETES_DEFAULT",
@@ -67,7 +68,7 @@ def test_deploys_to_a_real_cluster_and_the_service_answers(monkeypatch, engine_f
 @pytest.fixture
 def engine_for_cluster():
     from mlcicd.errors import ConfigError
-    from mlcicd.image import docker_client
+    from mlcicd.image.docker import docker_client
     from mlcicd.settings import load
 
     try:

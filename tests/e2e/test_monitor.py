@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mlcicd import registry, synthetic
-from mlcicd.cli import load_dag, run_pipeline
+from mlcicd.cli.env import load_dag
+from mlcicd.cli.run import run_pipeline
 from mlcicd.settings import load
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +24,7 @@ T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def champion(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
-        from mlcicd.deploy import free_port
+        from mlcicd.ports import free_port
 
         mp.setenv("MLCICD_LOCAL_PORT", str(free_port("127.0.0.1")))
         # Its own dataset name, hence its own inferred suite: test_pipeline expects to infer the default one.
@@ -153,7 +154,7 @@ def test_traffic_generator_feeds_the_prediction_log_and_labels(champion):
     import sys
     import time
 
-    from mlcicd.predlog import read_window
+    from mlcicd.serving.predlog import read_window
 
     started = datetime.now(UTC)
     out = subprocess.run(

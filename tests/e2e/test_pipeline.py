@@ -16,7 +16,8 @@ import pytest
 import requests
 
 from mlcicd import registry
-from mlcicd.cli import UsageError, exit_code, run_pipeline
+from mlcicd.cli.run import exit_code, run_pipeline
+from mlcicd.errors import UsageError
 from mlcicd.settings import PROJECT_ROOT, load
 
 pytestmark = pytest.mark.e2e

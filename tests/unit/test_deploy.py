@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import socket
 
-from mlcicd.deploy import free_port
+from mlcicd.ports import free_port
 
 
 def test_free_port_never_hands_out_the_same_port_twice():

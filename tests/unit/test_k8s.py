@@ -19,9 +19,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from mlcicd import k8s_target, kaniko, settings
-from mlcicd.deploy import Release, SmokeTest, free_port
-from mlcicd.image import Registry
+from mlcicd import settings
+from mlcicd.deploy import SmokeTest
+from mlcicd.deploy import kubernetes as k8s_target
+from mlcicd.image import Registry, kaniko
+from mlcicd.ports import free_port
+from mlcicd.release import Release
 from tests.helpers import make_model_dir, wait_for
 
 K8S_VERSION = "1.31.0"

@@ -5,7 +5,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from mlcicd import serving
+from mlcicd.serving import server as serving
 from tests.helpers import make_model_dir
 
 
@@ -58,7 +58,7 @@ def test_malformed_requests_get_a_4xx_with_a_message(client_and_data, kwargs, st
 def test_predictions_are_logged_and_counted(tmp_path, client_and_data):
     from datetime import UTC, datetime, timedelta
 
-    from mlcicd.predlog import read_window
+    from mlcicd.serving.predlog import read_window
 
     _, x, expected = client_and_data
     app = serving.create_app(client_and_data[0].app.state.model_dir, prediction_log=tmp_path / "log")
@@ -97,7 +97,7 @@ def test_a_failing_log_sink_drops_records_and_never_fails_requests(tmp_path, cli
 def test_malformed_log_lines_are_counted_not_fatal(tmp_path):
     from datetime import datetime
 
-    from mlcicd.predlog import read_window
+    from mlcicd.serving.predlog import read_window
 
     (tmp_path / "predictions-20261122T10.jsonl").write_text(
         '{"request_id": "a", "row": 0, "time": "2026-11-22T10:00:00+00:00", "features": {"x": 1}, "prediction": 0}\n'

@@ -35,7 +35,7 @@ def read_release(model_dir: Path) -> dict[str, Any]:
 def create_app(model_dir: Path, prediction_log: Path | None = None) -> FastAPI:
     """Load the model in ``model_dir`` and build the ASGI app.
 
-    ``prediction_log``: folder for the prediction log (see :mod:`mlcicd.predlog`); None disables it.
+    ``prediction_log``: folder for the prediction log (see :mod:`mlcicd.serving.predlog`); None disables it.
     """
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
@@ -57,7 +57,7 @@ def create_app(model_dir: Path, prediction_log: Path | None = None) -> FastAPI:
     )
     from starlette.responses import Response
 
-    from mlcicd.predlog import PredictionLogger
+    from mlcicd.serving.predlog import PredictionLogger
 
     registry = CollectorRegistry()
     requests_total = Counter("mlcicd_requests", "Requests to /invocations", ["status"], registry=registry)

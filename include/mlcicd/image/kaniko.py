@@ -1,6 +1,6 @@
 """In-cluster image builds: Kaniko in a KubernetesPodOperator pod, for clusters without a Docker socket.
 
-The build context (the same one :mod:`mlcicd.image` makes) is uploaded as a tar.gz to
+The build context (the same one :func:`mlcicd.image.make_context` makes) is uploaded as a tar.gz to
 ``MLCICD_KANIKO_CONTEXT_URI`` (s3://, gs://, any URI Airflow's ObjectStoragePath writes and Kaniko
 reads), then the pod builds and pushes ``<registry>/<model>:<version>-<context digest>`` and hands
 the pushed digest back through the KubernetesPodOperator's XCom sidecar.
@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 from mlcicd.errors import BuildError, ConfigError
 from mlcicd.image import Image, Registry, make_context, repository
+from mlcicd.kube import check_connection, pod_operator, resource_name
+from mlcicd.release import Release
 from mlcicd.settings import Settings
 
 if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-
-    from mlcicd.deploy import Release
 
 log = logging.getLogger("mlcicd")
 
@@ -37,10 +37,7 @@ BUILD_SCRIPT = (
 def build_operator(
     settings: Settings, release: Release, destination: str, context_uri: str
 ) -> KubernetesPodOperator:
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
-
-    from mlcicd.k8s_target import resource_name
 
     # Kaniko reads its push credentials from /kaniko/.docker/config.json: a dockerconfigjson secret.
     volumes, mounts = [], []
@@ -51,12 +48,11 @@ def build_operator(
         mounts.append(
             k8s.V1VolumeMount(name="push-credentials", mount_path="/kaniko/.docker", read_only=True)
         )
-    return KubernetesPodOperator(
+    return pod_operator(
+        settings,
         task_id="build_image_pod",
         volumes=volumes,
         volume_mounts=mounts,
-        kubernetes_conn_id=settings.kube_conn_id,
-        namespace=settings.kube_namespace,
         name=f"{resource_name(release.model_name)}-build-v{release.version}",
         image=settings.kaniko_image,
         cmds=["/busybox/sh", "-c"],
@@ -68,16 +64,10 @@ def build_operator(
             "MODEL_NAME": release.model_name,
             "MODEL_VERSION": str(release.version),
         },
-        service_account_name=settings.kube_service_account,
-        image_pull_secrets=[k8s.V1LocalObjectReference(name=s) for s in settings.kube_image_pull_secrets],
         labels={"app.kubernetes.io/name": "mlcicd-builder"},
         container_resources=k8s.V1ResourceRequirements(
             requests={"cpu": "500m", "memory": "1Gi"}, limits={"cpu": "2", "memory": "4Gi"}
         ),
-        do_xcom_push=True,
-        get_logs=True,
-        on_finish_action="delete_succeeded_pod",
-        startup_timeout_seconds=300,
     )
 
 
@@ -104,8 +94,6 @@ def build(settings: Settings, release: Release, registry: Registry | None) -> Im
     """Build and push the image of ``release`` in a Kaniko pod."""
     from airflow.exceptions import AirflowException
     from airflow.sdk import get_current_context
-
-    from mlcicd.k8s_target import check_connection
 
     if registry is None:
         raise ConfigError(

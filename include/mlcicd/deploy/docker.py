@@ -18,8 +18,11 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from mlcicd.deploy import Deployment, Release, SmokeTest, free_port, port_in_use, smoke_test, wait_healthy
+from mlcicd.deploy.base import Deployment, SmokeTest, smoke_test, wait_healthy
 from mlcicd.errors import ConfigError, DeployError
+from mlcicd.image.docker import docker_client
+from mlcicd.ports import free_port, port_in_use
+from mlcicd.release import Release
 from mlcicd.settings import Settings
 
 if TYPE_CHECKING:
@@ -43,11 +46,13 @@ class DockerTarget:
         self.network = settings.docker_network
         self._client: APIClient | None = None
 
+    @staticmethod
+    def stop_all(settings: Settings) -> list[str]:
+        return remove_all(settings)
+
     @property
     def client(self) -> APIClient:
         if self._client is None:
-            from mlcicd.image import docker_client
-
             self._client = docker_client(self.settings, None)
         return self._client
 
@@ -229,8 +234,6 @@ class DockerTarget:
 
 def remove_all(settings: Settings) -> list[str]:
     """Remove every mlcicd model container on the engine; return their names."""
-    from mlcicd.image import docker_client
-
     client = docker_client(settings, None)
     removed = []
     for c in client.containers(all=True, filters={"label": ["io.mlcicd.model"]}):

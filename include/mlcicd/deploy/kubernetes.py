@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import TYPE_CHECKING
 
-from mlcicd.deploy import Deployment, Release, SmokeTest
+from mlcicd.deploy.base import Deployment, SmokeTest
 from mlcicd.errors import ConfigError, DeployError
+from mlcicd.kube import check_connection, pod_operator, resource_name
+from mlcicd.release import Release
 from mlcicd.settings import PROJECT_ROOT, Settings
 
 if TYPE_CHECKING:
@@ -28,12 +29,6 @@ K8S_DIR = PROJECT_ROOT / "include" / "k8s"
 TEMPLATES = ("deployment.yaml.j2", "service.yaml.j2")
 DEPLOY_SCRIPT = K8S_DIR / "deploy.sh"
 SERVICE_PORT = 8080
-
-
-def resource_name(model_name: str) -> str:
-    """A DNS-1123 name for the model's Deployment and Service."""
-    name = re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")
-    return f"mlcicd-{name}"[:63].rstrip("-")
 
 
 def image_ref(release: Release) -> str:
@@ -74,14 +69,12 @@ def service_url(settings: Settings, model_name: str) -> str:
 
 def deploy_operator(settings: Settings, release: Release, smoke: SmokeTest) -> KubernetesPodOperator:
     """The KubernetesPodOperator whose pod applies, checks and, on failure, rolls back ``release``."""
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
     name = resource_name(release.model_name)
-    return KubernetesPodOperator(
+    return pod_operator(
+        settings,
         task_id="deploy_model_pod",
-        kubernetes_conn_id=settings.kube_conn_id,
-        namespace=settings.kube_namespace,
         name=f"{name}-deploy-v{release.version}",
         image=settings.kube_deployer_image,
         cmds=["bash", "-c"],
@@ -96,8 +89,6 @@ def deploy_operator(settings: Settings, release: Release, smoke: SmokeTest) -> K
             "SMOKE_EXPECTED": json.dumps(smoke.expected),
             "ROLLOUT_TIMEOUT": f"{int(settings.health_timeout_s * 3)}s",
         },
-        service_account_name=settings.kube_service_account,
-        image_pull_secrets=[k8s.V1LocalObjectReference(name=s) for s in settings.kube_image_pull_secrets],
         # Not the model's instance label: the Deployment and Service select on that one.
         labels={
             "app.kubernetes.io/name": "mlcicd-deployer",
@@ -112,31 +103,15 @@ def deploy_operator(settings: Settings, release: Release, smoke: SmokeTest) -> K
         container_security_context=k8s.V1SecurityContext(
             allow_privilege_escalation=False, capabilities=k8s.V1Capabilities(drop=["ALL"])
         ),
-        do_xcom_push=True,
-        get_logs=True,
-        on_finish_action="delete_succeeded_pod",
-        startup_timeout_seconds=300,
     )
-
-
-def check_connection(conn_id: str) -> None:
-    """Fail with what to do when the kube connection is not defined."""
-    from airflow.exceptions import AirflowNotFoundException
-    from airflow.sdk import BaseHook
-
-    try:
-        BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException as exc:
-        raise ConfigError(
-            f"the Kubernetes connection {conn_id!r} is not defined: create it (UI: Admin > Connections, "
-            f'type Kubernetes; or AIRFLOW_CONN_{conn_id.upper()}=\'{{"conn_type": "kubernetes", '
-            '"extra": {"in_cluster": true}}\' inside the cluster, or a kube_config_path outside), '
-            "or set MLCICD_KUBE_CONN_ID"
-        ) from exc
 
 
 class KubernetesTarget:
     name = "kubernetes"
+
+    @staticmethod
+    def preflight(settings: Settings) -> None:
+        check_connection(settings.kube_conn_id)
 
     def __init__(self, settings: Settings, model_name: str) -> None:
         self.settings = settings

@@ -1,0 +1,58 @@
+"""The Params' choices and defaults: one source for the DAGs, the stages, the CLI and the tests.
+
+Cheap to import (no third-party imports): the DAG files build their Params from it at parse time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULT_MODEL_NAME = "mlcicd_churn"
+NAME_PATTERN = "^[A-Za-z0-9_.-]+$"
+
+ESTIMATORS = ("hist_gradient_boosting", "random_forest", "logistic_regression")
+CORRUPTIONS = (
+    "none", "missing_column", "wrong_dtype", "nulls", "out_of_range", "unseen_category", "duplicates",
+)  # fmt: skip
+METRICS = ("roc_auc", "accuracy", "f1", "precision", "recall")
+GATED_METRICS = ("roc_auc", "accuracy", "f1")  # those with a threshold param, and the comparable ones
+DEPLOY_TARGETS = ("local", "docker", "kubernetes")
+IMAGE_BUILDERS = ("docker", "kaniko", "none")
+
+# ml_retrain's defaults (the trigger form, `mlcicd run`, and the stages' own defaults).
+RETRAIN_DEFAULTS: dict[str, Any] = {
+    "dataset_uri": "synthetic:",
+    "target_column": "churned",
+    "dataset_name": None,
+    "synthetic_rows": 5000,
+    "synthetic_seed": None,
+    "synthetic_drift": 0.0,
+    "synthetic_corruption": "none",
+    "estimator": "hist_gradient_boosting",
+    "n_estimators": 150,
+    "max_depth": 3,
+    "learning_rate": 0.05,
+    "regularization_c": 1.0,
+    "test_size": 0.25,
+    "random_seed": 42,
+    "model_name": DEFAULT_MODEL_NAME,
+    "primary_metric": "roc_auc",
+    "min_roc_auc": 0.8,
+    "min_accuracy": 0.75,
+    "min_f1": 0.5,
+    "max_degradation": 0.01,
+    "confidence": 0.95,
+    "bootstrap_resamples": 1000,
+    "deploy_target": None,
+}
+
+# ml_monitor's defaults.
+MONITOR_DEFAULTS: dict[str, Any] = {
+    "model_name": DEFAULT_MODEL_NAME,
+    "window_minutes": 60,
+    "window_end": None,
+    "consecutive_windows": 3,
+    "cooldown_hours": 24.0,
+    "min_predictions": 500,
+    "retrain_conf": {},
+}

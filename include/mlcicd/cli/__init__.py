@@ -1,0 +1,27 @@
+"""Command line: ``python -m mlcicd <command>``; one module per command family.
+
+:mod:`.run` (``run``), :mod:`.trigger` (``trigger``), :mod:`.local` (``stop``, ``traffic``,
+``airflow``); :mod:`.env` sets up the embedded default, :mod:`.report` prints a run summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mlcicd.cli import local, run, trigger
+from mlcicd.errors import ConfigError
+from mlcicd.names import ExitCode
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mlcicd", description="mlcicd: ML CI/CD on Airflow")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for family in (run, trigger, local):
+        family.register(sub)
+    args = parser.parse_args(argv)
+    try:
+        sys.exit(args.func(args))
+    except ConfigError as exc:  # a bad setting (MLCICD_*): nothing ran
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(ExitCode.USAGE)

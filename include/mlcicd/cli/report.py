@@ -1,0 +1,66 @@
+"""The run summary as ``mlcicd run`` and ``mlcicd trigger --wait`` print it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def render(summary: dict[str, Any]) -> str:
+    s = summary
+    took = f" in {s['seconds']} s" if s.get("seconds") is not None else ""
+    lines = [f"\nml_retrain {s['run_id']}: {s['state'].upper()} ({s['outcome']}){took}"]
+    if s.get("batch"):
+        b = s["batch"]
+        lines.append(
+            f"  data        {b['rows']} rows x {len(b['columns'])} columns from {b['source_uri']} (digest {b['digest']})"
+        )
+    v = s.get("validation")
+    if v:
+        verdict = "passed" if v["success"] else f"FAILED {len(v['failures'])} expectation(s)"
+        lines.append(f"  validation  {verdict} (suite {v['suite']}, {v['suite_origin']})")
+        lines += [f"                - {f}" for f in v.get("failures", [])]
+        if v.get("report_path"):
+            lines.append(f"              report: {v['report_path']}")
+    cand = s.get("candidate")
+    if cand and cand.get("metrics"):
+        m = ", ".join(f"{k} {v:.3f}" for k, v in cand["metrics"].items())
+        version = f" v{cand['model_version']}" if cand.get("model_version") else ""
+        lines.append(f"  candidate  {version} {cand.get('estimator') or ''}: {m}")
+        lines.append(f"              MLflow run {cand.get('mlflow_run_id')}")
+    g = s.get("gate")
+    if g:
+        lines.append(f"  gate        {g['decision'].upper()}")
+        lines += [f"                {r}" for r in g["reasons"]]
+    im = s.get("image")
+    if im and im.get("reference"):
+        size = f", {im['size_bytes'] / 1e6:.0f} MB" if im.get("size_bytes") else ""
+        how = "reused" if im.get("reused") else f"built by {im['builder']} in {im.get('seconds')} s"
+        lines.append(f"  image       {im['reference']} ({how}{size})")
+    d = s.get("deployment")
+    if d:
+        lines.append(
+            f"  deployment  {d['target']}: {d['state']}, v{d.get('serving_version')} at {d.get('endpoint')}"
+        )
+    lines.append(
+        f"  champion    {s['model_name']} "
+        + (f"v{s['champion_version']}" if s["champion_version"] else "(none)")
+    )
+    if s.get("error"):
+        lines.append(f"  error       [{s['error']['stage']}] {s['error']['message']}")
+    lines.append("Where to look:")
+    if s.get("airflow_url"):
+        lines.append(f"  Airflow     {s['airflow_url']}")
+    if s.get("mlflow_url"):
+        lines.append(f"  MLflow      {s['mlflow_url']}")
+    if s.get("mlflow_tracking_uri"):
+        lines.append(f"  MLflow UI   make mlflow-ui  (store {s['mlflow_tracking_uri']})")
+    if s.get("log_path"):
+        lines.append(f"  task logs   {s['log_path']}")
+    if d and d.get("state") == "serving":
+        stop = "make stop  (stops the local server)"
+        if d["target"] == "docker":
+            stop = "python -m mlcicd stop --target docker  (removes the container)"
+        if d["target"] == "kubernetes":
+            stop = "(a ClusterIP Service: kubectl port-forward svc/<name> to reach it from outside)"
+        lines.append(f"  try it      curl -s {d['endpoint']}/version ; {stop}")
+    return "\n".join(lines)

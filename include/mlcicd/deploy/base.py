@@ -1,0 +1,102 @@
+"""What every deploy target shares: the interface, the smoke test, the health wait.
+
+A target deploys a :class:`~mlcicd.release.Release` so that either the new version serves at the
+stable endpoint after passing its smoke test, or :class:`~mlcicd.errors.DeployError` is raised and
+the previous version still serves (rollback). This module knows no target.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from mlcicd.errors import DeployError
+from mlcicd.release import Release
+from mlcicd.settings import Settings
+
+
+@dataclass(frozen=True)
+class SmokeTest:
+    """Sample rows (MLflow ``dataframe_split`` payload) and the predictions made offline for them."""
+
+    payload: dict[str, Any]
+    expected: list[Any]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    target: str
+    endpoint: str
+    version: str
+    detail: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class DeployTarget(Protocol):
+    name: str
+
+    def __init__(self, settings: Settings, model_name: str) -> None: ...
+
+    def current(self) -> Deployment | None:
+        """What serves at the stable endpoint now, or None."""
+
+    def deploy(self, release: Release, smoke: SmokeTest) -> Deployment:
+        """Serve ``release`` at the stable endpoint, or raise DeployError leaving the old one serving."""
+
+    def stop(self) -> None:
+        """Stop serving."""
+
+
+def smoke_test(endpoint: str, smoke: SmokeTest, timeout_s: float = 30.0) -> list[str]:
+    """Send the sample rows and compare with the offline predictions; return the problems found."""
+    import requests
+
+    problems: list[str] = []
+    try:
+        r = requests.post(f"{endpoint}/invocations", json=smoke.payload, timeout=timeout_s)
+    except requests.RequestException as exc:
+        return [f"POST {endpoint}/invocations failed: {exc}"]
+    if r.status_code != 200:
+        return [f"POST {endpoint}/invocations answered {r.status_code}: {r.text[:300]}"]
+    got = r.json().get("predictions")
+    if not isinstance(got, list) or len(got) != len(smoke.expected):
+        return [f"expected {len(smoke.expected)} predictions, got {str(got)[:200]}"]
+    mismatched = [i for i, (a, b) in enumerate(zip(got, smoke.expected, strict=True)) if a != b]
+    if mismatched:
+        problems.append(
+            f"{len(mismatched)} of {len(got)} predictions differ from the offline ones "
+            f"(rows {mismatched[:10]}; served {[got[i] for i in mismatched[:5]]}, "
+            f"offline {[smoke.expected[i] for i in mismatched[:5]]})"
+        )
+    bad = requests.post(
+        f"{endpoint}/invocations", json={"dataframe_split": {"columns": ["?"], "data": [[1]]}}
+    )
+    if not 400 <= bad.status_code < 500:
+        problems.append(f"a request with wrong columns answered {bad.status_code}, expected a 4xx")
+    return problems
+
+
+def wait_healthy(
+    endpoint: str, version: str, timeout_s: float, alive: Callable[[], bool] | None = None
+) -> None:
+    """Wait until ``/health`` reports ``version``; ``alive()`` returning False aborts early."""
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            raise DeployError(f"the server for v{version} exited before it became healthy")
+        try:
+            r = requests.get(f"{endpoint}/health", timeout=2)
+            if r.status_code == 200 and str(r.json().get("model_version")) == str(version):
+                return
+            last = f"{r.status_code} {r.text[:200]}"
+        except requests.RequestException as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise DeployError(f"{endpoint}/health did not report v{version} within {timeout_s:.0f} s (last: {last})")

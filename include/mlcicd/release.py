@@ -1,0 +1,58 @@
+"""A model version on its way to being served: the :class:`Release` and its bundle on disk.
+
+The bundle (``<dir>/model``, an MLflow model, beside ``<dir>/release.json``) is all a model server
+reads; the local target serves it from disk and the image bakes it in.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from mlcicd.settings import Settings
+
+
+@dataclass(frozen=True)
+class Release:
+    model_name: str
+    version: str
+    model_uri: str
+    mlflow_run_id: str
+    airflow_run_id: str
+    image: str | None = None  # the model-server image (repository:tag), for the targets that run one
+    image_digest: str | None = None  # repository@sha256:..., once pushed to a registry
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Release:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def with_image(self, image: dict[str, Any]) -> Release:
+        """This release with the image ``build_image`` made (an :class:`~mlcicd.image.Image` dict)."""
+        return replace(self, image=image.get("reference"), image_digest=image.get("repo_digest"))
+
+    def without_image(self) -> Release:
+        return replace(self, image=None, image_digest=None)
+
+
+def prepare_bundle(settings: Settings, release: Release, version_dir: Path) -> Path:
+    """Download the version's model to ``version_dir/model`` beside a ``release.json``: all the server reads."""
+    import mlflow.artifacts
+
+    model_dir = version_dir / "model"
+    if not (model_dir / "MLmodel").exists():
+        version_dir.mkdir(parents=True, exist_ok=True)
+        tmp = version_dir / "model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=release.model_uri, dst_path=str(tmp), tracking_uri=settings.tracking_uri
+        )
+        tmp.rename(model_dir)
+    (version_dir / "release.json").write_text(json.dumps(release.to_dict(), indent=2))
+    return version_dir

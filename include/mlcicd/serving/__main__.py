@@ -1,0 +1,3 @@
+from mlcicd.serving.server import main
+
+main()

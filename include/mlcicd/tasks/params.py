@@ -1,0 +1,86 @@
+"""The run's params as the stages want them: typed, with defaults, and with retrain requests applied."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from mlcicd.choices import RETRAIN_DEFAULTS
+from mlcicd.settings import Settings
+
+if TYPE_CHECKING:
+    from mlcicd.data import SyntheticOptions
+    from mlcicd.gate import Policy
+    from mlcicd.training import TrainParams
+
+
+def target_name(params: dict[str, Any], settings: Settings) -> str:
+    """The deploy target of this run: the ``deploy_target`` param, else the setting; checked by name."""
+    from mlcicd.deploy import check_target
+
+    return check_target(str(params.get("deploy_target") or settings.deploy_target))
+
+
+def synthetic_options(params: dict[str, Any], run_date: datetime | None) -> SyntheticOptions:
+    """The ``synthetic:`` source's knobs; the seed defaults to the run's date (YYYYMMDD)."""
+    from mlcicd.data import SyntheticOptions
+
+    seed = params.get("synthetic_seed")
+    if seed is None:
+        seed = int((run_date or datetime.now()).strftime("%Y%m%d"))
+    knobs = {
+        k: params.get(k, RETRAIN_DEFAULTS[k])
+        for k in ("synthetic_rows", "synthetic_drift", "synthetic_corruption")
+    }
+    return SyntheticOptions(
+        rows=int(knobs["synthetic_rows"]),
+        seed=int(seed),
+        drift=float(knobs["synthetic_drift"]),
+        corruption=str(knobs["synthetic_corruption"]),
+    )
+
+
+def train_params(params: dict[str, Any]) -> TrainParams:
+    from mlcicd.training import TrainParams
+
+    return TrainParams(
+        estimator=str(params["estimator"]),
+        n_estimators=int(params["n_estimators"]),
+        max_depth=None if params.get("max_depth") in (None, 0) else int(params["max_depth"]),
+        learning_rate=float(params["learning_rate"]),
+        regularization_c=float(params["regularization_c"]),
+        test_size=float(params["test_size"]),
+        random_seed=int(params["random_seed"]),
+    )
+
+
+def policy(params: dict[str, Any]) -> Policy:
+    from mlcicd.choices import GATED_METRICS
+    from mlcicd.gate import Policy
+
+    return Policy(
+        thresholds={m: float(params[f"min_{m}"]) for m in GATED_METRICS},
+        primary_metric=str(params["primary_metric"]),
+        max_degradation=float(params["max_degradation"]),
+        confidence=float(params["confidence"]),
+    )
+
+
+def params_of(context: Any) -> dict[str, Any]:
+    """The run's params, with the conf of the retrain requests that started it (if any) applied."""
+    events = context.get("triggering_asset_events") or {}
+    extras = [dict(e.extra or {}) for evs in events.values() for e in evs]
+    return params_from_events(context["params"], extras)
+
+
+def params_from_events(params: dict[str, Any], extras: list[dict[str, Any]]) -> dict[str, Any]:
+    """Params of a retrain started by retrain-request events: the newest event's conf wins.
+
+    Only keys that are params of the DAG are taken; a request cannot inject anything else.
+    """
+    merged = dict(params)
+    for extra in extras:
+        for key, value in (extra.get("conf") or {}).items():
+            if key in merged:
+                merged[key] = value
+    return merged

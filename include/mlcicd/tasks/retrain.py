@@ -1,0 +1,201 @@
+"""``ml_retrain`` up to the gate: ingest, validate, train, evaluate, decide (see :mod:`.ship` for the rest)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mlcicd import record
+from mlcicd.errors import ValidationFailed
+from mlcicd.names import Task, mlflow_run_url
+from mlcicd.tasks import params as p
+from mlcicd.tasks.boundary import mlflow_client, push_links, run_dir, stage
+
+log = logging.getLogger("mlcicd")
+
+
+def ingest(run_id: str, params: dict[str, Any], run_date: datetime | None = None) -> dict[str, Any]:
+    """Read the batch, check its target, store it run-scoped; return a BatchRef."""
+    from mlcicd import data
+
+    with stage(run_id, Task.INGEST) as settings:
+        # A misconfigured target or builder fails the run here, before any training is spent.
+        from mlcicd.deploy import preflight
+        from mlcicd.image import resolve_builder
+
+        deploy_to = p.target_name(params, settings)
+        resolve_builder(settings.image_builder, deploy_to)
+        preflight(deploy_to, settings)
+        uri = str(params["dataset_uri"])
+        options = p.synthetic_options(params, run_date)
+        df = data.read_batch(uri, options)
+        target = str(params["target_column"])
+        data.check_target(df, target)
+        ref = data.store_batch(
+            df,
+            run_dir(settings, run_id),
+            source_uri=uri if not uri.startswith(data.SYNTHETIC_SCHEME) else f"synthetic:seed={options.seed}",
+            dataset_name=data.dataset_name_for(uri, params.get("dataset_name")),
+            target=target,
+        )
+        log.info(
+            "ingested %s rows x %s columns from %s (digest %s)", ref.rows, len(ref.columns), uri, ref.digest
+        )
+        record.update(run_dir(settings, run_id), batch=ref.to_dict())
+        return ref.to_dict()
+
+
+def validate(run_id: str, batch: dict[str, Any]) -> dict[str, Any]:
+    """Validate the batch with its dataset's GX suite (inferring and saving one on first use)."""
+    from mlcicd import data, validation
+
+    with stage(run_id, Task.VALIDATE) as settings:
+        ref = data.BatchRef.from_dict(batch)
+        df = data.load_stored(ref)
+        found = validation.find_suite(ref.dataset_name, settings.suites_dir, settings.inferred_suites_dir)
+        if found:
+            suite = json.loads(Path(found.path).read_text())
+            suite_path, origin = found.path, found.origin
+        else:
+            suite = validation.infer_suite(df, ref.dataset_name, ref.target)
+            suite_path, origin = str(settings.inferred_suites_dir / f"{ref.dataset_name}.json"), "new"
+        ok, evaluated, failures, report = validation.validate(
+            df, suite, run_name=record.run_key(run_id), docs_dir=settings.data_docs_dir
+        )
+        outcome = validation.ValidationOutcome(
+            success=ok,
+            suite_name=suite["name"],
+            suite_origin=origin,
+            suite_path=suite_path,
+            report_path=report,
+            evaluated=evaluated,
+            failures=failures,
+        )
+        record.update(run_dir(settings, run_id), validation=outcome.to_dict())
+        push_links(data_docs=settings.data_docs_url(report))
+        if not ok:
+            lines = "\n".join(f"  - {f}" for f in failures)
+            raise ValidationFailed(
+                f"batch {ref.source_uri} failed {len(failures)} of {evaluated} expectations of suite "
+                f"{suite['name']!r} ({origin}, {suite_path}):\n{lines}\nReport: {report}"
+            )
+        if origin == "new":
+            validation.save_suite(suite, Path(suite_path))
+            log.info(
+                "no suite for %s: inferred one from this batch and saved it to %s",
+                ref.dataset_name,
+                suite_path,
+            )
+        log.info("validation passed: %s expectations; report %s", evaluated, report)
+        return outcome.to_dict()
+
+
+def train(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Train the candidate and log it to MLflow; return a TrainResult."""
+    from mlcicd import data, training
+
+    with stage(run_id, Task.TRAIN) as settings:
+        ref = data.BatchRef.from_dict(batch)
+        hp = p.train_params(params)
+        _, experiment_id = mlflow_client(settings)
+        result = training.train_and_log(
+            ref,
+            data.load_stored(ref),
+            hp,
+            run_dir=run_dir(settings, run_id),
+            tracking_uri=settings.tracking_uri,
+            experiment_id=experiment_id,
+            run_name=f"{params['model_name']}-{record.run_key(run_id)}",
+            tags={"mlcicd.airflow_run_id": run_id, "mlcicd.model_name": str(params["model_name"])},
+        )
+        log.info(
+            "trained %s on %s rows: MLflow run %s", hp.estimator, result.train_rows, result.mlflow_run_id
+        )
+        record.update(
+            run_dir(settings, run_id),
+            candidate={
+                "mlflow_run_id": result.mlflow_run_id,
+                "model_uri": result.model_uri,
+                "model_id": result.model_id,
+                "estimator": hp.estimator,
+                "experiment_id": experiment_id,
+            },
+        )
+        push_links(mlflow_run=mlflow_run_url(settings.mlflow_ui_url, experiment_id, result.mlflow_run_id))
+        return {**result.to_dict(), "experiment_id": experiment_id}
+
+
+def evaluate(
+    run_id: str, batch: dict[str, Any], trained: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
+    """Score candidate and champion on the same holdout; compare them with a paired bootstrap."""
+    import pandas as pd
+
+    from mlcicd import data, evaluation, registry
+    from mlcicd.training import TrainResult
+
+    with stage(run_id, Task.EVALUATE) as settings:
+        ref = data.BatchRef.from_dict(batch)
+        tr = TrainResult.from_dict({k: v for k, v in trained.items() if k != "experiment_id"})
+        c, _ = mlflow_client(settings)
+        holdout = pd.read_parquet(tr.holdout_path)
+        x, y = holdout.drop(columns=[ref.target]), holdout[ref.target].to_numpy()
+        cand = evaluation.score(registry.load_sklearn(tr.model_uri, settings.tracking_uri), x)
+        cand_metrics = evaluation.all_metrics(y, cand)
+        champ_ref = registry.champion(c, str(params["model_name"]))
+        champ_metrics = comparison = note = None
+        curves = {"candidate": cand}
+        if champ_ref is not None:
+            try:
+                champ = evaluation.score(registry.load_sklearn(champ_ref.model_uri, settings.tracking_uri), x)
+            except Exception as exc:  # a champion that cannot score this batch is recorded, not fatal
+                note = f"pass champion v{champ_ref.version} could not score this holdout ({exc}); thresholds decide"
+            else:
+                curves[f"champion v{champ_ref.version}"] = champ
+                champ_metrics = evaluation.all_metrics(y, champ)
+                comparison = evaluation.paired_bootstrap(
+                    y,
+                    cand,
+                    champ,
+                    metric_name=str(params["primary_metric"]),
+                    champion_version=champ_ref.version,
+                    resamples=int(params["bootstrap_resamples"]),
+                    confidence=float(params["confidence"]),
+                    seed=int(params["random_seed"]),
+                ).to_dict()
+        result = evaluation.EvaluationResult(
+            candidate_metrics=cand_metrics,
+            champion_metrics=champ_metrics,
+            comparison=comparison,
+            champion_version=champ_ref.version if champ_ref else None,
+            champion_note=note,
+        )
+        record.update(run_dir(settings, run_id), evaluation=result.to_dict())
+        push_links(
+            mlflow_run=mlflow_run_url(settings.mlflow_ui_url, trained["experiment_id"], tr.mlflow_run_id)
+        )
+        log.info("candidate holdout metrics: %s", {k: round(v, 4) for k, v in cand_metrics.items()})
+        return result.to_dict()
+
+
+def decide(
+    run_id: str, trained: dict[str, Any], evaluated: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
+    """Apply the gate and record the decision on the MLflow run and logged model."""
+    from mlcicd import gate, registry
+
+    with stage(run_id, Task.DECIDE) as settings:
+        comparison = gate.Comparison(**evaluated["comparison"]) if evaluated.get("comparison") else None
+        decision = gate.decide(
+            evaluated["candidate_metrics"], comparison, p.policy(params), evaluated.get("champion_note")
+        ).to_dict()
+        c, _ = mlflow_client(settings)
+        registry.tag_decision(
+            c, run_id=trained["mlflow_run_id"], model_id=trained["model_id"], decision=decision
+        )
+        record.update(run_dir(settings, run_id), gate=decision)
+        log.info("gate: %s\n%s", decision["decision"], "\n".join(f"  {r}" for r in decision["reasons"]))
+        return decision

@@ -1,0 +1,171 @@
+"""``ml_retrain`` after a promoting gate: register, build the image, deploy, promote; or record the rejection."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from mlcicd import record
+from mlcicd.errors import MlcicdError
+from mlcicd.names import Task
+from mlcicd.release import Release
+from mlcicd.tasks import params as p
+from mlcicd.tasks.boundary import mlflow_client, run_dir, stage
+
+log = logging.getLogger("mlcicd")
+
+SMOKE_ROWS = 20
+
+
+def register(
+    run_id: str, trained: dict[str, Any], decision: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
+    """Register the promoted candidate (once per run), tag the decision, alias it ``challenger``."""
+    from mlcicd import registry
+
+    with stage(run_id, Task.REGISTER) as settings:
+        c, _ = mlflow_client(settings)
+        name = str(params["model_name"])
+        version = registry.register(c, name, trained["model_uri"], trained["mlflow_run_id"], run_id)
+        registry.tag_decision(
+            c, run_id=trained["mlflow_run_id"], model_id=trained["model_id"], decision=decision,
+            model_name=name, version=version,
+        )  # fmt: skip
+        c.set_registered_model_alias(name, registry.CHALLENGER, version)
+        release = Release(name, version, f"models:/{name}/{version}", trained["mlflow_run_id"], run_id)
+        record.update(run_dir(settings, run_id), candidate={"model_version": version})
+        log.info("registered %s v%s as %s", name, version, registry.CHALLENGER)
+        return release.to_dict()
+
+
+def _mark_failed(c: Any, model_name: str, version: str, tag: str, value: str) -> None:
+    """Tag the version and drop its challenger alias; an MLflow error here must not hide the real one."""
+    from mlcicd import registry
+
+    try:
+        c.set_model_version_tag(model_name, version, tag, value)
+        c.delete_registered_model_alias(model_name, registry.CHALLENGER)
+    except Exception as exc:
+        log.warning("could not record %s=%s on %s v%s in MLflow: %s", tag, value, model_name, version, exc)
+
+
+def build_image(run_id: str, release: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Build the model-server image of the registered version when the target runs images."""
+    from mlcicd import image as img
+
+    with stage(run_id, Task.BUILD) as settings:
+        rel = Release.from_dict(release)
+        target = p.target_name(params, settings)
+        builder = img.resolve_builder(settings.image_builder, target)
+        if builder == "none":
+            log.info("no image built: the %s target serves the model directory", target)
+            return img.Image(builder="none", reference=None).to_dict()
+        c, _ = mlflow_client(settings)
+        try:
+            reg = img.registry_from_connection(settings.docker_conn_id)
+            if builder == "kaniko":
+                from mlcicd.image import kaniko
+
+                built = kaniko.build(settings, rel, reg)
+            else:
+                from mlcicd.image import docker
+
+                built = docker.build(settings, rel, reg)
+        except MlcicdError:
+            _mark_failed(c, rel.model_name, rel.version, "mlcicd.image", "build_failed")
+            raise
+        tags = {"mlcicd.image": built.reference, "mlcicd.image_id": built.image_id,
+                "mlcicd.image_digest": built.repo_digest, "mlcicd.image_context_digest": built.context_digest}  # fmt: skip
+        for key, value in tags.items():
+            if value:
+                c.set_model_version_tag(rel.model_name, rel.version, key, value)
+        record.update(run_dir(settings, run_id), image=built.to_dict())
+        return built.to_dict()
+
+
+def deploy(
+    run_id: str,
+    release: dict[str, Any],
+    image: dict[str, Any],
+    trained: dict[str, Any],
+    batch: dict[str, Any],
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """Deploy the challenger to the target; its smoke test must reproduce the offline predictions."""
+    import pandas as pd
+
+    from mlcicd import deploy as dep
+    from mlcicd import registry
+
+    with stage(run_id, Task.DEPLOY) as settings:
+        rel = Release.from_dict(release).with_image(image)
+        target = dep.get_target(p.target_name(params, settings), settings, rel.model_name)
+        sample = pd.read_parquet(trained["holdout_path"]).drop(columns=[batch["target"]]).head(SMOKE_ROWS)
+        expected = registry.load_sklearn(trained["model_uri"], settings.tracking_uri).predict(sample)
+        smoke = dep.SmokeTest(
+            payload={"dataframe_split": json.loads(sample.to_json(orient="split", index=False))},
+            expected=[v.item() if hasattr(v, "item") else v for v in expected],
+        )
+        c, _ = mlflow_client(settings)
+        try:
+            deployment = target.deploy(rel, smoke)
+        except MlcicdError as exc:
+            _mark_failed(c, rel.model_name, rel.version, "mlcicd.deploy", "rolled_back")
+            try:
+                current = target.current()
+            except Exception as lookup:  # the deploy error is what the user needs; this is a detail
+                log.warning("could not tell what %s serves now: %s", target.name, lookup)
+                current = None
+            record.update(
+                run_dir(settings, run_id),
+                deployment={"target": target.name, "state": "rolled_back",
+                            "endpoint": current.endpoint if current else None,
+                            "serving_version": current.version if current else None},
+            )  # fmt: skip
+            raise exc
+        c.set_model_version_tag(
+            rel.model_name, rel.version, "mlcicd.deploy", f"{deployment.target}:{deployment.endpoint}"
+        )
+        record.update(
+            run_dir(settings, run_id),
+            deployment={"target": deployment.target, "state": "serving", "endpoint": deployment.endpoint,
+                        "serving_version": deployment.version},
+        )  # fmt: skip
+        log.info("v%s serves at %s (%s)", deployment.version, deployment.endpoint, deployment.target)
+        return deployment.to_dict()
+
+
+def promote(run_id: str, release: dict[str, Any], deployment: dict[str, Any]) -> dict[str, Any]:
+    """Move ``champion`` to the deployed version."""
+    from mlcicd import registry
+
+    with stage(run_id, Task.PROMOTE) as settings:
+        c, _ = mlflow_client(settings)
+        name, version = release["model_name"], release["version"]
+        previous = registry.champion(c, name)
+        c.set_registered_model_alias(name, registry.CHAMPION, version)
+        c.delete_registered_model_alias(name, registry.CHALLENGER)
+        out = {
+            "model_name": name,
+            "champion_version": version,
+            "previous_version": previous.version if previous else None,
+        }
+        record.update(run_dir(settings, run_id), promotion=out)
+        log.info("%s@%s is now v%s (was %s)", name, registry.CHAMPION, version, out["previous_version"])
+        return out
+
+
+def reject(run_id: str, decision: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Record the rejection; the champion is left as it is."""
+    from mlcicd import registry
+
+    with stage(run_id, Task.REJECT) as settings:
+        c, _ = mlflow_client(settings)
+        current = registry.champion(c, str(params["model_name"]))
+        out = {"decision": decision["decision"], "reasons": decision["reasons"],
+               "champion_version": current.version if current else None}  # fmt: skip
+        record.update(run_dir(settings, run_id), rejection=out)
+        log.warning("candidate rejected; champion stays %s:\n%s", out["champion_version"],
+                    "\n".join(f"  {r}" for r in decision["reasons"]))  # fmt: skip
+        return out
