@@ -71,7 +71,7 @@ def sample():
 
 def test_first_run_makes_v1_champion_and_it_answers(first, sample):
     code, s = first
-    assert code == 0, s
+    assert code == 0, (s.get("error"), s)  # the error first: the summary is long
     assert s["state"] == "success" and s["outcome"] == "promoted"
     assert s["validation"]["success"] and os.path.exists(s["validation"]["report_path"])
     assert s["validation"]["suite_origin"] == "new"

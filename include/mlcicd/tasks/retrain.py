@@ -173,6 +173,7 @@ def evaluate(
             champion_version=champ_ref.version if champ_ref else None,
             champion_note=note,
         )
+        evaluation.log_to_mlflow(tr.mlflow_run_id, result, y, curves)
         record.update(run_dir(settings, run_id), evaluation=result.to_dict())
         push_links(
             mlflow_run=mlflow_run_url(settings.mlflow_ui_url, trained["experiment_id"], tr.mlflow_run_id)
