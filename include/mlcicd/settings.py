@@ -33,6 +33,7 @@ class Settings:
     local_port: int
     local_server_module: str
     health_timeout_s: float
+    deploy_lock_timeout_s: float
     suites_dir: Path
     retrain_schedule: str | None
     monitor_schedule: str | None
@@ -120,6 +121,7 @@ def load() -> Settings:
         local_port=_port("MLCICD_LOCAL_PORT", 5100),
         local_server_module=os.getenv("MLCICD_LOCAL_SERVER_MODULE", "mlcicd.serving"),
         health_timeout_s=_number("MLCICD_HEALTH_TIMEOUT_S", 90.0, float, minimum=1),
+        deploy_lock_timeout_s=_number("MLCICD_DEPLOY_LOCK_TIMEOUT_S", 1800.0, float, minimum=0),
         suites_dir=Path(os.getenv("MLCICD_SUITES_DIR", PROJECT_ROOT / "include" / "suites")).resolve(),
         retrain_schedule=_schedule(os.getenv("MLCICD_RETRAIN_SCHEDULE", "@daily")),
         monitor_schedule=_schedule(os.getenv("MLCICD_MONITOR_SCHEDULE", "@hourly")),

@@ -7,23 +7,19 @@ asked for, so that choosing one never imports another's client library.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 
-from mlcicd.choices import DEPLOY_TARGETS
 from mlcicd.deploy.base import Deployment, DeployTarget, SmokeTest
-from mlcicd.errors import ConfigError
+from mlcicd.errors import ConfigError, DeployError
+from mlcicd.release import Release
 from mlcicd.settings import Settings
 
 __all__ = [
-    "Deployment",
-    "DeployTarget",
-    "SmokeTest",
-    "check_target",
-    "get_target",
-    "preflight",
+    "Deployment", "DeployTarget", "SmokeTest", "check_target", "deploy", "get_target", "lock", "preflight",
     "stop_all",
-    "DEPLOY_TARGETS",
-]
+]  # fmt: skip
 
 TARGETS = {
     "local": "mlcicd.deploy.local:LocalProcessTarget",
@@ -51,6 +47,12 @@ def get_target(name: str, settings: Settings, model_name: str) -> DeployTarget:
     return _target_class(name)(settings, model_name)
 
 
+def deploy(settings: Settings, target: DeployTarget, release: Release, smoke: SmokeTest) -> Deployment:
+    """``target.deploy`` under the (target, model) lock: concurrent runs queue, they never interleave."""
+    with lock(settings, target.name, release.model_name):
+        return target.deploy(release, smoke)
+
+
 def preflight(name: str, settings: Settings) -> None:
     """Checks a target can make before any work is spent (its connection is defined, say)."""
     check = getattr(_target_class(name), "preflight", None)
@@ -64,3 +66,30 @@ def stop_all(name: str, settings: Settings) -> list[str]:
     if not hasattr(cls, "stop_all"):
         raise ConfigError(f"the {name} target cannot be stopped from here; see the README's {name} section")
     return cls.stop_all(settings)
+
+
+@contextlib.contextmanager
+def lock(settings: Settings, target: str, model_name: str) -> Iterator[None]:
+    """Hold the (target, model) deploy lock: one deploy of a model to a target at a time.
+
+    An OS file lock in the state folder (released by the kernel if its holder dies), so two runs
+    on one machine, or on workers sharing the state folder, queue instead of tearing each other's
+    servers down.
+    """
+    from filelock import FileLock, Timeout
+
+    path = settings.state_dir / "locks" / f"deploy-{target}-{model_name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    held = FileLock(path)
+    try:
+        held.acquire(timeout=settings.deploy_lock_timeout_s)
+    except Timeout:
+        raise DeployError(
+            f"another deploy of {model_name} to the {target} target held the lock {path} for "
+            f"{settings.deploy_lock_timeout_s:.0f} s; nothing was changed. Retry when it has ended "
+            "(MLCICD_DEPLOY_LOCK_TIMEOUT_S sets how long to wait)"
+        ) from None
+    try:
+        yield
+    finally:
+        held.release()

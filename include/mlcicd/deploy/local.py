@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +43,14 @@ class LocalProcessTarget:
 
     def current(self) -> Deployment | None:
         state = self._state()
-        if not state or not _is_server(state.get("pid")):
+        if not state or not Server.of(state).alive():
             return None
         return Deployment(self.name, state["endpoint"], state["version"], state)
 
     def deploy(self, release: Release, smoke: SmokeTest) -> Deployment:
         version_dir = self._prepare(release)
         previous = self._state()
-        previous_alive = bool(previous) and _is_server(previous.get("pid"))
+        previous_alive = bool(previous) and Server.of(previous).alive()
         if not previous_alive and port_in_use(self.host, self.port):
             raise DeployError(
                 f"port {self.port} on {self.host} is held by a process that is not this model's server; "
@@ -59,14 +61,12 @@ class LocalProcessTarget:
         staging = self._start(version_dir, staging_port)
         try:
             endpoint = f"http://{self.host}:{staging_port}"
-            wait_healthy(
-                endpoint, release.version, self.settings.health_timeout_s, lambda: _is_server(staging)
-            )
+            wait_healthy(endpoint, release.version, self.settings.health_timeout_s, staging.alive)
             problems = smoke_test(endpoint, smoke)
         except DeployError as exc:
             problems = [str(exc)]
         finally:
-            _stop(staging)
+            staging.stop()
         if problems:
             still = (
                 f"v{previous['version']} keeps serving at {self.endpoint}"
@@ -79,27 +79,25 @@ class LocalProcessTarget:
             )
 
         if previous_alive:
-            _stop(previous["pid"])
+            Server.of(previous).stop()
         if port_in_use(self.host, self.port):
             raise DeployError(
                 f"port {self.port} is held by another process; free it or set MLCICD_LOCAL_PORT"
             )
-        pid = self._start(version_dir, self.port)
+        server = self._start(version_dir, self.port)
         try:
-            wait_healthy(
-                self.endpoint, release.version, self.settings.health_timeout_s, lambda: _is_server(pid)
-            )
+            wait_healthy(self.endpoint, release.version, self.settings.health_timeout_s, server.alive)
         except DeployError as exc:
-            _stop(pid)
+            server.stop()
             if previous_alive:
                 old = self._start(Path(previous["model_dir"]), self.port)
-                self._write_state({**previous, "pid": old})
+                self._write_state({**previous, **old.to_state()})
             raise DeployError(
                 f"{exc}; rolled back to v{previous['version'] if previous else '(none)'}"
             ) from exc
         state = {
             "version": release.version,
-            "pid": pid,
+            **server.to_state(),
             "endpoint": self.endpoint,
             "model_dir": str(version_dir),
             "release": release.to_dict(),
@@ -122,7 +120,7 @@ class LocalProcessTarget:
     def stop(self) -> None:
         state = self._state()
         if state:
-            _stop(state.get("pid"))
+            Server.of(state).stop()
             self.state_file.unlink(missing_ok=True)
 
     def _prepare(self, release: Release) -> Path:
@@ -132,7 +130,7 @@ class LocalProcessTarget:
     def prediction_log_dir(self) -> Path:
         return self.settings.predictions_for(self.model_name)
 
-    def _start(self, version_dir: Path, port: int) -> int:
+    def _start(self, version_dir: Path, port: int) -> Server:
         log = open(version_dir / "server.log", "ab")  # noqa: SIM115 - handed to the child process
         cmd = [
             sys.executable, "-m", self.settings.local_server_module,
@@ -141,9 +139,16 @@ class LocalProcessTarget:
         if port == self.port:  # only live traffic is logged, not the staging smoke test
             cmd += ["--prediction-log", str(self.prediction_log_dir)]
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
         log.close()
-        return proc.pid
+        return Server.started(proc.pid)
 
     def _state(self) -> dict[str, Any] | None:
         try:
@@ -158,28 +163,70 @@ class LocalProcessTarget:
         tmp.replace(self.state_file)
 
 
-def _is_server(pid: Any) -> bool:
-    """Whether ``pid`` is a running model server (not a recycled pid)."""
-    import psutil
+@dataclass(frozen=True)
+class Server:
+    """A server process, known by its pid and its start time: a pid alone may have been recycled.
 
-    if not isinstance(pid, int):
-        return False
-    try:
-        p = psutil.Process(pid)
-        return p.status() != psutil.STATUS_ZOMBIE and "--model-dir" in p.cmdline()
-    except psutil.Error:
-        return False
+    Not by its command line: right after a spawn, /proc/<pid>/cmdline is empty for a moment (the
+    parent resumes once the child's new memory exists, before the kernel writes the arguments into
+    it), so a check on the command line judged a healthy new server dead, about one spawn in ten
+    on a busy machine: the intermittent "exited before it became healthy" deploy failures.
+    """
 
+    pid: int
+    started_at: float | None  # psutil's create_time; None in state files written before it was recorded
 
-def _stop(pid: Any, timeout_s: float = 10.0) -> None:
-    import psutil
+    @classmethod
+    def started(cls, pid: int) -> Server:
+        import psutil
 
-    if not _is_server(pid):
-        return
-    p = psutil.Process(pid)
-    p.terminate()
-    try:
-        p.wait(timeout_s)
-    except psutil.TimeoutExpired:
-        p.kill()
-        p.wait(timeout_s)
+        try:
+            return cls(pid, psutil.Process(pid).create_time())
+        except psutil.Error:  # gone already: alive() says so
+            return cls(pid, -1.0)
+
+    @classmethod
+    def of(cls, state: dict[str, Any]) -> Server:
+        pid = state.get("pid")
+        return cls(pid if isinstance(pid, int) else -1, state.get("started_at"))
+
+    def to_state(self) -> dict[str, Any]:
+        return {"pid": self.pid, "started_at": self.started_at}
+
+    def alive(self) -> bool:
+        import psutil
+
+        try:
+            p = psutil.Process(self.pid)
+            if p.status() == psutil.STATUS_ZOMBIE:
+                return False
+            if self.started_at is None:  # an old state file: the server has long been running
+                return "--model-dir" in p.cmdline()
+            return p.create_time() == self.started_at
+        except psutil.Error:
+            return False
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout_s``; return once it has exited (or is a zombie)."""
+        import psutil
+
+        if not self.alive():
+            self._reap()
+            return
+        p = psutil.Process(self.pid)
+        for signal_it in (p.terminate, p.kill):
+            signal_it()
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                self._reap()
+                if not self.alive():
+                    return
+                time.sleep(0.05)
+        raise DeployError(f"the server process {self.pid} did not exit after SIGKILL")
+
+    def _reap(self) -> None:
+        """Collect the exit status if the process is this process's child (no zombie left behind)."""
+        try:
+            os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            pass

@@ -109,7 +109,7 @@ def deploy(
         )
         c, _ = mlflow_client(settings)
         try:
-            deployment = target.deploy(rel, smoke)
+            deployment = dep.deploy(settings, target, rel, smoke)
         except MlcicdError as exc:
             _mark_failed(c, rel.model_name, rel.version, "mlcicd.deploy", "rolled_back")
             try:
