@@ -34,6 +34,11 @@ class DeployError(MlcicdError):
     kind = "deploy"
 
 
+class DeployBusy(Exception):
+    """Another deploy of the model to the target holds its lock: nothing was changed. Transient,
+    so not an :class:`MlcicdError`: Airflow retries the task."""
+
+
 class ConfigError(MlcicdError):
     """A parameter or setting is invalid."""
 

@@ -7,6 +7,7 @@ Every value has a local default so that a fresh checkout runs with no configurat
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -162,6 +163,8 @@ def _number(
         return default
     try:
         value = kind(raw)
+        if not math.isfinite(value):
+            raise ValueError(raw)
     except ValueError:
         raise ConfigError(f"{var}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):

@@ -1,6 +1,6 @@
 """ml_monitor through dag.test(): drift over windows, the guarded policy, the retrain-request Asset event.
 
-Prediction logs are written in the documented record format (mlcicd.predlog) with chosen times,
+Prediction logs are written in the documented record format (mlcicd.serving.predlog) with chosen times,
 so that windows an hour apart can be tested now. The predictions are the champion's own.
 """
 

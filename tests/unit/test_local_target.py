@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def test_a_server_is_known_across_processes_by_pid_and_start_time(target):
     try:
         again = Server.of(server.to_state())  # as another run reads it from the state file
         assert again.alive()
-        assert not Server(server.pid, server.started_at - 1).alive()  # the same pid, recycled
+        assert not Server(server.pid, server.started_after_boot_s - 1).alive()  # the same pid, recycled
     finally:
         again.stop()
     assert not server.alive()
@@ -74,7 +75,35 @@ def test_a_state_file_from_before_start_times_were_recorded(target):
     t, version_dir = target
     server = t._start(version_dir, 1)
     try:
-        assert Server(server.pid, None).alive()  # recognised by its command line once running
+        old_style = Server(server.pid, None)  # recognised by its command line, once it is written
+        deadline = time.monotonic() + 10
+        while not old_style.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert old_style.alive()
         assert not Server(os.getpid(), None).alive()  # pytest is not a model server
     finally:
         server.stop()
+
+
+def test_malformed_pids_are_not_servers():
+    for pid in (-1, 0):
+        assert not Server(pid, 1.0).alive()
+        Server(pid, 1.0).stop()  # nothing to stop, and no other child's exit status collected
+
+
+def test_a_busy_deploy_lock_is_a_transient_error_and_changes_nothing(monkeypatch, tmp_path):
+    from mlcicd import deploy
+    from mlcicd.errors import DeployBusy, MlcicdError
+
+    monkeypatch.setenv("MLCICD_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("MLCICD_DEPLOY_LOCK_TIMEOUT_S", "0.2")
+    s = settings.load()
+    with deploy.lock(s, "local", "m"):
+        with pytest.raises(DeployBusy, match="another deploy of m to the local target") as busy:
+            with deploy.lock(s, "local", "m"):
+                pytest.fail("two holders of one deploy lock")
+        assert not isinstance(busy.value, MlcicdError)  # not a rollback: Airflow retries the task
+        with deploy.lock(s, "local", "other_model"):
+            pass  # another model is not held up
+    with deploy.lock(s, "local", "m"):
+        pass  # released with its holder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -21,6 +22,7 @@ from mlcicd.errors import ConfigError
             "MLCICD_DOCKER_PORT='70000' is out of range: it must be between 1 and 65535",
         ),
         ("MLCICD_HEALTH_TIMEOUT_S", "soon", "MLCICD_HEALTH_TIMEOUT_S='soon' is not a number"),
+        ("MLCICD_BUILD_TIMEOUT_S", "inf", "MLCICD_BUILD_TIMEOUT_S='inf' is not a number"),
         ("MLCICD_KUBE_REPLICAS", "0", "MLCICD_KUBE_REPLICAS='0' is out of range: it must be at least 1"),
     ],
 )
@@ -42,6 +44,16 @@ def test_the_cli_reports_a_bad_setting_without_a_traceback(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "MLCICD_STATE_DIR": str(tmp_path), "MLCICD_LOCAL_PORT": "abc"}
     out = subprocess.run([sys.executable, "-m", "mlcicd", "stop"], env=env, capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.strip() == "error: MLCICD_LOCAL_PORT='abc' is not an integer"
+
+
+def test_the_cli_reports_a_bad_setting_as_json_when_asked(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "MLCICD_STATE_DIR": str(tmp_path), "MLCICD_KUBE_REPLICAS": "two"}
+    out = subprocess.run(
+        [sys.executable, "-m", "mlcicd", "run", "--json"], env=env, capture_output=True, text=True
+    )
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert out.returncode == 2 and summary["outcome"] == "usage_error"
+    assert summary["error"]["message"] == "MLCICD_KUBE_REPLICAS='two' is not an integer"
 
 
 def test_registries_match_the_params_choices():

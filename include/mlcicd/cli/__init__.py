@@ -7,11 +7,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from mlcicd.cli import local, run, trigger
 from mlcicd.errors import ConfigError
-from mlcicd.names import ExitCode
+from mlcicd.names import ExitCode, Outcome
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,5 +24,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         sys.exit(args.func(args))
     except ConfigError as exc:  # a bad setting (MLCICD_*): nothing ran
-        print(f"error: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(
+                json.dumps(
+                    {"state": "not_started", "outcome": Outcome.USAGE_ERROR, "error": {"message": str(exc)}}
+                )
+            )
+        else:
+            print(f"error: {exc}", file=sys.stderr)
         sys.exit(ExitCode.USAGE)

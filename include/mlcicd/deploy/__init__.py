@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Iterator
 
 from mlcicd.deploy.base import Deployment, DeployTarget, SmokeTest
-from mlcicd.errors import ConfigError, DeployError
+from mlcicd.errors import ConfigError, DeployBusy
 from mlcicd.release import Release
 from mlcicd.settings import Settings
 
@@ -84,7 +84,7 @@ def lock(settings: Settings, target: str, model_name: str) -> Iterator[None]:
     try:
         held.acquire(timeout=settings.deploy_lock_timeout_s)
     except Timeout:
-        raise DeployError(
+        raise DeployBusy(
             f"another deploy of {model_name} to the {target} target held the lock {path} for "
             f"{settings.deploy_lock_timeout_s:.0f} s; nothing was changed. Retry when it has ended "
             "(MLCICD_DEPLOY_LOCK_TIMEOUT_S sets how long to wait)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -171,38 +172,49 @@ class Server:
     parent resumes once the child's new memory exists, before the kernel writes the arguments into
     it), so a check on the command line judged a healthy new server dead, about one spawn in ten
     on a busy machine: the intermittent "exited before it became healthy" deploy failures.
+    The start time is kept in seconds after boot, which a step of the wall clock does not move.
     """
 
     pid: int
-    started_at: float | None  # psutil's create_time; None in state files written before it was recorded
+    started_after_boot_s: float | None  # None in state files written before it was recorded
 
     @classmethod
     def started(cls, pid: int) -> Server:
         import psutil
 
         try:
-            return cls(pid, psutil.Process(pid).create_time())
+            return cls(pid, _since_boot(psutil.Process(pid)))
         except psutil.Error:  # gone already: alive() says so
             return cls(pid, -1.0)
 
     @classmethod
     def of(cls, state: dict[str, Any]) -> Server:
         pid = state.get("pid")
-        return cls(pid if isinstance(pid, int) else -1, state.get("started_at"))
+        return cls(pid if isinstance(pid, int) else -1, state.get("started_after_boot_s"))
 
     def to_state(self) -> dict[str, Any]:
-        return {"pid": self.pid, "started_at": self.started_at}
+        return {"pid": self.pid, "started_after_boot_s": self.started_after_boot_s}
+
+    def _process(self) -> Any:
+        """The psutil handle of this very process if it still exists (a zombie included), else None."""
+        import psutil
+
+        if self.pid <= 0:
+            return None
+        try:
+            p = psutil.Process(self.pid)
+            if self.started_after_boot_s is None:  # an old state file: the server has long been running
+                return p if "--model-dir" in p.cmdline() else None
+            return p if _since_boot(p) == self.started_after_boot_s else None
+        except psutil.Error:  # gone, or a zombie (its command line can no longer be read)
+            return None
 
     def alive(self) -> bool:
         import psutil
 
+        p = self._process()
         try:
-            p = psutil.Process(self.pid)
-            if p.status() == psutil.STATUS_ZOMBIE:
-                return False
-            if self.started_at is None:  # an old state file: the server has long been running
-                return "--model-dir" in p.cmdline()
-            return p.create_time() == self.started_at
+            return p is not None and p.status() != psutil.STATUS_ZOMBIE
         except psutil.Error:
             return False
 
@@ -210,23 +222,29 @@ class Server:
         """SIGTERM, then SIGKILL after ``timeout_s``; return once it has exited (or is a zombie)."""
         import psutil
 
-        if not self.alive():
-            self._reap()
+        p = self._process()
+        if p is None:
             return
-        p = psutil.Process(self.pid)
-        for signal_it in (p.terminate, p.kill):
-            signal_it()
+        try:
+            ours = p.ppid() == os.getpid()  # then collect its exit status: no zombie left behind
+        except psutil.Error:
+            return
+        for send in (p.terminate, p.kill):  # psutil refuses to signal a recycled pid
+            with contextlib.suppress(psutil.NoSuchProcess):
+                send()
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
-                self._reap()
+                if ours:
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(self.pid, os.WNOHANG)
                 if not self.alive():
                     return
                 time.sleep(0.05)
         raise DeployError(f"the server process {self.pid} did not exit after SIGKILL")
 
-    def _reap(self) -> None:
-        """Collect the exit status if the process is this process's child (no zombie left behind)."""
-        try:
-            os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+
+def _since_boot(p: Any) -> float:
+    """When ``p`` started, in seconds after boot (to the clock tick /proc reports)."""
+    import psutil
+
+    return round(p.create_time() - psutil.boot_time(), 2)
