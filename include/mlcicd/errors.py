@@ -28,6 +28,12 @@ class ValidationFailed(MlcicdError):
     kind = "validation"
 
 
+class ChampionUnusable(MlcicdError):
+    """The serving champion cannot be loaded or cannot score the holdout: the gate fails closed."""
+
+    kind = "champion"
+
+
 class DeployError(MlcicdError):
     """The new model could not be deployed; the previous champion keeps serving."""
 

@@ -27,7 +27,6 @@ class EvaluationResult:
     champion_metrics: dict[str, float] | None
     comparison: dict[str, Any] | None
     champion_version: str | None
-    champion_note: str | None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

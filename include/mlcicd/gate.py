@@ -69,7 +69,6 @@ def decide(
     candidate_metrics: dict[str, float],
     comparison: Comparison | None,
     policy: Policy,
-    champion_note: str | None = None,
 ) -> Decision:
     """Decide whether to promote the candidate.
 
@@ -77,7 +76,6 @@ def decide(
         candidate_metrics: the candidate's holdout metrics by name.
         comparison: candidate against the serving champion, or None when there is no champion.
         policy: thresholds, the metric compared with the champion, margin and confidence.
-        champion_note: why there is no comparison, when a champion exists but could not be scored.
 
     Returns:
         The decision; ``reasons`` lists every check, passed or failed, so that the record explains
@@ -97,7 +95,7 @@ def decide(
             reasons.append(f"pass {metric} {value:.4f} >= {minimum:g}")
 
     if comparison is None:
-        reasons.append(champion_note or "pass no champion yet: the thresholds alone decide")
+        reasons.append("pass no champion yet: the thresholds alone decide")
     else:
         c = comparison
         interval = f"{c.confidence:.0%} CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -191,3 +192,39 @@ def test_bad_params_are_refused_before_anything_runs(conf, message):
 def test_cli_bad_param_exit_code_and_message():
     code, s = cli("--conf", "test_size=0.9")
     assert code == 2 and s["outcome"] == "usage_error" and "test_size" in s["error"]["message"]
+
+
+def test_a_champion_that_cannot_be_loaded_stops_the_run(first, sample, monkeypatch):
+    """The gate fails closed: it never lets the thresholds alone promote past a broken champion."""
+    from mlcicd import deploy
+    from mlcicd.ports import free_port
+
+    model = "broken_champion"
+    monkeypatch.setenv("MLCICD_LOCAL_PORT", str(free_port("127.0.0.1")))  # its own stable endpoint
+    s = run_pipeline({"model_name": model, "synthetic_seed": 11})
+    assert s["outcome"] == "promoted", s.get("error")
+    c = registry.client(load().tracking_uri)
+    logged = c.get_logged_model(c.get_model_version(model, "1").source.removeprefix("models:/"))
+    (Path(logged.artifact_location.removeprefix("file://")) / "MLmodel").write_text("not: [a model")
+    try:
+        s = run_pipeline({"model_name": model, "synthetic_seed": 12, "max_degradation": 0.5})
+        assert s["outcome"] == "failed" and exit_code(s) == 1
+        assert s["error"]["stage"] == "evaluate_candidate" and s["error"]["kind"] == "champion"
+        assert "champion v1 of broken_champion" in s["error"]["message"]
+        assert "could not be loaded after 3 attempts" in s["error"]["message"]
+        assert (
+            "fails closed" in s["error"]["message"]
+            and "delete_registered_model_alias" in s["error"]["message"]
+        )
+        assert "register_model" not in s["stages"] and s["champion_version"] == "1"
+        assert [str(v.version) for v in c.search_model_versions(f"name='{model}'")] == ["1"]
+        target = deploy.get_target("local", load(), model)
+        assert target.current().version == "1"
+        served = requests.post(
+            f"{target.endpoint}/invocations",
+            json={"dataframe_split": json.loads(sample.head(3).to_json(orient="split", index=False))},
+            timeout=10,
+        )
+        assert served.status_code == 200 and len(served.json()["predictions"]) == 3
+    finally:
+        deploy.get_target("local", load(), model).stop()

@@ -65,11 +65,6 @@ def test_undefined_interval_rejects():
     assert not decide(GOOD, comparison(0.0, math.nan, math.nan), POLICY).promote
 
 
-def test_champion_note_replaces_comparison_reason():
-    d = decide(GOOD, None, POLICY, champion_note="pass champion v2 could not score this holdout")
-    assert d.promote and d.reasons[-1].startswith("pass champion v2 could not score")
-
-
 def test_decision_record_is_json_ready():
     import json
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from mlcicd import record
-from mlcicd.errors import ValidationFailed
+from mlcicd.errors import ChampionUnusable, ValidationFailed
 from mlcicd.names import Task, mlflow_run_url
 from mlcicd.tasks import params as p
 from mlcicd.tasks.boundary import mlflow_client, push_links, run_dir, stage
@@ -146,32 +147,27 @@ def evaluate(
         cand = evaluation.score(registry.load_sklearn(tr.model_uri, settings.tracking_uri), x)
         cand_metrics = evaluation.all_metrics(y, cand)
         champ_ref = registry.champion(c, str(params["model_name"]))
-        champ_metrics = comparison = note = None
+        champ_metrics = comparison = None
         curves = {"candidate": cand}
         if champ_ref is not None:
-            try:
-                champ = evaluation.score(registry.load_sklearn(champ_ref.model_uri, settings.tracking_uri), x)
-            except Exception as exc:  # a champion that cannot score this batch is recorded, not fatal
-                note = f"pass champion v{champ_ref.version} could not score this holdout ({exc}); thresholds decide"
-            else:
-                curves[f"champion v{champ_ref.version}"] = champ
-                champ_metrics = evaluation.all_metrics(y, champ)
-                comparison = evaluation.paired_bootstrap(
-                    y,
-                    cand,
-                    champ,
-                    metric_name=str(params["primary_metric"]),
-                    champion_version=champ_ref.version,
-                    resamples=int(params["bootstrap_resamples"]),
-                    confidence=float(params["confidence"]),
-                    seed=int(params["random_seed"]),
-                ).to_dict()
+            champ = champion_scores(champ_ref, str(params["model_name"]), x, settings.tracking_uri)
+            curves[f"champion v{champ_ref.version}"] = champ
+            champ_metrics = evaluation.all_metrics(y, champ)
+            comparison = evaluation.paired_bootstrap(
+                y,
+                cand,
+                champ,
+                metric_name=str(params["primary_metric"]),
+                champion_version=champ_ref.version,
+                resamples=int(params["bootstrap_resamples"]),
+                confidence=float(params["confidence"]),
+                seed=int(params["random_seed"]),
+            ).to_dict()
         result = evaluation.EvaluationResult(
             candidate_metrics=cand_metrics,
             champion_metrics=champ_metrics,
             comparison=comparison,
             champion_version=champ_ref.version if champ_ref else None,
-            champion_note=note,
         )
         evaluation.log_to_mlflow(tr.mlflow_run_id, result, y, curves)
         record.update(run_dir(settings, run_id), evaluation=result.to_dict())
@@ -182,6 +178,40 @@ def evaluate(
         return result.to_dict()
 
 
+def champion_scores(champ: Any, model_name: str, x: Any, tracking_uri: str, attempts: int = 3) -> Any:
+    """The serving champion's scores on the holdout; ChampionUnusable when it cannot give them.
+
+    The gate fails closed: a champion that exists but cannot be compared stops the run, it never
+    lets the thresholds alone decide. Loading is tried ``attempts`` times (the tracking server or
+    the artifact store may be briefly away); scoring is deterministic and tried once.
+    """
+    from mlcicd import evaluation, registry
+
+    what = f"champion v{champ.version} of {model_name} ({champ.model_uri})"
+    todo = (
+        f"The gate fails closed: nothing was promoted and v{champ.version} keeps serving. Repair or "
+        f"re-register that version's model, or, to let the thresholds alone decide, remove the alias: "
+        f"MlflowClient().delete_registered_model_alias({model_name!r}, 'champion')"
+    )
+    for attempt in range(1, attempts + 1):
+        try:
+            model = registry.load_sklearn(champ.model_uri, tracking_uri)
+            break
+        except Exception as exc:  # any failure to load: MLflow away, artifact missing or corrupt
+            if attempt == attempts:
+                raise ChampionUnusable(
+                    f"{what} could not be loaded after {attempts} attempts ({type(exc).__name__}: {exc}). {todo}"
+                ) from exc
+            log.warning("loading %s failed (%s); retrying", what, exc)
+            time.sleep(2 * attempt)
+    try:
+        return evaluation.score(model, x)
+    except Exception as exc:  # e.g. the batch's columns no longer fit the champion
+        raise ChampionUnusable(
+            f"{what} could not score this holdout ({type(exc).__name__}: {exc}). {todo}"
+        ) from exc
+
+
 def decide(
     run_id: str, trained: dict[str, Any], evaluated: dict[str, Any], params: dict[str, Any]
 ) -> dict[str, Any]:
@@ -190,9 +220,7 @@ def decide(
 
     with stage(run_id, Task.DECIDE) as settings:
         comparison = gate.Comparison(**evaluated["comparison"]) if evaluated.get("comparison") else None
-        decision = gate.decide(
-            evaluated["candidate_metrics"], comparison, p.policy(params), evaluated.get("champion_note")
-        ).to_dict()
+        decision = gate.decide(evaluated["candidate_metrics"], comparison, p.policy(params)).to_dict()
         c, _ = mlflow_client(settings)
         registry.tag_decision(
             c, run_id=trained["mlflow_run_id"], model_id=trained["model_id"], decision=decision
