@@ -3,9 +3,10 @@
 ### Stages
 1. **ingest_data**: read the batch named by `dataset_uri` (CSV/Parquet path or URI, or the built-in
    `synthetic:` generator), check the target, store it under the run's folder with a digest.
-2. **validate_data**: run the dataset's Great Expectations suite (declared in `include/suites/`, or
-   inferred from the first accepted batch). A failed check stops the run here; the report (HTML)
-   path is in the log.
+2. **validate_data**: hold the batch to its Great Expectations contract (columns, types, target,
+   nulls, plausible values, known categories, duplicates: a failure stops the run) and report its
+   shift from the profile of the champion's training batch (ranges, means, category shares: never
+   blocking). The suite is declared in `include/suites/` or inferred; the report links from the task.
 3. **train_model**: fit a scikit-learn Pipeline and log params, metrics, dataset, model with
    signature and code version to MLflow.
 4. **evaluate_candidate**: score candidate and champion (`@champion` alias) on the same holdout;
@@ -168,12 +169,12 @@ def ml_retrain() -> None:
     @task
     def validate_data(batch: dict[str, Any], **context: Any) -> dict[str, Any]:
         """Validate the batch with its Great Expectations suite."""
-        return retrain.validate(context["run_id"], batch)
+        return retrain.validate(context["run_id"], batch, params_of(context))
 
     @task
     def train_model(batch: dict[str, Any], validation: dict[str, Any], **context: Any) -> dict[str, Any]:
         """Train the candidate pipeline, tracked in MLflow."""
-        return retrain.train(context["run_id"], batch, params_of(context))
+        return retrain.train(context["run_id"], batch, params_of(context), validation)
 
     @task
     def evaluate_candidate(batch: dict[str, Any], trained: dict[str, Any], **context: Any) -> dict[str, Any]:

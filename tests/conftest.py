@@ -25,6 +25,8 @@ for key in ("MLCICD_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLCICD_REGISTRY_URI",
             "MLCICD_DEPLOY_TARGET", "MLCICD_IMAGE_BUILDER", "AIRFLOW_CONN_DOCKER_DEFAULT",
             "AIRFLOW_CONN_KUBERNETES_DEFAULT", "MLCICD_DOCKER_NETWORK"):  # fmt: skip
     os.environ.pop(key, None)
+# Some tests loosen the gate on purpose, to make sure of a promotion: this installation allows it.
+os.environ["MLCICD_GATE_MAX_DEGRADATION"] = "0.5"
 
 from mlcicd.cli.env import prepare_environment  # noqa: E402
 from mlcicd.settings import load  # noqa: E402

@@ -24,6 +24,9 @@ class Policy:
     primary_metric: str = RETRAIN_DEFAULTS["primary_metric"]
     max_degradation: float = RETRAIN_DEFAULTS["max_degradation"]
     confidence: float = RETRAIN_DEFAULTS["confidence"]
+    # What the run's params asked and the installation's floors (MLCICD_GATE_*) that bound them.
+    asked: dict[str, float] = field(default_factory=dict)
+    floors: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.confidence < 1:
@@ -81,7 +84,13 @@ def decide(
         The decision; ``reasons`` lists every check, passed or failed, so that the record explains
         a promotion as well as a rejection.
     """
-    reasons: list[str] = []
+    reasons: list[str] = [
+        f"note {name} {value:g} was asked; the installation's {'ceiling' if name == 'max_degradation' else 'floor'} "
+        f"{policy.floors[name]:g} applies"
+        for name, value in sorted(policy.asked.items())
+        if name in policy.floors
+        and (value > policy.floors[name] if name == "max_degradation" else value < policy.floors[name])
+    ]
     ok = True
     for metric, minimum in sorted(policy.thresholds.items()):
         value = candidate_metrics.get(metric)

@@ -98,6 +98,27 @@ def tag_decision(
             c.set_model_version_tag(model_name, version, k, v)
 
 
+def run_json(c: MlflowClient, run_id: str, artifact_path: str) -> dict[str, Any] | None:
+    """A JSON artifact of a run, or None when the run has no such artifact (MLflow errors propagate)."""
+    import mlflow
+
+    folder, _, _ = artifact_path.rpartition("/")
+    if artifact_path not in {f.path for f in c.list_artifacts(run_id, folder or None)}:
+        return None
+    return mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact_path}")
+
+
+def log_validation(c: MlflowClient, run_id: str, validated: dict[str, Any], suite_artifact: str) -> None:
+    """Log a batch's validation with the model trained on it: outcome, shift, and the suite inferred
+    from the batch (the reference of the next batches should this model be promoted)."""
+    folder, _, _ = suite_artifact.rpartition("/")
+    c.log_dict(run_id, validated, f"{folder}/outcome.json")
+    if validated.get("reference_suite_path"):
+        c.log_artifact(run_id, validated["reference_suite_path"], folder)
+    c.log_metric(run_id, "validation_shift", len(validated.get("shift", [])))
+    c.set_tag(run_id, "mlcicd.validation_reference", validated.get("reference", ""))
+
+
 def load_sklearn(model_uri: str, tracking_uri: str) -> Any:
     """Load a logged scikit-learn model from ``tracking_uri``, without skops' deprecation warnings.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,6 +19,19 @@ from mlcicd.errors import ConfigError
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Where the Airflow plugin serves the GX Data Docs, under the API server's base URL.
 DATA_DOCS_URL_PREFIX = "/mlcicd/data-docs"
+
+
+# The installation's gate floors: the param they bound, and their defaults. A min_* param or
+# confidence below its floor is raised to it; a max_degradation above its ceiling is lowered to it.
+GATE_FLOORS = {
+    "min_roc_auc": 0.7, "min_accuracy": 0.7, "min_f1": 0.4, "max_degradation": 0.05, "confidence": 0.9,
+}  # fmt: skip
+CEILINGS = ("max_degradation",)
+
+
+def floor_variable(param: str) -> str:
+    """The environment variable of a param's floor: min_roc_auc -> MLCICD_GATE_MIN_ROC_AUC."""
+    return f"MLCICD_GATE_{param.upper()}"
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,8 @@ class Settings:
     kaniko_image: str
     kaniko_context_uri: str | None
     kaniko_push_secret: str | None
+    # The gate's floors: a run's params may tighten them, never loosen them.
+    gate_floors: dict[str, float] = field(default_factory=lambda: dict(GATE_FLOORS))
 
     @property
     def runs_dir(self) -> Path:
@@ -148,6 +163,16 @@ def load() -> Settings:
         kaniko_image=os.getenv("MLCICD_KANIKO_IMAGE", "gcr.io/kaniko-project/executor:v1.23.2-debug"),
         kaniko_context_uri=os.getenv("MLCICD_KANIKO_CONTEXT_URI") or None,
         kaniko_push_secret=os.getenv("MLCICD_KANIKO_PUSH_SECRET") or None,
+        gate_floors={
+            param: _number(
+                floor_variable(param),
+                default,
+                float,
+                minimum=0.5 if param == "confidence" else 0.0,
+                maximum=0.999 if param == "confidence" else 1.0,
+            )
+            for param, default in GATE_FLOORS.items()
+        },  # fmt: skip
     )
 
 

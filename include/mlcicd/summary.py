@@ -30,4 +30,6 @@ def validation_view(validation: dict[str, Any] | None) -> dict[str, Any] | None:
         "suite": validation["suite_name"],
         "suite_origin": validation["suite_origin"],
         "failures": validation.get("failures", []),
+        "shift": validation.get("shift", []),
+        "reference": validation.get("reference", ""),
     }

@@ -1,8 +1,25 @@
-"""Data checks: run a Great Expectations 1.x suite on the batch and keep an HTML report.
+"""Data checks: a Great Expectations 1.x suite in two parts, a contract and a distribution profile.
 
-Each dataset's suite is either declared (``include/suites/<dataset>.json``, versioned with the
-code) or inferred from the dataset's first accepted batch and saved under the state folder, after
-which later batches are held to it. Suites are stored in GX's own JSON form.
+The **contract** (GX severity ``critical``) says what makes a batch unusable: the column set,
+types, a valid target, nulls well beyond the reference's, implausible values, unseen categories
+above a small share, duplicates beyond a bound. A contract failure stops the run. The **profile**
+(severity ``warning``) records what the reference batch looked like: observed ranges, means,
+category shares, null rates, volume. A profile failure is *shift*: reported (GX report, run
+summary, MLflow run, UI) and never stops the run, because the world changing is why models are
+retrained.
+
+The reference is the batch that trained the serving champion: every run infers a suite from its
+own batch and logs it with the model (``validation/reference_suite.json``), so the next batches
+are judged against the champion's training data. A declared suite (``include/suites/<dataset>.json``)
+replaces the inferred contract: its expectations are hard unless marked ``"severity": "warning"``;
+the profile is always the reference's.
+
+The plausibility rule (contract), chosen so that every corruption the README lists is refused and
+the synthetic source's drift up to its maximum (5) passes: a numeric value is implausible when it
+lies more than one reference range (max - min) below the minimum or above the maximum, or is
+negative in a column that was never negative; at most 0.1 % of a batch's values may be. Orders of
+magnitude (cents for dollars, a unit change), sign errors and sentinel values such as -999 or
+99999 fall outside; a shifted distribution does not.
 """
 
 from __future__ import annotations
@@ -18,17 +35,44 @@ if TYPE_CHECKING:
     import pandas as pd
 
 NUMERIC_TYPES = ["int8", "int16", "int32", "int64", "Int64", "float32", "float64", "Float64"]
-# Categorical columns with more distinct values than this are treated as free text (no set check).
-MAX_CATEGORIES = 50
-ROW_COUNT_FACTOR = 10
-RANGE_MARGIN = 0.1
+CONTRACT = "critical"  # GX FailureSeverity: a failure stops the run
+PROFILE = "warning"  # a failure is shift: reported, the run goes on
+SUITE_FORMAT = 2  # suites inferred before the contract/profile split have no format and are re-inferred
+
+# Contract bounds.
+MAX_CATEGORIES = 50  # categorical columns with more distinct values are free text (no set check)
+PLAUSIBLE_RANGES = 1.0  # values beyond min - 1 x range or max + 1 x range are implausible...
+MAX_IMPLAUSIBLE = 0.001  # ...and at most 0.1 % of a column's values may be
+MAX_UNSEEN_CATEGORIES = 0.01  # share of values outside the reference's categories
+NULL_SLACK = 0.05  # null share may exceed the reference's by 5 points (and at least double it)
 MAX_DUPLICATE_FRACTION = 0.02
+# Profile bounds: beyond them the batch has shifted.
+ROW_COUNT_FACTOR = 10
+RANGE_MARGIN = 0.1  # the observed range, widened by 10 %...
+PROFILE_MOSTLY = 0.99  # ...holds 99 % of the values
+MEAN_SHIFT_SD = 0.25  # a column's mean moved by more than a quarter standard deviation
+MAX_SHARE_KL = 0.02  # KL divergence of category shares from the reference's, in nats
 
 
 @dataclass(frozen=True)
 class SuiteSource:
     path: str
     origin: str  # "declared", "inferred" (saved earlier) or "new" (inferred from this batch)
+
+
+@dataclass
+class Checked:
+    """One validation: contract failures stop the run, shift is reported."""
+
+    evaluated: int
+    failures: list[str]
+    shift: list[str]
+    report_path: str | None  # the contract's page
+    profile_report_path: str | None = None
+
+    @property
+    def success(self) -> bool:
+        return not self.failures
 
 
 @dataclass
@@ -40,6 +84,10 @@ class ValidationOutcome:
     report_path: str | None
     evaluated: int
     failures: list[str] = field(default_factory=list)
+    shift: list[str] = field(default_factory=list)
+    reference: str = ""  # what the batch was judged against, in words
+    reference_suite_path: str | None = None  # the suite inferred from this batch (logged with the model)
+    profile_report_path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,61 +102,97 @@ def find_suite(dataset_name: str, declared_dir: Path, inferred_dir: Path) -> Sui
     return None
 
 
-def infer_suite(df: pd.DataFrame, name: str, target: str) -> dict[str, Any]:
-    """Infer a suite from an accepted batch (GX 1.x has no profiler).
+def is_current(suite: dict[str, Any]) -> bool:
+    """Whether an inferred suite has the contract/profile split (older ones are re-inferred)."""
+    return suite.get("meta", {}).get("mlcicd", {}).get("format") == SUITE_FORMAT
 
-    It pins the column set, each column's type, null rates (with slack), numeric ranges (with a
-    margin), category sets, row-count bounds and the share of duplicated rows.
-    """
+
+def infer_suite(df: pd.DataFrame, name: str, target: str) -> dict[str, Any]:
+    """Infer a contract and a profile from a reference batch (GX 1.x has no profiler)."""
     import pandas as pd
 
     n = len(df)
+    columns = [str(c) for c in df.columns]
     exp: list[dict[str, Any]] = [
-        _e("expect_table_columns_to_match_set", column_set=[str(c) for c in df.columns], exact_match=True),
-        _e(
-            "expect_table_row_count_to_be_between",
-            min_value=max(1, n // ROW_COUNT_FACTOR),
-            max_value=n * ROW_COUNT_FACTOR,
-        ),
-        _e(
-            "expect_compound_columns_to_be_unique",
-            column_list=[str(c) for c in df.columns],
-            mostly=round(1 - MAX_DUPLICATE_FRACTION, 4),
-        ),
-    ]
+        _e(CONTRACT, "expect_table_columns_to_match_set", column_set=columns, exact_match=True),
+        _e(CONTRACT, "expect_compound_columns_to_be_unique", column_list=columns,
+           mostly=round(1 - MAX_DUPLICATE_FRACTION, 4)),
+        _e(PROFILE, "expect_table_row_count_to_be_between",
+           min_value=max(1, n // ROW_COUNT_FACTOR), max_value=n * ROW_COUNT_FACTOR),
+    ]  # fmt: skip
     for col in df.columns:
-        s = df[col]
-        column = str(col)
+        s, column = df[col], str(col)
         null_rate = float(s.isna().mean())
-        mostly = max(0.0, round(1 - min(1.0, null_rate * 1.5 + 0.01), 4))
-        exp.append(_e("expect_column_values_to_not_be_null", column=column, mostly=mostly))
+        hard_nulls = min(1.0, max(2 * null_rate, null_rate + NULL_SLACK))
+        exp.append(
+            _e(CONTRACT, "expect_column_values_to_not_be_null", column=column, mostly=_mostly(hard_nulls))
+        )
+        exp.append(_e(PROFILE, "expect_column_values_to_not_be_null", column=column,
+                      mostly=_mostly(min(1.0, null_rate * 1.5 + 0.01))))  # fmt: skip
         if pd.api.types.is_bool_dtype(s) or column == target:
-            exp.append(_e("expect_column_values_to_be_in_set", column=column, value_set=_values(s)))
+            exp.append(_e(CONTRACT, "expect_column_values_to_be_in_set", column=column, value_set=_values(s)))
         elif pd.api.types.is_numeric_dtype(s):
-            exp.append(_e("expect_column_values_to_be_in_type_list", column=column, type_list=NUMERIC_TYPES))
-            lo, hi = float(s.min()), float(s.max())
-            margin = (hi - lo) * RANGE_MARGIN or abs(hi) * RANGE_MARGIN or 1.0
-            low = lo - margin
-            if lo >= 0:
-                low = max(0.0, low)
-            exp.append(
-                _e(
-                    "expect_column_values_to_be_between",
-                    column=column,
-                    min_value=_round(low),
-                    max_value=_round(hi + margin),
-                    mostly=0.99,
-                )
-            )
+            exp += _numeric(s.dropna().astype(float), column)
         else:
-            exp.append(_e("expect_column_values_to_be_of_type", column=column, type_=str(s.dtype)))
+            exp.append(_e(CONTRACT, "expect_column_values_to_be_of_type", column=column, type_=str(s.dtype)))
             if s.nunique() <= MAX_CATEGORIES:
-                exp.append(_e("expect_column_values_to_be_in_set", column=column, value_set=_values(s)))
+                exp += _categorical(s.dropna().astype(str), column)
     return {
         "name": name,
         "expectations": exp,
-        "meta": {"mlcicd": {"inferred_from_rows": n, "target": target}},
+        "meta": {"mlcicd": {"format": SUITE_FORMAT, "inferred_from_rows": n, "target": target}},
     }
+
+
+def _numeric(s: pd.Series, column: str) -> list[dict[str, Any]]:
+    exp = [_e(CONTRACT, "expect_column_values_to_be_in_type_list", column=column, type_list=NUMERIC_TYPES)]
+    if s.empty:
+        return exp
+    lo, hi = float(s.min()), float(s.max())
+    span = (hi - lo) or abs(hi) or 1.0
+    exp.append(_e(CONTRACT, "expect_column_values_to_be_between", column=column,
+                  min_value=_round(0.0 if lo >= 0 else lo - PLAUSIBLE_RANGES * span),
+                  max_value=_round(hi + PLAUSIBLE_RANGES * span), mostly=1 - MAX_IMPLAUSIBLE))  # fmt: skip
+    margin = span * RANGE_MARGIN
+    mean, sd = float(s.mean()), float(s.std(ddof=0)) or margin
+    return [
+        *exp,
+        _e(PROFILE, "expect_column_values_to_be_between", column=column,
+           min_value=_round(max(0.0, lo - margin) if lo >= 0 else lo - margin), max_value=_round(hi + margin),
+           mostly=PROFILE_MOSTLY),
+        _e(PROFILE, "expect_column_mean_to_be_between", column=column,
+           min_value=_round(mean - MEAN_SHIFT_SD * sd), max_value=_round(mean + MEAN_SHIFT_SD * sd)),
+    ]  # fmt: skip
+
+
+def _categorical(s: pd.Series, column: str) -> list[dict[str, Any]]:
+    shares = s.value_counts(normalize=True).sort_index()
+    values = [str(v) for v in shares.index]
+    return [
+        _e(CONTRACT, "expect_column_values_to_be_in_set", column=column, value_set=values,
+           mostly=1 - MAX_UNSEEN_CATEGORIES),
+        _e(PROFILE, "expect_column_values_to_be_in_set", column=column, value_set=values),
+        _e(PROFILE, "expect_column_kl_divergence_to_be_less_than", column=column,
+           partition_object={"values": values, "weights": [round(float(w), 6) for w in shares.to_numpy()]},
+           threshold=MAX_SHARE_KL),
+    ]  # fmt: skip
+
+
+def compose(declared: dict[str, Any] | None, reference: dict[str, Any]) -> dict[str, Any]:
+    """The suite a batch is held to: the declared expectations (hard unless marked) or the
+    reference's contract, plus the reference's profile."""
+    if declared is None:
+        return reference
+    # GX keeps one expectation per type and column in a suite: a declared warning wins over the profile's.
+    taken = {_domain(e) for e in declared["expectations"] if e.get("severity", CONTRACT) != CONTRACT}
+    profile = [
+        e for e in reference["expectations"] if e.get("severity") == PROFILE and _domain(e) not in taken
+    ]
+    return {**declared, "expectations": [*declared["expectations"], *profile]}
+
+
+def _domain(e: dict[str, Any]) -> tuple[str, str | None]:
+    return e["type"], e["kwargs"].get("column")
 
 
 def save_suite(suite: dict[str, Any], path: Path) -> None:
@@ -118,13 +202,13 @@ def save_suite(suite: dict[str, Any], path: Path) -> None:
     tmp.replace(path)
 
 
-def validate(
-    df: pd.DataFrame, suite: dict[str, Any], *, run_name: str, docs_dir: Path
-) -> tuple[bool, int, list[str], str | None]:
-    """Run ``suite`` on ``df``; build the GX Data Docs page for this validation.
+def validate(df: pd.DataFrame, suite: dict[str, Any], *, run_name: str, docs_dir: Path) -> Checked:
+    """Run ``suite`` on ``df`` and build its GX Data Docs pages.
 
-    Returns:
-        (success, number of expectations evaluated, readable failure lines, report HTML path)
+    The contract (severity ``critical``, GX's default) and the profile (any other severity) run as
+    two GX suites in one checkpoint, ``<name>`` and ``<name>.profile``: GX keeps one expectation
+    per type and column in a suite, and the two parts check the same columns. Two pages result;
+    ``report_path`` is the contract's.
     """
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
@@ -144,42 +228,69 @@ def validate(
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         },
     )
-    gx_suite = gx.ExpectationSuite(name=suite["name"], meta=suite.get("meta", {}))
-    for e in suite["expectations"]:
-        gx_suite.add_expectation_configuration(
-            ExpectationConfiguration(type=e["type"], kwargs=e["kwargs"], meta=e.get("meta", {}))
-        )
-    gx_suite = context.suites.add(gx_suite)
     batch_def = (
         context.data_sources.add_pandas("mlcicd")
         .add_dataframe_asset(suite["name"])
         .add_batch_definition_whole_dataframe("batch")
     )
-    vdef = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{suite['name']}_check", data=batch_def, suite=gx_suite)
-    )
+    parts = {
+        suite["name"]: [e for e in suite["expectations"] if e.get("severity", CONTRACT) == CONTRACT],
+        profile_name(suite["name"]): [
+            e for e in suite["expectations"] if e.get("severity", CONTRACT) != CONTRACT
+        ],
+    }
+    definitions = []
+    for name, expectations in parts.items():
+        gx_suite = gx.ExpectationSuite(name=name, meta=suite.get("meta", {}))
+        for e in expectations:
+            gx_suite.add_expectation_configuration(
+                ExpectationConfiguration(type=e["type"], kwargs=e["kwargs"], meta=e.get("meta", {}),
+                                         severity=e.get("severity", CONTRACT))
+            )  # fmt: skip
+        definitions.append(
+            context.validation_definitions.add(
+                gx.ValidationDefinition(
+                    name=f"{name}_check", data=batch_def, suite=context.suites.add(gx_suite)
+                )
+            )
+        )
     checkpoint = context.checkpoints.add(
         gx.Checkpoint(
             name=f"{suite['name']}_checkpoint",
-            validation_definitions=[vdef],
+            validation_definitions=definitions,
             actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=[site])],
             result_format={"result_format": "SUMMARY"},
         )
     )
     result = checkpoint.run(batch_parameters={"dataframe": df}, run_id=RunIdentifier(run_name=run_name))
-    (vresult,) = result.run_results.values()
-    failures = [_describe(r) for r in vresult.results if not r.success]
-    report = _report_path(docs_dir, suite["name"], run_name)
-    return bool(result.success), len(vresult.results), failures, report
+    failures: list[str] = []
+    shift: list[str] = []
+    evaluated = 0
+    for vresult in result.run_results.values():
+        evaluated += len(vresult.results)
+        for r in vresult.results:
+            severity = getattr(r.expectation_config.severity, "value", CONTRACT)
+            if not r.success:
+                (failures if severity == CONTRACT else shift).append(_describe(r))
+            elif severity == CONTRACT and (r.result or {}).get(
+                "unexpected_count"
+            ):  # within its bound: worth knowing
+                shift.append(_describe(r, within=True))
+    return Checked(evaluated, failures, shift, _report_path(docs_dir, suite["name"], run_name),
+                   _report_path(docs_dir, profile_name(suite["name"]), run_name))  # fmt: skip
+
+
+def profile_name(suite_name: str) -> str:
+    return f"{suite_name}.profile"
 
 
 def _report_path(docs_dir: Path, suite_name: str, run_name: str) -> str | None:
-    folder = docs_dir / "validations" / suite_name / run_name
+    folder = docs_dir / "validations" / Path(*suite_name.split(".")) / run_name  # GX nests on dots
     pages = sorted(folder.rglob("*.html"), key=lambda p: p.stat().st_mtime)
     return str(pages[-1]) if pages else None
 
 
-def _describe(r: Any) -> str:
+def _describe(r: Any, within: bool = False) -> str:
     cfg = r.expectation_config
     kwargs = {k: v for k, v in cfg.kwargs.items() if k not in ("batch_id", "result_format")}
     column = kwargs.pop("column", None)
@@ -193,13 +304,14 @@ def _describe(r: Any) -> str:
     elif "observed_value" in res:
         observed.append(f"observed {_short(res['observed_value'])}")
     if "unexpected_percent" in res and res["unexpected_percent"] is not None:
-        observed.append(f"{res['unexpected_percent']:.1f}% unexpected")
+        observed.append(f"{res['unexpected_percent']:.3g}% unexpected")
     if res.get("partial_unexpected_list"):
         observed.append(f"e.g. {_short(sorted(set(map(str, res['partial_unexpected_list'])))[:5])}")
     if r.exception_info and r.exception_info.get("raised_exception"):
         observed.append(f"could not be evaluated: {str(r.exception_info.get('exception_message'))[:160]}")
     expected = ", ".join(f"{k}={_short(v)}" for k, v in kwargs.items())
-    return f"{where}{cfg.type} failed ({expected}); " + "; ".join(observed)
+    verdict = "held, within its bound" if within else "failed"
+    return f"{where}{cfg.type} {verdict} ({expected}); " + "; ".join(observed)
 
 
 def _short(value: Any, limit: int = 120) -> str:
@@ -207,8 +319,12 @@ def _short(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _e(expectation_type: str, /, **kwargs: Any) -> dict[str, Any]:
-    return {"type": expectation_type, "kwargs": kwargs}
+def _e(severity: str, expectation_type: str, /, **kwargs: Any) -> dict[str, Any]:
+    return {"type": expectation_type, "kwargs": kwargs, "severity": severity}
+
+
+def _mostly(bad_share: float) -> float:
+    return max(0.0, round(1 - bad_share, 4))
 
 
 def _values(s: pd.Series) -> list[Any]:

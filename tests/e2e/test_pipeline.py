@@ -75,7 +75,7 @@ def test_first_run_makes_v1_champion_and_it_answers(first, sample):
     assert code == 0, (s.get("error"), s)  # the error first: the summary is long
     assert s["state"] == "success" and s["outcome"] == "promoted"
     assert s["validation"]["success"] and os.path.exists(s["validation"]["report_path"])
-    assert s["validation"]["suite_origin"] == "new"
+    assert s["validation"]["suite_origin"] == "first batch"
     assert s["candidate"]["model_version"] == "1" and s["champion_version"] == "1"
     assert s["gate"]["decision"] == "promoted" and s["gate"]["comparison"] is None
     assert s["deployment"]["state"] == "serving"

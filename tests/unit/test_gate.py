@@ -82,3 +82,41 @@ def test_decision_record_is_json_ready():
 def test_policy_rejects_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Policy(thresholds={}, **kwargs)
+
+
+def test_params_can_tighten_the_installation_floors_but_never_loosen_them(monkeypatch):
+    from mlcicd import settings
+    from mlcicd.choices import RETRAIN_DEFAULTS
+    from mlcicd.tasks.params import policy
+
+    monkeypatch.setenv("MLCICD_GATE_MIN_ROC_AUC", "0.85")
+    monkeypatch.setenv("MLCICD_GATE_MAX_DEGRADATION", "0.02")
+    params = {
+        **RETRAIN_DEFAULTS,
+        "min_roc_auc": 0.5,
+        "min_accuracy": 0.9,
+        "max_degradation": 0.3,
+        "confidence": 0.6,
+    }
+    p = policy(params, settings.load())
+    assert p.thresholds["roc_auc"] == 0.85  # loosened: the floor applies
+    assert p.thresholds["accuracy"] == 0.9  # tightened: the param applies
+    assert p.max_degradation == 0.02 and p.confidence == settings.GATE_FLOORS["confidence"]
+    d = decide({"roc_auc": 0.84, "accuracy": 0.95, "f1": 0.9}, None, p)
+    assert not d.promote  # 0.84 would have passed the asked 0.5
+    assert "note min_roc_auc 0.5 was asked; the installation's floor 0.85 applies" in d.reasons
+    assert "note max_degradation 0.3 was asked; the installation's ceiling 0.02 applies" in d.reasons
+    assert "FAIL roc_auc 0.8400 is below the minimum 0.85" in d.reasons
+    # The decision record names both what was asked and the floors.
+    assert d.to_dict()["policy"]["asked"]["min_roc_auc"] == 0.5
+    assert d.to_dict()["policy"]["floors"]["min_roc_auc"] == 0.85
+
+
+@pytest.mark.parametrize("raw", ["1.5", "-0.1", "x", "nan"])
+def test_a_bad_floor_is_a_config_error_naming_its_variable(monkeypatch, raw):
+    from mlcicd import settings
+    from mlcicd.errors import ConfigError
+
+    monkeypatch.setenv("MLCICD_GATE_MIN_F1", raw)
+    with pytest.raises(ConfigError, match="MLCICD_GATE_MIN_F1"):
+        settings.load()

@@ -30,6 +30,8 @@ def test_validation_view():
         "suite_name": "s",
         "suite_origin": "declared",
         "failures": ["x"],
+        "shift": ["y"],
+        "reference": "champion v2",
     }
     assert validation_view(v) == {
         "success": False,
@@ -37,4 +39,6 @@ def test_validation_view():
         "suite": "s",
         "suite_origin": "declared",
         "failures": ["x"],
+        "shift": ["y"],
+        "reference": "champion v2",
     }

@@ -1,3 +1,5 @@
+"""The suite's two parts: a contract that refuses damaged batches, a profile that reports shift."""
+
 from __future__ import annotations
 
 import json
@@ -5,6 +7,7 @@ import json
 import pytest
 
 from mlcicd import synthetic, validation
+from mlcicd.choices import CORRUPTIONS
 
 
 @pytest.fixture(scope="module")
@@ -16,31 +19,71 @@ def run(df, suite, tmp_path, name="r"):
     return validation.validate(df, suite, run_name=name, docs_dir=tmp_path / "docs")
 
 
-def test_inferred_suite_covers_what_the_issue_names(suite):
-    types = [e["type"] for e in suite["expectations"]]
-    for expected in (
-        "expect_table_columns_to_match_set",
-        "expect_table_row_count_to_be_between",
-        "expect_compound_columns_to_be_unique",
-        "expect_column_values_to_not_be_null",
-        "expect_column_values_to_be_between",
-        "expect_column_values_to_be_in_set",
-        "expect_column_values_to_be_in_type_list",
-        "expect_column_values_to_be_of_type",
-    ):
-        assert expected in types
-    contract = [e for e in suite["expectations"] if e["kwargs"].get("column") == "contract"]
-    assert {
-        "type": "expect_column_values_to_be_in_set",
-        "kwargs": {"column": "contract", "value_set": list(synthetic.CONTRACTS)},
-    } in contract
-    json.dumps(suite)  # the suite is saved as JSON
+def severities(suite, column):
+    return {(e["type"], e["severity"]) for e in suite["expectations"] if e["kwargs"].get("column") == column}
 
 
-def test_a_new_batch_of_the_same_source_passes_and_gets_a_report(suite, tmp_path):
-    ok, evaluated, failures, report = run(synthetic.generate(3000, 2), suite, tmp_path)
-    assert ok and failures == [] and evaluated == len(suite["expectations"])
-    assert report and report.endswith(".html") and "churn" in open(report).read()
+def test_the_inferred_suite_has_a_contract_and_a_profile(suite):
+    table = {(e["type"], e["severity"]) for e in suite["expectations"] if "column" not in e["kwargs"]}
+    assert table == {
+        ("expect_table_columns_to_match_set", validation.CONTRACT),
+        ("expect_compound_columns_to_be_unique", validation.CONTRACT),
+        ("expect_table_row_count_to_be_between", validation.PROFILE),
+    }
+    assert severities(suite, "monthly_charges") == {
+        ("expect_column_values_to_not_be_null", validation.CONTRACT),
+        ("expect_column_values_to_be_in_type_list", validation.CONTRACT),
+        ("expect_column_values_to_be_between", validation.CONTRACT),
+        ("expect_column_values_to_not_be_null", validation.PROFILE),
+        ("expect_column_values_to_be_between", validation.PROFILE),
+        ("expect_column_mean_to_be_between", validation.PROFILE),
+    }
+    assert ("expect_column_kl_divergence_to_be_less_than", validation.PROFILE) in severities(
+        suite, "contract"
+    )
+    contract_set = next(
+        e for e in suite["expectations"]
+        if e["kwargs"].get("column") == "contract" and e["type"] == "expect_column_values_to_be_in_set"
+    )  # fmt: skip
+    assert contract_set["kwargs"]["value_set"] == list(synthetic.CONTRACTS)
+    assert contract_set["kwargs"]["mostly"] == 1 - validation.MAX_UNSEEN_CATEGORIES
+    # GX keeps one expectation per (type, column) in a suite: within each part, none may repeat.
+    for part in (validation.CONTRACT, validation.PROFILE):
+        domains = [validation._domain(e) for e in suite["expectations"] if e["severity"] == part]
+        assert len(set(domains)) == len(domains)
+    assert validation.is_current(json.loads(json.dumps(suite)))
+
+
+def test_the_plausible_range_is_one_reference_range_beyond_it_and_never_negative_when_the_reference_was_not():
+    df = synthetic.generate(3000, 1)
+    s = validation.infer_suite(df, "churn", "churned")
+    (plausible,) = [
+        e["kwargs"] for e in s["expectations"]
+        if e["kwargs"].get("column") == "customer_age" and e["type"] == "expect_column_values_to_be_between"
+        and e["severity"] == validation.CONTRACT
+    ]  # fmt: skip
+    lo, hi = df["customer_age"].min(), df["customer_age"].max()
+    assert plausible["min_value"] == 0.0 and plausible["max_value"] == hi + (hi - lo)
+    assert plausible["mostly"] == 1 - validation.MAX_IMPLAUSIBLE
+
+
+def test_a_new_batch_of_the_same_source_passes_without_shift_and_gets_a_report(suite, tmp_path):
+    checked = run(synthetic.generate(3000, 2), suite, tmp_path)
+    assert checked.success and checked.failures == [] and checked.shift == []
+    assert checked.evaluated == len(suite["expectations"])
+    assert checked.report_path.endswith(".html") and "churn" in open(checked.report_path).read()
+
+
+@pytest.mark.parametrize("drift", [1.0, 3.0, 5.0])
+@pytest.mark.parametrize("seed", [2, 3])
+def test_a_drifted_batch_passes_the_contract_and_its_shift_is_reported(suite, tmp_path, drift, seed):
+    checked = run(synthetic.generate(3000, seed, drift=drift), suite, tmp_path, f"d{drift}-{seed}")
+    assert checked.success, checked.failures
+    shifted = " ".join(checked.shift)
+    assert "column 'monthly_charges': expect_column_mean_to_be_between failed" in shifted
+    assert "column 'support_calls': expect_column_mean_to_be_between failed" in shifted
+    if drift >= 3:
+        assert "column 'contract': expect_column_kl_divergence_to_be_less_than failed" in shifted
 
 
 @pytest.mark.parametrize(
@@ -54,18 +97,75 @@ def test_a_new_batch_of_the_same_source_passes_and_gets_a_report(suite, tmp_path
         ("duplicates", "expect_compound_columns_to_be_unique"),
     ],
 )
-def test_each_corruption_fails_the_expectation_that_names_it(suite, tmp_path, corruption, failing):
-    ok, _, failures, report = run(
-        synthetic.generate(3000, 2, corruption=corruption), suite, tmp_path, corruption
+@pytest.mark.parametrize("drift", [0.0, 3.0])
+def test_each_corruption_breaks_the_contract_drifted_or_not(suite, tmp_path, corruption, failing, drift):
+    assert set(CORRUPTIONS) - {"none"} >= {corruption}
+    checked = run(
+        synthetic.generate(3000, 2, drift=drift, corruption=corruption), suite, tmp_path, corruption
     )
-    assert not ok
-    assert any(failing in f for f in failures), failures
-    assert report is not None
+    assert not checked.success
+    assert any(failing in f for f in checked.failures), checked.failures
+    assert checked.report_path is not None
+
+
+def test_the_contract_judged_against_a_drifted_reference_still_refuses_every_corruption(tmp_path):
+    """The suite follows the champion: after a drifted batch became the reference, damage is still damage."""
+    drifted = validation.infer_suite(synthetic.generate(3000, 3, drift=3), "churn", "churned")
+    assert run(synthetic.generate(3000, 4, drift=3), drifted, tmp_path, "ok").shift == []
+    for corruption in set(CORRUPTIONS) - {"none"}:
+        bad = synthetic.generate(3000, 4, drift=3, corruption=corruption)
+        assert not run(bad, drifted, tmp_path, corruption).success, corruption
+
+
+def test_an_order_of_magnitude_and_a_sentinel_are_implausible(suite, tmp_path):
+    cents = synthetic.generate(3000, 2)
+    cents["monthly_charges"] = cents["monthly_charges"] * 100
+    assert (
+        "column 'monthly_charges': expect_column_values_to_be_between"
+        in run(cents, suite, tmp_path).failures[0]
+    )
+    sentinel = synthetic.generate(3000, 2)
+    sentinel.loc[:9, "tenure_months"] = -999
+    failures = run(sentinel, suite, tmp_path, "s").failures
+    assert any("column 'tenure_months': expect_column_values_to_be_between" in f for f in failures), failures
+
+
+def test_a_few_unseen_values_within_the_contract_are_reported_as_shift(suite, tmp_path):
+    df = synthetic.generate(3000, 2)
+    df.loc[:9, "contract"] = "weekly"  # 0.3 %: under the 1 % the contract tolerates
+    checked = run(df, suite, tmp_path)
+    assert checked.success
+    assert any("column 'contract': expect_column_values_to_be_in_set held, within its bound" in s
+               and "weekly" in s for s in checked.shift), checked.shift  # fmt: skip
 
 
 def test_missing_column_failure_names_the_column(suite, tmp_path):
-    _, _, failures, _ = run(synthetic.generate(3000, 2, corruption="missing_column"), suite, tmp_path)
-    assert any("missing columns ['support_calls']" in f for f in failures)
+    checked = run(synthetic.generate(3000, 2, corruption="missing_column"), suite, tmp_path)
+    assert any("missing columns ['support_calls']" in f for f in checked.failures)
+
+
+def test_a_declared_suite_replaces_the_contract_and_keeps_the_profile(suite, tmp_path):
+    declared = {"name": "churn", "expectations": [
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "customer_age", "min_value": 18, "max_value": 80}},
+        {"type": "expect_column_values_to_be_between", "severity": "warning",
+         "kwargs": {"column": "monthly_charges", "min_value": 0, "max_value": 100}},
+    ]}  # fmt: skip
+    composed = validation.compose(declared, suite)
+    assert composed["expectations"][:2] == declared["expectations"]
+    profile = composed["expectations"][2:]
+    assert profile and all(e["severity"] == validation.PROFILE for e in profile)
+    # The declared warning on monthly_charges' range replaces the profile's own (one per type and column).
+    assert ("expect_column_values_to_be_between", "monthly_charges") not in {
+        validation._domain(e) for e in profile
+    }
+    assert ("expect_column_values_to_be_between", "tenure_months") in {validation._domain(e) for e in profile}
+    checked = run(synthetic.generate(3000, 2, drift=3), composed, tmp_path)
+    assert not checked.success  # ages up to 90 break the declared (hard) range
+    assert [f for f in checked.failures if "customer_age" in f] == checked.failures != []
+    assert any("column 'monthly_charges': expect_column_values_to_be_between failed (mostly" not in s
+               and "monthly_charges" in s and "max_value=100" in s for s in checked.shift), checked.shift  # fmt: skip
+    assert any("column 'support_calls': expect_column_mean_to_be_between failed" in s for s in checked.shift)
+    assert checked.profile_report_path and checked.profile_report_path != checked.report_path
 
 
 def test_declared_suite_wins_over_inferred(tmp_path):
@@ -75,3 +175,9 @@ def test_declared_suite_wins_over_inferred(tmp_path):
     assert validation.find_suite("churn", declared, inferred).origin == "inferred"
     validation.save_suite({"name": "churn", "expectations": []}, declared / "churn.json")
     assert validation.find_suite("churn", declared, inferred).origin == "declared"
+
+
+def test_a_suite_from_before_the_split_is_not_current():
+    assert not validation.is_current(
+        {"name": "churn", "expectations": [], "meta": {"mlcicd": {"target": "y"}}}
+    )

@@ -16,9 +16,14 @@ def render(summary: dict[str, Any]) -> str:
         )
     v = s.get("validation")
     if v:
-        verdict = "passed" if v["success"] else f"FAILED {len(v['failures'])} expectation(s)"
+        verdict = "contract held" if v["success"] else f"FAILED {len(v['failures'])} contract expectation(s)"
         lines.append(f"  validation  {verdict} (suite {v['suite']}, {v['suite_origin']})")
         lines += [f"                - {f}" for f in v.get("failures", [])]
+        if v.get("shift"):
+            lines.append(
+                f"              shift from {v.get('reference') or 'the reference'} (reported, not blocking):"
+            )
+            lines += [f"                ~ {s}" for s in v["shift"]]
         if v.get("report_path"):
             lines.append(f"              report: {v['report_path']}")
     cand = s.get("candidate")

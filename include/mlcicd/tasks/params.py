@@ -54,15 +54,26 @@ def train_params(params: dict[str, Any]) -> TrainParams:
     )
 
 
-def policy(params: dict[str, Any]) -> Policy:
+def policy(params: dict[str, Any], settings: Settings) -> Policy:
+    """The gate's policy: the run's params, bounded by the installation's floors (they only tighten)."""
     from mlcicd.choices import GATED_METRICS
     from mlcicd.gate import Policy
+    from mlcicd.settings import CEILINGS
 
+    asked = {
+        k: float(params[k]) for k in (*(f"min_{m}" for m in GATED_METRICS), "max_degradation", "confidence")
+    }
+    applied = {
+        k: (min if k in CEILINGS else max)(v, settings.gate_floors[k]) if k in settings.gate_floors else v
+        for k, v in asked.items()
+    }
     return Policy(
-        thresholds={m: float(params[f"min_{m}"]) for m in GATED_METRICS},
+        thresholds={m: applied[f"min_{m}"] for m in GATED_METRICS},
         primary_metric=str(params["primary_metric"]),
-        max_degradation=float(params["max_degradation"]),
-        confidence=float(params["confidence"]),
+        max_degradation=applied["max_degradation"],
+        confidence=applied["confidence"],
+        asked=asked,
+        floors=dict(settings.gate_floors),
     )
 
 

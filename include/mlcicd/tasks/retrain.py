@@ -17,6 +17,8 @@ from mlcicd.tasks.boundary import mlflow_client, push_links, run_dir, stage
 
 log = logging.getLogger("mlcicd")
 
+REFERENCE_SUITE_ARTIFACT = "validation/reference_suite.json"
+
 
 def ingest(run_id: str, params: dict[str, Any], run_date: datetime | None = None) -> dict[str, Any]:
     """Read the batch, check its target, store it run-scoped; return a BatchRef."""
@@ -49,54 +51,87 @@ def ingest(run_id: str, params: dict[str, Any], run_date: datetime | None = None
         return ref.to_dict()
 
 
-def validate(run_id: str, batch: dict[str, Any]) -> dict[str, Any]:
-    """Validate the batch with its dataset's GX suite (inferring and saving one on first use)."""
+def validate(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Hold the batch to its contract and report its shift from the champion's training batch.
+
+    A contract failure stops the run; shift is reported and the run goes on. The suite inferred
+    from this batch is kept in the run's folder: ``train`` logs it with the model, so that the batch
+    that trains the next champion becomes the reference of the batches after it.
+    """
     from mlcicd import data, validation
 
     with stage(run_id, Task.VALIDATE) as settings:
         ref = data.BatchRef.from_dict(batch)
         df = data.load_stored(ref)
-        found = validation.find_suite(ref.dataset_name, settings.suites_dir, settings.inferred_suites_dir)
-        if found:
-            suite = json.loads(Path(found.path).read_text())
-            suite_path, origin = found.path, found.origin
-        else:
-            suite = validation.infer_suite(df, ref.dataset_name, ref.target)
-            suite_path, origin = str(settings.inferred_suites_dir / f"{ref.dataset_name}.json"), "new"
-        ok, evaluated, failures, report = validation.validate(
+        reference, origin, source = reference_suite(settings, ref, str(params["model_name"]), df)
+        declared = validation.find_suite(ref.dataset_name, settings.suites_dir, settings.inferred_suites_dir)
+        suite, suite_path = reference, source
+        if declared is not None and declared.origin == "declared":
+            suite = validation.compose(json.loads(Path(declared.path).read_text()), reference)
+            suite_path, origin = declared.path, f"declared, profile of {origin}"
+        checked = validation.validate(
             df, suite, run_name=record.run_key(run_id), docs_dir=settings.data_docs_dir
         )
+        this_batch = run_dir(settings, run_id) / "reference_suite.json"
+        validation.save_suite(validation.infer_suite(df, ref.dataset_name, ref.target), this_batch)
         outcome = validation.ValidationOutcome(
-            success=ok,
-            suite_name=suite["name"],
-            suite_origin=origin,
-            suite_path=suite_path,
-            report_path=report,
-            evaluated=evaluated,
-            failures=failures,
-        )
+            success=checked.success, suite_name=suite["name"], suite_origin=origin, suite_path=suite_path,
+            report_path=checked.report_path, evaluated=checked.evaluated, failures=checked.failures,
+            shift=checked.shift, reference=origin, reference_suite_path=str(this_batch),
+            profile_report_path=checked.profile_report_path,
+        )  # fmt: skip
         record.update(run_dir(settings, run_id), validation=outcome.to_dict())
-        push_links(data_docs=settings.data_docs_url(report))
-        if not ok:
-            lines = "\n".join(f"  - {f}" for f in failures)
+        push_links(data_docs=settings.data_docs_url(checked.report_path))
+        if not checked.success:
+            lines = "\n".join(f"  - {f}" for f in checked.failures)
             raise ValidationFailed(
-                f"batch {ref.source_uri} failed {len(failures)} of {evaluated} expectations of suite "
-                f"{suite['name']!r} ({origin}, {suite_path}):\n{lines}\nReport: {report}"
+                f"batch {ref.source_uri} broke {len(checked.failures)} contract expectation(s) of suite "
+                f"{suite['name']!r} ({origin}, {suite_path}):\n{lines}\nReport: {checked.report_path}"
             )
-        if origin == "new":
-            validation.save_suite(suite, Path(suite_path))
-            log.info(
-                "no suite for %s: inferred one from this batch and saved it to %s",
-                ref.dataset_name,
-                suite_path,
-            )
-        log.info("validation passed: %s expectations; report %s", evaluated, report)
+        if origin == "first batch":
+            validation.save_suite(validation.infer_suite(df, ref.dataset_name, ref.target), Path(source))
+            log.info("no reference for %s yet: this batch is the reference until a champion exists (%s)",
+                     ref.dataset_name, source)  # fmt: skip
+        if checked.shift:
+            log.warning("shift from the reference (%s), reported and not blocking:\n%s", origin,
+                        "\n".join(f"  - {s}" for s in checked.shift))  # fmt: skip
+        log.info("contract held: %s expectations; report %s", checked.evaluated, checked.report_path)
         return outcome.to_dict()
 
 
-def train(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """Train the candidate and log it to MLflow; return a TrainResult."""
-    from mlcicd import data, training
+def reference_suite(settings: Any, ref: Any, model_name: str, df: Any) -> tuple[dict[str, Any], str, str]:
+    """The suite a batch is judged against: (suite, where it comes from in words, its path or URI).
+
+    The serving champion's, inferred from the batch that trained it and logged with it; without a
+    champion (or with one trained on another dataset, or before suites were logged), the dataset's
+    first accepted batch; with neither, this batch itself.
+    """
+    from mlcicd import registry, validation
+
+    c, _ = mlflow_client(settings)
+    champ = registry.champion(c, model_name)
+    if champ is not None and champ.run_id:
+        suite = registry.run_json(c, champ.run_id, REFERENCE_SUITE_ARTIFACT)
+        if suite is not None and suite.get("name") == ref.dataset_name and validation.is_current(suite):
+            return suite, f"champion v{champ.version}", f"runs:/{champ.run_id}/{REFERENCE_SUITE_ARTIFACT}"
+        log.warning("champion v%s logged no reference suite for %s: judging against the dataset's first batch",
+                    champ.version, ref.dataset_name)  # fmt: skip
+    saved = settings.inferred_suites_dir / f"{ref.dataset_name}.json"
+    if saved.exists():
+        suite = json.loads(saved.read_text())
+        if validation.is_current(suite):
+            return suite, "first accepted batch", str(saved)
+        log.warning(
+            "%s predates the contract/profile split: inferring a new reference from this batch", saved
+        )
+    return validation.infer_suite(df, ref.dataset_name, ref.target), "first batch", str(saved)
+
+
+def train(
+    run_id: str, batch: dict[str, Any], params: dict[str, Any], validated: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train the candidate and log it to MLflow, with its batch's validation and reference suite."""
+    from mlcicd import data, registry, training
 
     with stage(run_id, Task.TRAIN) as settings:
         ref = data.BatchRef.from_dict(batch)
@@ -112,6 +147,9 @@ def train(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict[st
             run_name=f"{params['model_name']}-{record.run_key(run_id)}",
             tags={"mlcicd.airflow_run_id": run_id, "mlcicd.model_name": str(params["model_name"])},
         )
+        if validated:
+            c, _ = mlflow_client(settings)
+            registry.log_validation(c, result.mlflow_run_id, validated, REFERENCE_SUITE_ARTIFACT)
         log.info(
             "trained %s on %s rows: MLflow run %s", hp.estimator, result.train_rows, result.mlflow_run_id
         )
@@ -220,7 +258,9 @@ def decide(
 
     with stage(run_id, Task.DECIDE) as settings:
         comparison = gate.Comparison(**evaluated["comparison"]) if evaluated.get("comparison") else None
-        decision = gate.decide(evaluated["candidate_metrics"], comparison, p.policy(params)).to_dict()
+        decision = gate.decide(
+            evaluated["candidate_metrics"], comparison, p.policy(params, settings)
+        ).to_dict()
         c, _ = mlflow_client(settings)
         registry.tag_decision(
             c, run_id=trained["mlflow_run_id"], model_id=trained["model_id"], decision=decision

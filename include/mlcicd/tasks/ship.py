@@ -12,6 +12,7 @@ from mlcicd.names import Task
 from mlcicd.release import Release
 from mlcicd.tasks import params as p
 from mlcicd.tasks.boundary import mlflow_client, run_dir, stage
+from mlcicd.tasks.retrain import REFERENCE_SUITE_ARTIFACT
 
 log = logging.getLogger("mlcicd")
 
@@ -33,6 +34,9 @@ def register(
             model_name=name, version=version,
         )  # fmt: skip
         c.set_registered_model_alias(name, registry.CHALLENGER, version)
+        # The data reference this version brings: the suite inferred from the batch that trained it.
+        c.set_model_version_tag(name, version, "mlcicd.validation_suite",
+                                f"runs:/{trained['mlflow_run_id']}/{REFERENCE_SUITE_ARTIFACT}")  # fmt: skip
         release = Release(name, version, f"models:/{name}/{version}", trained["mlflow_run_id"], run_id)
         record.update(run_dir(settings, run_id), candidate={"model_version": version})
         log.info("registered %s v%s as %s", name, version, registry.CHALLENGER)
