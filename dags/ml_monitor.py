@@ -19,45 +19,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 from mlcicd import settings
 from mlcicd.assets import RETRAIN_REQUEST
-from mlcicd.choices import MONITOR_DEFAULTS, NAME_PATTERN
+from mlcicd.dag_params import MONITOR_PARAMS
 from mlcicd.links import MlflowRunLink
 from mlcicd.tasks import monitor
-
-D = MONITOR_DEFAULTS
-PARAMS = {
-    "model_name": Param(
-        D["model_name"], type="string", pattern=NAME_PATTERN, title="Registered model name",
-        description="The model whose @champion is watched.",
-    ),
-    "window_minutes": Param(
-        D["window_minutes"], type="integer", minimum=1, maximum=10080, title="Window (minutes)",
-        description="Length of the window of logged predictions, ending at the run's data interval end.",
-    ),
-    "window_end": Param(
-        D["window_end"], type=["null", "string"], format="date-time", title="Window end",
-        description="ISO 8601 end of the window for a manual run. Empty: the data interval end, or now.",
-    ),
-    "consecutive_windows": Param(
-        D["consecutive_windows"], type="integer", minimum=1, maximum=100, title="Consecutive windows",
-        description="Drift or decay must persist over this many windows in a row.",
-    ),
-    "cooldown_hours": Param(
-        D["cooldown_hours"], type="number", minimum=0, maximum=720, title="Cooldown (hours)",
-        description="No retrain request within this time of the previous one.",
-    ),
-    "min_predictions": Param(
-        D["min_predictions"], type="integer", minimum=1, title="Minimum predictions",
-        description="Windows with fewer predictions are not tested and do not count.",
-    ),
-    "retrain_conf": Param(
-        D["retrain_conf"], type="object", title="Retrain conf",
-        description="Params for the retrain run that a request starts, e.g. {\"dataset_uri\": \"s3://bucket/latest.parquet\"}.",
-    ),
-}  # fmt: skip
 
 
 @dag(
@@ -67,7 +35,7 @@ PARAMS = {
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=1),
     default_args={"owner": "mlcicd", "retries": 0},
-    params=PARAMS,
+    params=MONITOR_PARAMS,
     tags=["mlcicd", "monitoring"],
     doc_md=__doc__,
     description=__doc__.split("\n")[0],

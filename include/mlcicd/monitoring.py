@@ -19,6 +19,69 @@ if TYPE_CHECKING:
     import pandas as pd
 
 PREDICTION = "__prediction__"
+OTHER = "(other)"  # every category the reference never had, pooled: clients cannot grow the tests or plots
+MAX_VALUE_CHARS = 100  # a longer categorical value is hostile (and pooled)
+
+
+def window_frame(
+    records: list[dict[str, Any]], reference: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The window's records as a frame of the reference's columns, with what clients sent counted.
+
+    Only the reference's columns are taken (extra columns are counted, never tested or plotted);
+    a numeric column keeps numbers (anything else is counted and becomes missing); a categorical
+    column keeps the reference's categories, and pools the rest as ``(other)`` (values that are not
+    short strings are counted as hostile). Bounded work: one pass per reference column.
+    """
+    import numbers
+
+    import pandas as pd
+
+    known = set(map(str, reference.columns))
+    hostile = {"rows_with_unknown_columns": 0, "non_numeric_values": 0, "invalid_values": 0,
+               "unseen_category_values": 0}  # fmt: skip
+    for r in records:
+        if not known.issuperset(r["features"]):
+            hostile["rows_with_unknown_columns"] += 1
+    columns: dict[str, list[Any]] = {}
+    for col in reference.columns:
+        name = str(col)
+        values = (
+            [r.get("prediction") for r in records]
+            if name == PREDICTION
+            else [r["features"].get(name) for r in records]
+        )
+        if pd.api.types.is_numeric_dtype(reference[col]) and not pd.api.types.is_bool_dtype(reference[col]):
+            ok = [
+                v if isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) else None
+                for v in values
+            ]
+            hostile["non_numeric_values"] += sum(
+                1 for v, o in zip(values, ok, strict=True) if o is None and v is not None
+            )
+            columns[name] = ok
+        else:
+            allowed = set(map(str, reference[col].dropna().unique()))
+            kept = []
+            for v in values:
+                if v is None:
+                    kept.append(None)
+                    continue
+                text = str(v) if isinstance(v, (str, int, bool)) else None
+                if text is None or len(text) > MAX_VALUE_CHARS:
+                    hostile["invalid_values"] += 1
+                    kept.append(OTHER)
+                elif text in allowed:
+                    kept.append(text)
+                else:
+                    hostile["unseen_category_values"] += 1
+                    kept.append(OTHER)
+            columns[name] = kept
+    frame = pd.DataFrame(columns)
+    for col in reference.columns:  # numbers as floats, categories as strings, like the reference
+        if pd.api.types.is_numeric_dtype(reference[col]) and not pd.api.types.is_bool_dtype(reference[col]):
+            frame[str(col)] = pd.to_numeric(frame[str(col)], errors="coerce").astype(float)
+    return frame, hostile
 
 
 @dataclass(frozen=True)
@@ -66,11 +129,12 @@ def feature_drift(name: str, reference: pd.Series, current: pd.Series, t: DriftT
         res = stats.ks_2samp(ref.to_numpy(dtype=float), cur.to_numpy(dtype=float))
         stat, p = float(res.statistic), float(res.pvalue)
         return FeatureDrift(name, "numeric", "ks", stat, p, stat, bool(p < t.alpha and stat >= t.min_effect))
-    categories = sorted(set(map(str, ref.unique())) | set(map(str, cur.unique())))
+    ref_counts, cur_counts = ref.astype(str).value_counts(), cur.astype(str).value_counts()
+    categories = sorted(set(ref_counts.index) | set(cur_counts.index))
     counts = np.array(
         [
-            [int((ref.astype(str) == c).sum()) for c in categories],
-            [int((cur.astype(str) == c).sum()) for c in categories],
+            ref_counts.reindex(categories, fill_value=0).to_numpy(),
+            cur_counts.reindex(categories, fill_value=0).to_numpy(),
         ]
     )
     counts = counts[:, counts.sum(axis=0) > 0]
@@ -181,6 +245,8 @@ class WindowReport:
     window_end: str
     predictions: int
     malformed_records: int
+    hostile: dict[str, int]
+    tested_rows: int  # the drift test's rows: a uniform sample when the window is larger
     drift: dict[str, Any] | None
     decay: dict[str, Any] | None
     decision: dict[str, Any]
@@ -264,77 +330,3 @@ def save_history(path: Path, history: list[WindowOutcome], last_retrain: datetim
 def upsert(history: list[WindowOutcome], outcome: WindowOutcome) -> list[WindowOutcome]:
     """Replace the window with the same end (a rerun of the task), keep the history sorted."""
     return sorted([w for w in history if w.end != outcome.end] + [outcome], key=lambda w: w.end)
-
-
-def render_report(
-    reference: pd.DataFrame, current: pd.DataFrame, drift: DriftResult, title: str, decision: RetrainDecision
-) -> str:
-    """An HTML page: the verdict, a table of tests, and reference-vs-window plots per column."""
-    import base64
-    import html
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    rows, figures = [], []
-    for f in drift.features:
-        mark = "DRIFT" if f.drifted else "ok"
-        rows.append(
-            f"<tr class='{mark.lower()}'><td>{html.escape(f.feature)}</td><td>{f.kind}</td><td>{f.test}</td>"
-            f"<td>{f.statistic:.4g}</td><td>{f.p_value:.3g}</td><td>{f.effect:.3f}</td><td>{mark}</td></tr>"
-        )
-        fig, ax = plt.subplots(figsize=(4.2, 2.8))
-        ref, cur = reference[f.feature].dropna(), current[f.feature].dropna()
-        if f.kind == "numeric":
-            bins = 30
-            ax.hist(ref.astype(float), bins=bins, density=True, alpha=0.5, label="reference")
-            ax.hist(cur.astype(float), bins=bins, density=True, alpha=0.5, label="window")
-        else:
-            shares = pd.DataFrame(
-                {
-                    "reference": ref.astype(str).value_counts(normalize=True),
-                    "window": cur.astype(str).value_counts(normalize=True),
-                }
-            ).fillna(0)
-            shares.plot.bar(ax=ax, rot=30)
-        ax.set_title(f"{f.feature} ({mark})", fontsize=9)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80)
-        plt.close(fig)
-        figures.append(
-            f"<img alt='{html.escape(f.feature)}' src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'>"
-        )
-    verdict = "RETRAIN" if decision.retrain else "no retrain"
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:.2em .6em;border-bottom:1px solid #ddd}}
-tr.drift{{background:#fde2e1}} img{{margin:.3em;border:1px solid #eee}}</style></head><body>
-<h1>{html.escape(title)}</h1>
-<p><b>{drift.rows}</b> predictions against <b>{drift.reference_rows}</b> reference rows;
-{len(drift.drifted_features)} drifted column(s), drift share {drift.drift_share:.0%}
-({"dataset drift" if drift.dataset_drift else "no dataset drift"}).</p>
-<p>Decision: <b>{verdict}</b>: {html.escape(decision.reason)}</p>
-<table><tr><th>column</th><th>type</th><th>test</th><th>statistic</th><th>p-value</th><th>effect</th><th></th></tr>
-{"".join(rows)}</table><h2>Distributions</h2>{"".join(figures)}</body></html>"""
-
-
-def log_window_to_mlflow(experiment_id: str, run_name: str, report: WindowReport, report_path: Path) -> str:
-    """Log a drift-tested window (its figures, the HTML report, the JSON) as an MLflow run; return its id."""
-    import mlflow
-
-    tags = {"mlcicd.model_name": report.model_name, "mlcicd.champion_version": report.champion_version}
-    drift = report.drift or {}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
-        mlflow.log_metrics({"predictions": report.predictions, "drift_share": drift.get("drift_share", 0.0),
-                            "drifted_features": len(drift.get("drifted_features", [])),
-                            "retrain": int(report.decision["retrain"])})  # fmt: skip
-        if report.decay:
-            mlflow.log_metrics({"live_accuracy": report.decay["live_accuracy"]})
-        mlflow.log_artifact(str(report_path), artifact_path="drift")
-        mlflow.log_dict(report.to_dict(), "drift/window.json")
-    return run.info.run_id

@@ -14,6 +14,7 @@ MONITOR_DAG = "ml_monitor"
 class Task:
     """Task ids of ``ml_retrain`` and ``ml_monitor``, in the order they run."""
 
+    RECONCILE = "reconcile_serving"
     INGEST = "ingest_data"
     VALIDATE = "validate_data"
     TRAIN = "train_model"
@@ -30,7 +31,7 @@ class Task:
 
 
 RETRAIN_STAGES = (
-    Task.INGEST, Task.VALIDATE, Task.TRAIN, Task.EVALUATE, Task.DECIDE,
+    Task.RECONCILE, Task.INGEST, Task.VALIDATE, Task.TRAIN, Task.EVALUATE, Task.DECIDE,
     Task.REGISTER, Task.BUILD, Task.DEPLOY, Task.PROMOTE, Task.REJECT,
 )  # fmt: skip
 

@@ -14,6 +14,12 @@ if TYPE_CHECKING:
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 RUN_ID_TAG = "mlcicd.airflow_run_id"
+# Served = champion: a deploy tags the version it serves with the version it replaced ("none" for the
+# first), and with the time the alias moved once it has. A version that serves, was deployed to
+# replace the champion and has no promoted_at tag is an interrupted promotion.
+REPLACES_TAG = "mlcicd.replaces"
+PROMOTED_AT_TAG = "mlcicd.promoted_at"
+NONE = "none"
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,44 @@ def champion(c: MlflowClient, model_name: str) -> ChampionRef | None:
             return None
         raise
     return ChampionRef(model_name, str(mv.version), f"models:/{model_name}/{mv.version}", mv.run_id)
+
+
+class ChampionMoved(Exception):
+    """The alias no longer names the version a deploy replaced: someone else moved it meanwhile."""
+
+
+def move_champion(c: MlflowClient, model_name: str, version: str, *, expected: str | None) -> None:
+    """Point ``champion`` at ``version`` only if it still names ``expected`` (None: no champion).
+
+    Raises:
+        ChampionMoved: it names another version now; nothing was changed.
+    """
+    from datetime import UTC, datetime
+
+    now = champion(c, model_name)
+    if (now.version if now else None) != expected:
+        raise ChampionMoved(
+            f"{model_name}@{CHAMPION} names v{now.version if now else '(none)'}, not v{expected or '(none)'}"
+        )
+    c.set_registered_model_alias(model_name, CHAMPION, version)
+    c.set_model_version_tag(model_name, version, PROMOTED_AT_TAG, datetime.now(UTC).isoformat())
+
+
+def version_tags(c: MlflowClient, model_name: str, version: str) -> dict[str, str]:
+    return dict(c.get_model_version(model_name, version).tags or {})
+
+
+def release_of(c: MlflowClient, model_name: str, version: str) -> Any:
+    """The :class:`~mlcicd.release.Release` of a registered version, from its registry record."""
+    from mlcicd.release import Release
+
+    mv = c.get_model_version(model_name, version)
+    tags = mv.tags or {}
+    image = tags.get("mlcicd.image")
+    return Release(
+        model_name, str(version), f"models:/{model_name}/{version}", mv.run_id or "", tags.get(RUN_ID_TAG, ""),
+        image=image if image and image != "build_failed" else None, image_digest=tags.get("mlcicd.image_digest"),
+    )  # fmt: skip
 
 
 def register(c: MlflowClient, model_name: str, model_uri: str, run_id: str, airflow_run_id: str) -> str:

@@ -107,7 +107,7 @@ def test_params_render_as_a_form(parsed):
             assert param["description"] or param["schema"].get("description"), f"{name} has no description"
 
 
-SERVICE_TASKS = {"register_model", "build_image", "deploy_model", "promote_champion"}
+SERVICE_TASKS = {"reconcile_serving", "register_model", "build_image", "deploy_model", "promote_champion"}
 
 
 def test_retries_only_where_a_service_is_called(parsed):

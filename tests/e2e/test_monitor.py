@@ -166,7 +166,7 @@ def test_traffic_generator_feeds_the_prediction_log_and_labels(champion):
     assert "sent 120 rows in 3 requests" in out.stdout
     deadline = time.monotonic() + 30
     while True:  # the server writes its log off the request path
-        records, _ = read_window(champion["logs"], started, datetime.now(UTC) + timedelta(minutes=1))
+        records = read_window(champion["logs"], started, datetime.now(UTC) + timedelta(minutes=1)).records
         if len(records) == 120 or time.monotonic() > deadline:
             break
         time.sleep(0.2)

@@ -18,6 +18,7 @@ LAYERS = [
     ["mlcicd.errors"],
     [
         "mlcicd.settings",
+        "mlcicd.dag_params",
         "mlcicd.ports",
         "mlcicd.record",
         "mlcicd.summary",
@@ -34,6 +35,7 @@ LAYERS = [
         "mlcicd.gate",
         "mlcicd.registry",
         "mlcicd.monitoring",
+        "mlcicd.window_report",
         "mlcicd.release",
     ],  # fmt: skip
     ["mlcicd.image*"],

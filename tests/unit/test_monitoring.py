@@ -81,3 +81,29 @@ def test_too_few_predictions_never_retrain():
 def test_a_quiet_window_in_between_breaks_the_run():
     history = [window(0, drift=True), window(1, drift=True, n=10), window(2, drift=True)]
     assert not decide_retrain(history, history[-1].end, None, POLICY).retrain
+
+
+def test_hostile_records_are_counted_pooled_and_never_reach_the_tests(reference):
+    from mlcicd.monitoring import OTHER, window_frame
+
+    good = synthetic.generate(600, 3).drop(columns="churned").to_dict(orient="records")
+    hostile = [
+        {**good[0], "contract": "x" * 1_000_000},  # a 1 MB category
+        {**good[1], **{f"extra_{i}": i for i in range(3000)}},  # thousands of extra columns
+        {**good[2], "region": "nor\x00th\x1b[31m"},  # control characters
+        {**good[3], "monthly_charges": "12; DROP TABLE", "tenure_months": True, "customer_age": float("nan")},
+        {**good[4], "payment_method": {"nested": [1, 2]}},
+        *({**g, "contract": f"unseen-{i}"} for i, g in enumerate(good[5:405])),  # 400 distinct new categories
+    ]
+    records = [
+        {"features": f, "prediction": 0, "request_id": "r", "row": i} for i, f in enumerate(hostile + good)
+    ]
+    frame, counts = window_frame(records, reference)
+    assert list(frame.columns) == list(reference.columns)
+    assert counts == {"rows_with_unknown_columns": 1, "non_numeric_values": 3, "invalid_values": 2,
+                      "unseen_category_values": 401}  # fmt: skip
+    assert set(frame["contract"].dropna()) <= set(synthetic.CONTRACTS) | {OTHER}
+    assert set(frame["region"].dropna()) <= set(synthetic.REGIONS) | {OTHER}
+    assert frame["monthly_charges"].dtype == float and frame["monthly_charges"].isna().sum() == 1
+    result = detect_drift(reference, frame)  # bounded: the reference's categories and one pool
+    assert "contract" in result.drifted_features  # 400 of 1005 rows in a category the model never saw

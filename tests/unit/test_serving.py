@@ -69,8 +69,9 @@ def test_predictions_are_logged_and_counted(tmp_path, client_and_data):
     client.post("/invocations", json={"rows": []})
     app.state.prediction_log.close()
     now = datetime.now(UTC)
-    records, malformed = read_window(tmp_path / "log", now - timedelta(minutes=5), now + timedelta(minutes=5))
-    assert malformed == 0 and [r["row"] for r in records] == [0, 1, 2, 3]
+    window = read_window(tmp_path / "log", now - timedelta(minutes=5), now + timedelta(minutes=5))
+    records = window.records
+    assert window.malformed == 0 and [r["row"] for r in records] == [0, 1, 2, 3]
     assert [r["prediction"] for r in records] == expected and records[0]["request_id"] == "req-1"
     assert records[0]["model_version"] == "7" and set(records[0]["features"]) == set(x.columns)
     metrics = client.get("/metrics").text
@@ -109,5 +110,49 @@ def test_malformed_log_lines_are_counted_not_fatal(tmp_path):
         datetime.fromisoformat("2026-11-22T09:00:00+00:00"),
         datetime.fromisoformat("2026-11-22T11:00:00+00:00"),
     )
-    records, malformed = read_window(tmp_path, start, end)
-    assert [r["request_id"] for r in records] == ["a"] and malformed == 3
+    window = read_window(tmp_path, start, end)
+    assert [r["request_id"] for r in window.records] == ["a"] and window.malformed == 3
+
+
+def _log_lines(path, when, n, start=0, pad=0):
+    import json
+
+    with path.open("a") as fh:
+        for i in range(start, start + n):
+            rec = {"request_id": f"r{i}", "row": 0, "time": when.isoformat(), "model_name": "m",
+                   "model_version": "1", "features": {"i": i, "pad": "p" * pad}, "prediction": 0}  # fmt: skip
+            fh.write(json.dumps(rec) + "\n")
+
+
+def test_a_window_reads_only_the_files_of_its_hours_and_skips_oversized_lines(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from mlcicd.serving.predlog import MAX_LINE_BYTES, read_window
+
+    t = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
+    _log_lines(tmp_path / "predictions-20261122T10.jsonl", t, 5)
+    _log_lines(tmp_path / "predictions-20261122T10.jsonl", t, 2, start=5, pad=MAX_LINE_BYTES)
+    (tmp_path / "predictions-20261122T12.jsonl").write_text("not json, and never opened\n")
+    _log_lines(tmp_path / "predictions-20261122T08.jsonl", t - timedelta(hours=2), 3)
+    window = read_window(tmp_path, t - timedelta(minutes=30), t + timedelta(minutes=30))
+    assert [r["features"]["i"] for r in window.records] != [] and window.lines == 5
+    assert sorted(r["features"]["i"] for r in window.records) == [0, 1, 2, 3, 4]
+    assert window.oversized == 2 and window.malformed == 0 and window.parsed == 5
+
+
+def test_a_large_window_is_counted_whole_and_parsed_as_a_bounded_uniform_sample(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from mlcicd.serving.predlog import read_window
+
+    t = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
+    _log_lines(tmp_path / "predictions-20261122T10.jsonl", t, 20_000)
+    window = read_window(tmp_path, t - timedelta(minutes=30), t + timedelta(minutes=30), sample=1000)
+    seen = [r["features"]["i"] for r in window.records]
+    assert window.lines == 20_000 and window.parsed == len(seen) == 1000 == len(set(seen))
+    assert 8_000 < sum(seen) / len(seen) < 12_000  # uniform over the window, not its first lines
+    assert max(seen) > 15_000 and min(seen) < 5_000
+    small = read_window(tmp_path, t - timedelta(minutes=30), t + timedelta(minutes=30), budget_bytes=10_000)
+    sizes = [len(line) for line in (tmp_path / "predictions-20261122T10.jsonl").open("rb")]
+    # Parsing stops at the first line past the budget: between budget/longest and budget/shortest + 1 lines.
+    assert small.lines == 20_000 and 10_000 // max(sizes) <= small.parsed <= 10_000 // min(sizes) + 1

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -93,22 +94,96 @@ class PredictionLogger:
         return path
 
 
-def read_window(directory: Path, start: datetime, end: datetime) -> tuple[list[dict[str, Any]], int]:
-    """Records with ``start <= time < end`` from every file; returns (records, malformed lines)."""
-    records, malformed = [], 0
+# Reading a window is bounded whatever clients sent: lines longer than this are hostile and never
+# parsed; at most SAMPLE_ROWS lines (a uniform sample) and PARSE_BUDGET_BYTES are parsed.
+MAX_LINE_BYTES = 64 * 1024
+SAMPLE_ROWS = 50_000
+PARSE_BUDGET_BYTES = 32 * 2**20
+_TIME = b'"time": "'
+
+
+@dataclass
+class LogWindow:
+    """The prediction log of a window: every line counted, a bounded uniform sample parsed."""
+
+    records: list[dict[str, Any]]  # parsed records (all of them, or a uniform sample)
+    lines: int = 0  # lines in the window (their time said so)
+    malformed: int = 0  # lines without a readable time, and sampled lines that are not a record
+    oversized: int = 0  # lines longer than MAX_LINE_BYTES: never parsed
+    parsed: int = 0  # lines parsed: fewer than ``lines`` when the window was sampled
+
+
+def read_window(
+    directory: Path, start: datetime, end: datetime, *, sample: int = SAMPLE_ROWS,
+    budget_bytes: int = PARSE_BUDGET_BYTES, seed: int = 0,
+) -> LogWindow:  # fmt: skip
+    """Records with ``start <= time < end``, from the hourly files that overlap the window.
+
+    Every line's time is read without parsing the line; a uniform sample (reservoir) of at most
+    ``sample`` lines is parsed, in random order until ``budget_bytes`` have been parsed. So the cost
+    is one pass over the window's files plus a bounded parse, whatever the clients sent.
+    """
+    import random
+
+    rng = random.Random(seed)
+    out = LogWindow(records=[])
+    reservoir: list[tuple[int, bytes]] = []  # (position in the window, line)
+    for path in _files(directory, start, end):
+        with path.open("rb") as fh:
+            for line in fh:
+                if len(line) > MAX_LINE_BYTES:
+                    out.oversized += 1
+                    continue
+                at = line.find(_TIME)  # a quote inside a JSON string is escaped: this is the record's own
+                close = line.find(b'"', at + len(_TIME)) if at >= 0 else -1
+                try:
+                    t = datetime.fromisoformat(line[at + len(_TIME) : close].decode("ascii"))
+                    inside = start <= t < end
+                except (ValueError, TypeError, UnicodeDecodeError):
+                    out.malformed += 1
+                    continue
+                if not (at >= 0 and close > at and inside):
+                    continue
+                out.lines += 1
+                if len(reservoir) < sample:
+                    reservoir.append((out.lines, line))
+                else:
+                    j = rng.randrange(out.lines)
+                    if j < sample:
+                        reservoir[j] = (out.lines, line)
+    rng.shuffle(reservoir)  # any prefix of a shuffled uniform sample is a uniform sample
+    chosen, parsed = [], 0
+    for entry in reservoir:
+        if parsed > budget_bytes:
+            break
+        parsed += len(entry[1])
+        chosen.append(entry)
+    out.parsed = len(chosen)
+    for _, line in sorted(chosen, key=lambda e: e[0]):  # in the log's order
+        try:
+            r = json.loads(line)
+            if not isinstance(r.get("features"), dict) or not {"request_id", "row", "prediction"} <= r.keys():
+                raise TypeError("not a prediction record")
+        except (ValueError, TypeError, AttributeError):
+            out.malformed += 1
+            continue
+        out.records.append(r)
+    return out
+
+
+def _files(directory: Path, start: datetime, end: datetime) -> list[Path]:
+    """The log files whose hour overlaps [start, end) (and any whose name tells no hour)."""
+    keep = []
     for path in sorted(directory.glob("predictions-*.jsonl")):
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                r = json.loads(line)
-                t = datetime.fromisoformat(r["time"])
-                if not isinstance(r["features"], dict):
-                    raise TypeError("features is not an object")
-            except (ValueError, KeyError, TypeError):
-                malformed += 1
-                continue
-            if start <= t < end:
-                records.append(r)
-    return records, malformed
+        stamp = path.name.removeprefix("predictions-").split(".")[0]
+        try:
+            hour = datetime.strptime(stamp, "%Y%m%dT%H").replace(tzinfo=UTC)
+        except ValueError:
+            keep.append(path)
+            continue
+        if hour < end and hour + timedelta(hours=1) > start:
+            keep.append(path)
+    return keep
 
 
 def _expand(item: dict[str, Any]) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,8 @@ class Window:
     note: str
     predictions: int = 0
     malformed: int = 0
+    hostile: dict[str, int] = field(default_factory=dict)
+    tested_rows: int = 0
     counts: bool = True  # whether the window counts towards the policy's consecutive windows
     drift: DriftResult | None = None
     decay: dict[str, Any] | None = None
@@ -38,10 +40,13 @@ class Window:
 
 def monitor_window(run_id: str, params: dict[str, Any], window_end: datetime) -> dict[str, Any]:
     """Evaluate one window of logged predictions and decide, under the guarded policy, whether to retrain."""
-    from mlcicd import monitoring, registry
+    from mlcicd import monitoring, registry, window_report
 
     with stage(run_id, Task.EVALUATE_WINDOW) as settings:
         name = str(params["model_name"])
+        retrain_conf(
+            params, name
+        )  # a conf ml_retrain would refuse is a mistake to show now, not at the retrain
         start = window_end - timedelta(minutes=int(params["window_minutes"]))
         policy = monitoring.RetrainPolicy(
             consecutive_windows=int(params["consecutive_windows"]),
@@ -59,13 +64,13 @@ def monitor_window(run_id: str, params: dict[str, Any], window_end: datetime) ->
             report_path = settings.monitor_dir(name) / "reports" / f"{record.run_key(run_id)}.html"
             report_path.parent.mkdir(parents=True, exist_ok=True)
             title = f"{name} v{champ.version}: {start:%Y-%m-%d %H:%M} - {window_end:%H:%M} UTC"
-            report_path.write_text(
-                monitoring.render_report(window.reference, window.current, window.drift, title, decision)
-            )
+            report_path.write_text(window_report.render_report(
+                window.reference, window.current, window.drift, title, decision, window.hostile
+            ))  # fmt: skip
         report = monitoring.WindowReport(
             model_name=name, champion_version=champ.version if champ else None,
             window_start=start.isoformat(), window_end=window_end.isoformat(), predictions=window.predictions,
-            malformed_records=window.malformed, drift=window.drift.to_dict() if window.drift else None,
+            malformed_records=window.malformed, hostile=window.hostile, tested_rows=window.tested_rows, drift=window.drift.to_dict() if window.drift else None,
             decay=window.decay, decision={"retrain": decision.retrain, "reason": decision.reason,
                                           "evidence": decision.evidence},
             note=window.note, report_path=str(report_path) if report_path else None,
@@ -74,7 +79,7 @@ def monitor_window(run_id: str, params: dict[str, Any], window_end: datetime) ->
             experiment = registry.ensure_experiment(
                 c, f"{settings.experiment_name}_monitor", settings.artifact_root
             )
-            mlflow_run = monitoring.log_window_to_mlflow(
+            mlflow_run = window_report.log_window_to_mlflow(
                 experiment, f"{name}-{record.run_key(run_id)}", report, report_path
             )
             push_links(mlflow_run=mlflow_run_url(settings.mlflow_ui_url, experiment, mlflow_run))
@@ -97,12 +102,16 @@ def observe(
 
     if champ is None:
         return Window(f"no champion for {name}: nothing is served, nothing to monitor", counts=False)
-    records, malformed = predlog.read_window(settings.predictions_for(name), start, end)
-    if malformed:
-        log.warning("%s malformed prediction-log lines skipped", malformed)
-    if not records:
-        return Window("empty window: no prediction logged", malformed=malformed)
-    n = len(records)
+    logged = predlog.read_window(settings.predictions_for(name), start, end, seed=int(end.timestamp()))
+    malformed = logged.malformed
+    if malformed or logged.oversized:
+        log.warning(
+            "prediction log: %s malformed and %s oversized lines skipped", malformed, logged.oversized
+        )
+    if not logged.lines:
+        return Window("empty window: no prediction logged", malformed=malformed,
+                      hostile={"oversized_lines": logged.oversized})  # fmt: skip
+    n, records = logged.lines, logged.records
     try:
         ref_file = mlflow.artifacts.download_artifacts(
             run_id=champ.run_id, artifact_path=REFERENCE_ARTIFACT, tracking_uri=settings.tracking_uri
@@ -116,16 +125,18 @@ def observe(
     if n < min_predictions:
         return Window(f"{n} predictions: too few to test for drift", n, malformed)
     reference = pd.read_parquet(ref_file)
-    current = pd.DataFrame([r["features"] for r in records]).assign(
-        **{monitoring.PREDICTION: [r["prediction"] for r in records]}
-    )
+    current, hostile = monitoring.window_frame(records, reference)
+    hostile = {"oversized_lines": logged.oversized, **hostile}
+    if logged.parsed < n:
+        log.info("%s predictions in the window: tested on a uniform sample of %s", n, len(records))
     drift = monitoring.detect_drift(reference, current)
     promoted = c.get_run(champ.run_id).data.metrics.get("holdout_accuracy")
     decay = monitoring.live_decay(
         records, monitoring.labels_for(records, settings.labels_for(name)), promoted
     )
     note = f"drifted: {', '.join(drift.drifted_features) or 'none'}"
-    return Window(note, n, malformed, drift=drift, decay=decay, reference=reference, current=current)
+    return Window(note, n, malformed, hostile, len(records), drift=drift, decay=decay, reference=reference,
+                  current=current)  # fmt: skip
 
 
 def apply_policy(history_path: Path, end: datetime, window: Window, policy: RetrainPolicy) -> RetrainDecision:
@@ -145,9 +156,16 @@ def apply_policy(history_path: Path, end: datetime, window: Window, policy: Retr
     return decision
 
 
+def retrain_conf(monitor_params: dict[str, Any], model_name: str) -> dict[str, Any]:
+    """The conf a retrain request carries, checked against ``ml_retrain``'s Params (ConfigError if not)."""
+    from mlcicd.dag_params import check_retrain_conf
+
+    return check_retrain_conf({**dict(monitor_params.get("retrain_conf") or {}), "model_name": model_name})
+
+
 def retrain_request(report: dict[str, Any], monitor_params: dict[str, Any]) -> dict[str, Any]:
     """The extra of the retrain-request Asset event (JSON): why, for which model, with what conf."""
-    conf = {**dict(monitor_params.get("retrain_conf") or {}), "model_name": report["model_name"]}
+    conf = retrain_conf(monitor_params, report["model_name"])
     return {
         "reason": report["decision"]["reason"],
         "evidence": report["decision"]["evidence"],

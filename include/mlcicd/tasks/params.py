@@ -87,11 +87,12 @@ def params_of(context: Any) -> dict[str, Any]:
 def params_from_events(params: dict[str, Any], extras: list[dict[str, Any]]) -> dict[str, Any]:
     """Params of a retrain started by retrain-request events: the newest event's conf wins.
 
-    Only keys that are params of the DAG are taken; a request cannot inject anything else.
+    Each conf is checked against the DAG's Params first (an Asset event can be posted through the
+    REST API by anyone allowed to): an unknown key or a bad value is a ConfigError, nothing is taken.
     """
+    from mlcicd.dag_params import check_retrain_conf
+
     merged = dict(params)
     for extra in extras:
-        for key, value in (extra.get("conf") or {}).items():
-            if key in merged:
-                merged[key] = value
+        merged.update(check_retrain_conf(extra.get("conf") or {}))
     return merged

@@ -7,16 +7,15 @@ import logging
 from typing import Any
 
 from mlcicd import record
-from mlcicd.errors import MlcicdError
+from mlcicd.errors import DeployError, MlcicdError
 from mlcicd.names import Task
 from mlcicd.release import Release
 from mlcicd.tasks import params as p
 from mlcicd.tasks.boundary import mlflow_client, run_dir, stage
 from mlcicd.tasks.retrain import REFERENCE_SUITE_ARTIFACT
+from mlcicd.tasks.serving import SMOKE_ROWS
 
 log = logging.getLogger("mlcicd")
-
-SMOKE_ROWS = 20
 
 
 def register(
@@ -101,6 +100,7 @@ def deploy(
 
     from mlcicd import deploy as dep
     from mlcicd import registry
+    from mlcicd.tasks import serving
 
     with stage(run_id, Task.DEPLOY) as settings:
         rel = Release.from_dict(release).with_image(image)
@@ -113,7 +113,7 @@ def deploy(
         )
         c, _ = mlflow_client(settings)
         try:
-            deployment = dep.deploy(settings, target, rel, smoke)
+            deployment, replaced = serving.deploy_and_promote(settings, c, target, rel, smoke)
         except MlcicdError as exc:
             _mark_failed(c, rel.model_name, rel.version, "mlcicd.deploy", "rolled_back")
             try:
@@ -136,28 +136,52 @@ def deploy(
             deployment={"target": deployment.target, "state": "serving", "endpoint": deployment.endpoint,
                         "serving_version": deployment.version},
         )  # fmt: skip
-        log.info("v%s serves at %s (%s)", deployment.version, deployment.endpoint, deployment.target)
-        return deployment.to_dict()
+        log.info("v%s serves at %s (%s) and is %s@champion (was %s)", deployment.version, deployment.endpoint,
+                 deployment.target, rel.model_name, replaced)  # fmt: skip
+        return {**deployment.to_dict(), "replaced_version": replaced}
 
 
 def promote(run_id: str, release: dict[str, Any], deployment: dict[str, Any]) -> dict[str, Any]:
-    """Move ``champion`` to the deployed version."""
+    """Finish the promotion: ``deploy_model`` moved ``champion`` under the deploy lock; check it, drop ``challenger``."""
     from mlcicd import registry
 
     with stage(run_id, Task.PROMOTE) as settings:
         c, _ = mlflow_client(settings)
         name, version = release["model_name"], release["version"]
-        previous = registry.champion(c, name)
-        c.set_registered_model_alias(name, registry.CHAMPION, version)
-        c.delete_registered_model_alias(name, registry.CHALLENGER)
+        now = registry.champion(c, name)
+        if now is None or now.version != version:
+            raise DeployError(
+                f"{name}@{registry.CHAMPION} names v{now.version if now else '(none)'}, not the deployed v{version}: "
+                "it was moved after the deploy. `python -m mlcicd status` shows what serves; --repair settles it"
+            )
+        try:
+            c.delete_registered_model_alias(name, registry.CHALLENGER)
+        except Exception as exc:  # already gone (a retried task): nothing to do
+            log.info("no %s alias to remove: %s", registry.CHALLENGER, exc)
         out = {
             "model_name": name,
             "champion_version": version,
-            "previous_version": previous.version if previous else None,
+            "previous_version": deployment.get("replaced_version"),
         }
         record.update(run_dir(settings, run_id), promotion=out)
-        log.info("%s@%s is now v%s (was %s)", name, registry.CHAMPION, version, out["previous_version"])
+        log.info("%s@%s is v%s (was %s)", name, registry.CHAMPION, version, out["previous_version"])
         return out
+
+
+def reconcile(run_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Before anything else: what the target serves must be what ``@champion`` names; repair or fail loudly."""
+    from mlcicd.deploy import preflight
+    from mlcicd.tasks import serving
+
+    with stage(run_id, Task.RECONCILE) as settings:
+        target = p.target_name(params, settings)
+        preflight(target, settings)
+        state = serving.reconcile(settings, target, str(params["model_name"]), repair=True)
+        record.update(run_dir(settings, run_id), serving=state.to_dict())
+        if not state.agree:
+            raise DeployError(f"served and champion disagree on the {target} target: {state.note}")
+        (log.info if state.state in ("in_sync", "not_serving") else log.warning)("%s", state.note)
+        return state.to_dict()
 
 
 def reject(run_id: str, decision: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,195 @@
+"""Served = champion: what a target serves and what ``@champion`` names never disagree for long.
+
+A deploy holds the (target, model) lock from the switch to the alias move, and moves the alias only
+if it still names the version the deploy replaced; when the move fails, the replaced version is put
+back before the lock is released. :func:`reconcile` (the first task of every ``ml_retrain`` run, and
+``mlcicd status``) compares the two and repairs what is left: an interrupted promotion (the served
+version was deployed to replace the champion, and the alias never moved) is finished; any other
+difference is settled for the registry: the champion is deployed again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from mlcicd.errors import DeployError
+from mlcicd.settings import Settings
+
+if TYPE_CHECKING:
+    from mlcicd.deploy import Deployment, DeployTarget, SmokeTest
+    from mlcicd.release import Release
+
+log = logging.getLogger("mlcicd")
+
+SMOKE_ROWS = 20
+
+
+@dataclass
+class ServingState:
+    """What serves against what ``@champion`` names, and what was done about it."""
+
+    target: str
+    model_name: str
+    serving: str | None
+    champion: str | None
+    endpoint: str | None
+    state: str  # in_sync | not_serving | finished_promotion | redeployed_champion | disagree
+    note: str
+
+    @property
+    def agree(self) -> bool:
+        return self.state in ("in_sync", "not_serving", "finished_promotion", "redeployed_champion")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "agree": self.agree}
+
+
+def smoke_of(settings: Settings, run_id: str) -> SmokeTest:
+    """A smoke test for a registered version: rows of its training reference and its own predictions."""
+    import mlflow
+    import pandas as pd
+
+    from mlcicd.deploy import SmokeTest
+    from mlcicd.monitoring import PREDICTION
+    from mlcicd.training import REFERENCE_ARTIFACT
+
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=REFERENCE_ARTIFACT, tracking_uri=settings.tracking_uri
+    )
+    sample = pd.read_parquet(path).head(SMOKE_ROWS)
+    expected = sample.pop(PREDICTION)
+    return SmokeTest(
+        payload={"dataframe_split": json.loads(sample.to_json(orient="split", index=False))},
+        expected=[v.item() if hasattr(v, "item") else v for v in expected],
+    )
+
+
+def deploy_and_promote(
+    settings: Settings, c: Any, target: DeployTarget, release: Release, smoke: SmokeTest
+) -> tuple[Deployment, str | None]:
+    """Deploy ``release`` and move ``champion`` to it, under the lock; return (deployment, replaced version).
+
+    Raises:
+        DeployError: the deploy failed (the target rolled back), or the alias could not be moved and
+            the replaced version serves again. Either way, what serves is what the alias names.
+    """
+    from mlcicd import deploy as dep
+    from mlcicd import registry
+
+    name, version = release.model_name, release.version
+    with dep.lock(settings, target.name, name):
+        replaced = registry.champion(c, name)
+        previous = _restorable(settings, c, replaced)
+        c.set_model_version_tag(
+            name, version, registry.REPLACES_TAG, replaced.version if replaced else registry.NONE
+        )
+        deployment = target.deploy(release, smoke)
+        try:
+            registry.move_champion(c, name, version, expected=replaced.version if replaced else None)
+        except registry.ChampionMoved as exc:
+            state = _reconcile(settings, c, target, name, repair=True)
+            raise DeployError(
+                f"the champion alias moved while v{version} was being deployed ({exc}); {state.note}"
+            ) from exc
+        except Exception as exc:  # the registry failed after the switch: put the replaced version back
+            log.error(
+                "moving %s@champion to v%s failed (%s): putting the replaced version back", name, version, exc
+            )
+            try:
+                if replaced is None:
+                    target.stop()
+                elif previous is None:
+                    raise DeployError(f"v{replaced.version} has no training reference to smoke-test it with")
+                else:
+                    target.deploy(*previous)
+            except Exception as back:
+                raise DeployError(
+                    f"v{version} serves but {name}@champion could not be moved to it ({exc}), and putting "
+                    f"v{replaced.version if replaced else '(none)'} back failed too ({back}). Served and champion "
+                    "disagree until repaired: run `python -m mlcicd status --repair` (the next ml_retrain run "
+                    "does it first)"
+                ) from exc
+            raise DeployError(
+                f"{name}@champion could not be moved to v{version} ({type(exc).__name__}: {exc}); "
+                f"v{replaced.version if replaced else '(none)'} serves again, as the alias says"
+            ) from exc
+        return deployment, replaced.version if replaced else None
+
+
+def _restorable(settings: Settings, c: Any, replaced: Any) -> tuple[Release, SmokeTest] | None:
+    """What it takes to put the replaced version back without the registry (it may be what fails)."""
+    from mlcicd import registry
+
+    if replaced is None:
+        return None
+    try:
+        return registry.release_of(c, replaced.name, replaced.version), smoke_of(settings, replaced.run_id)
+    except Exception as exc:  # e.g. a champion from before references were logged
+        log.warning("v%s could not be put back should the alias move fail: %s", replaced.version, exc)
+        return None
+
+
+def reconcile(settings: Settings, target_name: str, model_name: str, *, repair: bool) -> ServingState:
+    """Compare what ``target_name`` serves with ``@champion``, under the deploy lock; repair if asked."""
+    from mlcicd import deploy as dep
+    from mlcicd import registry
+
+    target = dep.get_target(target_name, settings, model_name)
+    c = registry.client(settings.tracking_uri, settings.registry_uri)
+    with dep.lock(settings, target.name, model_name):
+        return _reconcile(settings, c, target, model_name, repair=repair)
+
+
+def _reconcile(settings: Settings, c: Any, target: DeployTarget, name: str, *, repair: bool) -> ServingState:
+    from mlcicd import registry
+
+    current = target.current()
+    champ = registry.champion(c, name)
+    served, champion = (current.version if current else None), (champ.version if champ else None)
+    endpoint = current.endpoint if current else None
+
+    def state(kind: str, note: str) -> ServingState:
+        return ServingState(target.name, name, served, champion, endpoint, kind, note)
+
+    if served == champion:
+        return state(
+            "in_sync", f"v{served} serves and is the champion" if served else "no champion, nothing serves"
+        )
+    if served is None:
+        return state(
+            "not_serving",
+            f"nothing serves on the {target.name} target (stopped?); the champion is v{champion}",
+        )
+    tags = registry.version_tags(c, name, served)
+    interrupted = (
+        tags.get(registry.REPLACES_TAG) == (champion or registry.NONE)
+        and registry.PROMOTED_AT_TAG not in tags
+    )
+    if interrupted:
+        todo = f"v{served} was deployed to replace v{champion or '(none)'} and the alias never moved"
+        if not repair:
+            return state("disagree", f"{todo}: `python -m mlcicd status --repair` finishes the promotion")
+        registry.move_champion(c, name, served, expected=champion)
+        log.warning("%s: finished the promotion, %s@champion is v%s", todo, name, served)
+        return ServingState(target.name, name, served, served, endpoint, "finished_promotion",
+                            f"{todo}: finished the promotion")  # fmt: skip
+    if champ is None:
+        return state("disagree", f"v{served} serves on the {target.name} target but {name} has no champion alias: "
+                     f"set it (MlflowClient().set_registered_model_alias({name!r}, 'champion', {served!r})) "
+                     f"or stop the target (`python -m mlcicd stop --target {target.name}`)")  # fmt: skip
+    todo = f"v{served} serves but the champion is v{champion}"
+    if not repair:
+        return state("disagree", f"{todo}: `python -m mlcicd status --repair` deploys v{champion} again")
+    try:
+        deployment = target.deploy(registry.release_of(c, name, champion), smoke_of(settings, champ.run_id))
+    except Exception as exc:
+        raise DeployError(
+            f"{todo}, and deploying v{champion} again failed ({exc}). Deploy it by hand, or point the alias at "
+            f"v{served} if that is what should serve"
+        ) from exc
+    log.warning("%s: deployed v%s again", todo, champion)
+    return ServingState(target.name, name, champion, champion, deployment.endpoint, "redeployed_champion",
+                        f"{todo}: deployed v{champion} again")  # fmt: skip
