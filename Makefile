@@ -27,7 +27,7 @@ ENGINE_DOWN := tools/docker-engine.sh stop
 BASE_UP := MLCICD_BASE_IMAGE_LOCAL=$(TEST_BASE_IMAGE) tools/docker-engine.sh base
 endif
 
-.PHONY: install run test lint format bench stop airflow traffic mlflow-ui clean engine engine-stop
+.PHONY: install run test soak lint format bench stop airflow traffic mlflow-ui clean engine engine-stop
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "mlcicd needs Python 3.11: set PYTHON=/path/to/python3.11")'
@@ -51,6 +51,10 @@ test: install $(NODE_TOOLS) lint ## lint, then every test (starts and stops a Do
 	$(ENGINE_UP)
 	$(BASE_UP) || { $(ENGINE_DOWN); exit 1; }
 	status=0; MLCICD_BASE_IMAGE=$(TEST_BASE_IMAGE) $(PY) -m pytest || status=$$?; $(ENGINE_DOWN); exit $$status
+
+soak: install ## the loop played for longer: 6 simulated days, 3 drift episodes, under a real scheduler; prints its figures
+	MLCICD_SCENARIO_DAYS=$${MLCICD_SCENARIO_DAYS:-6} MLCICD_SCENARIO_EPISODES=$${MLCICD_SCENARIO_EPISODES:-4,10,16} \
+		$(PY) -m pytest -s -q -p no:cacheprovider tests/e2e/test_scenario.py
 
 engine: ## start a private Docker engine and make the local base image (export the DOCKER_HOST it prints)
 	$(ENGINE_UP)

@@ -101,6 +101,9 @@ class Life:
         logs = self.state / "deployments" / "local" / MODEL / "predictions"
         labels = self.state / "labels" / MODEL
         labels.mkdir(parents=True, exist_ok=True)
+        logs.mkdir(
+            parents=True, exist_ok=True
+        )  # the server makes it at its first write, off the request path
         when = end - WINDOW / 2
         with (
             (logs / f"predictions-{when:%Y%m%dT%H}.jsonl").open("a") as fh,

@@ -12,6 +12,7 @@ Record: ``{"request_id", "row", "time" (ISO 8601 UTC), "model_name", "model_vers
 from __future__ import annotations
 
 import json
+import math
 import queue
 import threading
 from dataclasses import dataclass
@@ -127,30 +128,33 @@ def read_window(
 
     rng = random.Random(seed)
     out = LogWindow(records=[])
-    reservoir: list[tuple[int, bytes]] = []  # (position in the window, line)
-    for path in _files(directory, start, end):
+    reservoir = _Reservoir(sample, rng)
+    n = oversized = malformed = 0  # locals: this loop runs once per logged line
+    for path, whole in _files(directory, start, end):
         with path.open("rb") as fh:
             for line in fh:
                 if len(line) > MAX_LINE_BYTES:
-                    out.oversized += 1
+                    oversized += 1
                     continue
                 at = line.find(_TIME)  # a quote inside a JSON string is escaped: this is the record's own
-                close = line.find(b'"', at + len(_TIME)) if at >= 0 else -1
-                try:
-                    t = datetime.fromisoformat(line[at + len(_TIME) : close].decode("ascii"))
-                    inside = start <= t < end
-                except (ValueError, TypeError, UnicodeDecodeError):
-                    out.malformed += 1
+                if at < 0:
+                    malformed += 1
                     continue
-                if not (at >= 0 and close > at and inside):
-                    continue
-                out.lines += 1
-                if len(reservoir) < sample:
-                    reservoir.append((out.lines, line))
-                else:
-                    j = rng.randrange(out.lines)
-                    if j < sample:
-                        reservoir[j] = (out.lines, line)
+                if not whole:  # the window covers part of this file's hour: read each line's time
+                    try:
+                        t = datetime.fromisoformat(
+                            line[at + len(_TIME) : line.find(b'"', at + len(_TIME))].decode()
+                        )
+                        if not start <= t < end:
+                            continue
+                    except (ValueError, TypeError, UnicodeDecodeError):
+                        malformed += 1
+                        continue
+                n += 1
+                if n <= sample or n == reservoir.next:
+                    reservoir.offer(n, line)
+    out.lines, out.oversized, out.malformed = n, oversized, malformed
+    reservoir = reservoir.items
     rng.shuffle(reservoir)  # any prefix of a shuffled uniform sample is a uniform sample
     chosen, parsed = [], 0
     for entry in reservoir:
@@ -164,6 +168,9 @@ def read_window(
             r = json.loads(line)
             if not isinstance(r.get("features"), dict) or not {"request_id", "row", "prediction"} <= r.keys():
                 raise TypeError("not a prediction record")
+            t = datetime.fromisoformat(r["time"])
+            if not start <= t < end:
+                raise ValueError("its time is outside the hour of its file")
         except (ValueError, TypeError, AttributeError):
             out.malformed += 1
             continue
@@ -171,18 +178,45 @@ def read_window(
     return out
 
 
-def _files(directory: Path, start: datetime, end: datetime) -> list[Path]:
-    """The log files whose hour overlaps [start, end) (and any whose name tells no hour)."""
+class _Reservoir:
+    """A uniform sample of at most ``k`` items from a stream (Li's algorithm L: few random draws)."""
+
+    def __init__(self, k: int, rng: Any) -> None:
+        self.k, self.rng, self.items = k, rng, []
+        self.w, self.next, self.seen = 1.0, 0, 0
+
+    def offer(self, n: int, item: Any) -> None:
+        """Offer the ``n``-th item of the stream; only the first ``k`` and the ``next`` one need offering."""
+        self.seen = n
+        if len(self.items) < self.k:
+            self.items.append((n, item))
+            if len(self.items) == self.k:
+                self._advance()
+        elif n == self.next:
+            self.items[self.rng.randrange(self.k)] = (n, item)
+            self._advance()
+
+    def _advance(self) -> None:
+        self.w *= math.exp(math.log(self._u()) / self.k)
+        self.next = self.seen + math.floor(math.log(self._u()) / math.log1p(-self.w)) + 1
+
+    def _u(self) -> float:
+        return self.rng.random() or 1e-300
+
+
+def _files(directory: Path, start: datetime, end: datetime) -> list[tuple[Path, bool]]:
+    """The log files whose hour overlaps [start, end) (and any whose name tells no hour), each with
+    whether the window covers its whole hour (then its lines' times need no reading)."""
     keep = []
     for path in sorted(directory.glob("predictions-*.jsonl")):
         stamp = path.name.removeprefix("predictions-").split(".")[0]
         try:
             hour = datetime.strptime(stamp, "%Y%m%dT%H").replace(tzinfo=UTC)
         except ValueError:
-            keep.append(path)
+            keep.append((path, False))
             continue
         if hour < end and hour + timedelta(hours=1) > start:
-            keep.append(path)
+            keep.append((path, start <= hour and hour + timedelta(hours=1) <= end))
     return keep
 
 
