@@ -128,6 +128,30 @@ def test_empty_and_small_windows_and_malformed_lines_never_retrain(champion):
     assert events == [] and "too few" in report["note"] and report["malformed_records"] == 1
 
 
+def test_a_window_of_hostile_records_is_bounded_counted_and_never_plotted_raw(champion):
+    write_window(champion, 65)
+    when = T0 + timedelta(hours=65, minutes=40)
+    x = synthetic.generate(40, seed=7).drop(columns="churned").to_dict(orient="records")
+    hostile = [
+        {**x[0], "contract": "Z" * 1_000_000},  # an oversized line: counted, never parsed
+        *({**f, **{f"extra_{k}": k for k in range(2000)}} for f in x[1:11]),  # wide rows
+        *({**f, "region": f"<script>alert({i})</script>\x00"} for i, f in enumerate(x[11:31])),
+        *({**f, "monthly_charges": "NaN; DROP TABLE"} for f in x[31:40]),
+    ]
+    with (champion["logs"] / f"predictions-{when:%Y%m%dT%H}.jsonl").open("a") as fh:
+        for i, features in enumerate(hostile):
+            fh.write(json.dumps({"request_id": f"x{i}", "row": 0, "time": when.isoformat(), "model_name": MODEL,
+                                 "model_version": champion["version"], "features": features, "prediction": 0}) + "\n")  # fmt: skip
+    states, events, report = monitor(65, consecutive_windows=1, cooldown_hours=0)
+    assert states["evaluate_window"] == "success", states
+    assert report["predictions"] == 800 + 39 and report["hostile"] == {
+        "oversized_lines": 1, "rows_with_unknown_columns": 10, "non_numeric_values": 9, "invalid_values": 0,
+        "unseen_category_values": 20,
+    }  # fmt: skip
+    page = open(report["report_path"]).read()
+    assert "<script>alert" not in page and "extra_1" not in page and "unseen category values 20" in page
+
+
 def test_unknown_model_is_a_clear_no_op():
     states, events, report = monitor(70, model_name="never_trained")
     assert states["evaluate_window"] == "success" and events == []

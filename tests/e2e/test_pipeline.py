@@ -108,6 +108,14 @@ def test_second_good_run_is_judged_against_the_champion(first, sample):
     assert s["candidate"]["champion_metrics"]["roc_auc"] == pytest.approx(comparison["champion"])
     assert s["outcome"] == "promoted", s["gate"]["reasons"]
     assert s["champion_version"] == "2"
+    # The batch was judged against the suite logged with v1 (the champion's training batch).
+    assert s["validation"]["reference"] == "champion v1" and s["validation"]["success"]
+    c = registry.client(load().tracking_uri)
+    assert (
+        c.get_model_version(MODEL, "2")
+        .tags["mlcicd.validation_suite"]
+        .endswith("/validation/reference_suite.json")
+    )
     endpoint = s["deployment"]["endpoint"]
     assert requests.get(f"{endpoint}/version", timeout=5).json()["version"] == "2"
     offline = load_model(f"models:/{MODEL}/2").predict(sample).tolist()

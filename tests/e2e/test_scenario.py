@@ -46,13 +46,19 @@ class Life:
     server: devserver.AirflowServer
     state: os.PathLike
     endpoint: str
+    token: str = ""
     checks: int = 0
     windows: list[dict] = field(default_factory=list)
     retrains: list[dict] = field(default_factory=list)
 
     def api(self, method: str, path: str, body: dict | None = None) -> dict:
-        r = requests.request(method, f"{self.server.url}/api/v2{path}", json=body, timeout=30,
-                             headers={"Authorization": f"Bearer {self.server.token()}"})  # fmt: skip
+        if not self.token:  # one token for the whole life (valid for a day); SQLite is slow on a busy machine
+            r = requests.post(
+                f"{self.server.url}/auth/token", json={"username": "admin", "password": "life"}, timeout=60
+            )
+            self.token = r.json()["access_token"]
+        r = requests.request(method, f"{self.server.url}/api/v2{path}", json=body, timeout=60,
+                             headers={"Authorization": f"Bearer {self.token}"})  # fmt: skip
         assert r.status_code < 300, (method, path, r.status_code, r.text[:500])
         return r.json()
 

@@ -106,7 +106,11 @@ def test_an_interrupted_promotion_is_finished_by_status_repair(port):
     c.delete_model_version_tag(MODEL, v2, registry.PROMOTED_AT_TAG)
     assert served() == v2 and champion() == v1
     code, state = status()
-    assert code == 1 and state["state"] == "disagree" and "--repair finishes the promotion" in state["note"]
+    assert (
+        code == 1
+        and state["state"] == "disagree"
+        and "status --repair` finishes the promotion" in state["note"]
+    )
     code, state = status("--repair")
     assert code == 0 and state["state"] == "finished_promotion", state
     assert champion() == served() == v2
