@@ -302,7 +302,8 @@ def test_build_or_push_failure_stops_before_deploy(
 def test_unknown_target_setting_fails_before_training(monkeypatch):
     monkeypatch.setenv("MLCICD_DEPLOY_TARGET", "dokcer")
     s = run_pipeline({"model_name": MODEL, "synthetic_seed": 7})
-    assert s["outcome"] == "failed" and s["error"]["stage"] == "ingest_data"
+    # The run's first task (reconcile_serving) needs the target: it stops there, before any data is read.
+    assert s["outcome"] == "failed" and s["error"]["stage"] == "reconcile_serving"
     assert "unknown deploy target 'dokcer'" in s["error"]["message"]
     assert "MLCICD_DEPLOY_TARGET" in s["error"]["message"]
-    assert set(s["stages"]) == {"ingest_data"}
+    assert set(s["stages"]) == {"reconcile_serving"}

@@ -24,10 +24,10 @@ CONF = {"model_name": MODEL, "deploy_target": "kubernetes", "dataset_name": "k8s
 def test_missing_kube_connection_fails_before_training(monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", raising=False)
     s = run_pipeline({**CONF, "synthetic_seed": 1})
-    assert s["outcome"] == "failed" and s["error"]["stage"] == "ingest_data"
+    assert s["outcome"] == "failed" and s["error"]["stage"] == "reconcile_serving"  # the first task
     message = s["error"]["message"]
     assert "'kubernetes_default' is not defined" in message and "AIRFLOW_CONN_KUBERNETES_DEFAULT" in message
-    assert set(s["stages"]) == {"ingest_data"} and s["champion_version"] is None
+    assert set(s["stages"]) == {"reconcile_serving"} and s["champion_version"] is None
 
 
 def cluster_reason() -> str | None:

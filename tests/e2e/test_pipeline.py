@@ -131,7 +131,7 @@ def test_corrupted_batch_fails_at_validation_and_nothing_downstream_runs(first, 
     assert s["state"] == "failed" and s["outcome"] == "data_rejected" and exit_code(s) == 3
     assert s["error"]["stage"] == "validate_data" and s["error"]["kind"] == "validation"
     assert s["validation"]["failures"] and os.path.exists(s["validation"]["report_path"])
-    assert set(s["stages"]) == {"ingest_data", "validate_data"}
+    assert set(s["stages"]) == {"reconcile_serving", "ingest_data", "validate_data"}
     assert champion_version() == before and version_count() == versions
 
 
@@ -179,7 +179,7 @@ def test_bad_input_fails_before_training(first, tmp_path, make, conf, message):
     s = run_pipeline({"dataset_uri": str(path), **conf})
     assert s["outcome"] == "data_rejected" and exit_code(s) == 3
     assert s["error"]["stage"] == "ingest_data" and message in s["error"]["message"]
-    assert set(s["stages"]) == {"ingest_data"}
+    assert set(s["stages"]) == {"reconcile_serving", "ingest_data"}
     assert champion_version() == before
 
 
