@@ -23,7 +23,7 @@ from airflow.sdk import dag, task
 
 from mlcicd import settings
 from mlcicd.assets import RETRAIN_REQUEST
-from mlcicd.dag_params import MONITOR_PARAMS
+from mlcicd.dag_params import monitor_params
 from mlcicd.links import MlflowRunLink
 from mlcicd.tasks import monitor
 
@@ -35,7 +35,7 @@ from mlcicd.tasks import monitor
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=1),
     default_args={"owner": "mlcicd", "retries": 0},
-    params=MONITOR_PARAMS,
+    params=monitor_params(),
     tags=["mlcicd", "monitoring"],
     doc_md=__doc__,
     description=__doc__.split("\n")[0],

@@ -35,7 +35,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 from mlcicd import settings
 from mlcicd.assets import RETRAIN_REQUEST
-from mlcicd.dag_params import RETRAIN_PARAMS
+from mlcicd.dag_params import retrain_params
 from mlcicd.links import DataDocsLink, MlflowRunLink
 from mlcicd.names import DECISION_XCOM, Task
 from mlcicd.tasks import retrain, ship
@@ -62,7 +62,7 @@ SCHEDULE = (
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=2),
     default_args={"owner": "mlcicd", "retries": 0},
-    params=RETRAIN_PARAMS,
+    params=retrain_params(),
     tags=["mlcicd", "retraining"],
     doc_md=__doc__,
     description=__doc__.split("\n")[0],

@@ -21,6 +21,7 @@ from mlcicd.settings import PROJECT_ROOT, load
 
 pytestmark = pytest.mark.e2e
 MODEL = "sync_churn"
+DATA = "sync_churn_data"  # its own dataset, hence its own suite: test_pipeline infers the default one
 
 
 def client():
@@ -60,7 +61,9 @@ def port():
 
 
 def promote(seed: int) -> dict:
-    s = run_pipeline({"model_name": MODEL, "synthetic_seed": seed, "max_degradation": 0.5})
+    s = run_pipeline(
+        {"model_name": MODEL, "dataset_name": DATA, "synthetic_seed": seed, "max_degradation": 0.5}
+    )
     assert s["outcome"] == "promoted", s.get("error")
     return s
 
@@ -88,7 +91,9 @@ def test_when_the_alias_cannot_move_the_replaced_version_serves_again(port, monk
         raise MlflowException("the registry is unreachable (injected)")
 
     monkeypatch.setattr(registry, "move_champion", registry_down)
-    s = run_pipeline({"model_name": MODEL, "synthetic_seed": 23, "max_degradation": 0.5})
+    s = run_pipeline(
+        {"model_name": MODEL, "dataset_name": DATA, "synthetic_seed": 23, "max_degradation": 0.5}
+    )
     assert s["gate"]["decision"] == "promoted"
     assert s["outcome"] == "rolled_back" and exit_code(s) == 4, s.get("error")
     assert s["error"]["stage"] == "deploy_model"
@@ -123,7 +128,7 @@ def test_a_champion_moved_by_hand_is_served_again_by_the_next_run(port):
     c.set_registered_model_alias(MODEL, registry.CHAMPION, v1)  # an operator's rollback, by the registry
     assert served() == v2
     # A run the gate rejects still starts by putting the registry's champion back on the target.
-    s = run_pipeline({"model_name": MODEL, "synthetic_seed": 24, "min_roc_auc": 0.999})
+    s = run_pipeline({"model_name": MODEL, "dataset_name": DATA, "synthetic_seed": 24, "min_roc_auc": 0.999})
     assert s["stages"]["reconcile_serving"]["state"] == "success", s.get("error")
     assert s["outcome"] == "rejected"
     assert champion() == served() == v1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlcicd.dag_params import RETRAIN_PARAMS, check_retrain_conf
+from mlcicd.dag_params import check_retrain_conf, retrain_params
 from mlcicd.errors import ConfigError
 from mlcicd.tasks.monitor import retrain_conf
 from mlcicd.tasks.params import params_from_events
@@ -13,7 +13,7 @@ from mlcicd.tasks.params import params_from_events
 def test_a_valid_conf_passes_unchanged_and_leaves_the_params_untouched():
     conf = {"dataset_uri": "synthetic:", "synthetic_drift": 2.5, "model_name": "m"}
     assert check_retrain_conf(conf) == conf
-    assert RETRAIN_PARAMS["synthetic_drift"].value == 0.0  # resolve() on a copy: the DAG's defaults stay
+    assert retrain_params()["synthetic_drift"].value == 0.0  # each call makes new Params: defaults stay
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,7 @@ def test_the_monitor_checks_its_conf_before_it_emits_and_the_retrain_on_receipt(
         "synthetic_drift": 1,
         "model_name": "m",
     }
-    params = {k: p.value for k, p in RETRAIN_PARAMS.items()}
+    params = {k: p.value for k, p in retrain_params().items()}
     merged = params_from_events(params, [{"conf": {"synthetic_seed": 4}}, {"conf": {"synthetic_seed": 5}}])
     assert merged["synthetic_seed"] == 5  # the newest request wins
     with pytest.raises(ConfigError, match="not an ml_retrain param"):
