@@ -36,7 +36,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 from mlcicd import settings
 from mlcicd.assets import RETRAIN_REQUEST
 from mlcicd.dag_params import retrain_params
-from mlcicd.links import DataDocsLink, MlflowRunLink
+from mlcicd.links import DataDocsLink, MlflowRunLink, ShiftReportLink
 from mlcicd.names import DECISION_XCOM, Task
 from mlcicd.tasks import retrain, ship
 from mlcicd.tasks.params import params_of
@@ -139,7 +139,7 @@ def ml_retrain() -> None:
     validation = validate_data(batch)
     trained = train_model(batch, validation)
     evaluated = evaluate_candidate(batch, trained)
-    validation.operator.operator_extra_links = (DataDocsLink(),)
+    validation.operator.operator_extra_links = (DataDocsLink(), ShiftReportLink())
     trained.operator.operator_extra_links = (MlflowRunLink(),)
     evaluated.operator.operator_extra_links = (MlflowRunLink(),)
     branch = decide_promotion(trained, evaluated)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from mlcicd.links import DataDocsLink, MlflowRunLink
+from mlcicd.links import DataDocsLink, MlflowRunLink, ShiftReportLink
 from mlcicd.settings import DATA_DOCS_URL_PREFIX, load
 
 
@@ -21,5 +21,5 @@ def _data_docs_app():
 
 class MlcicdPlugin(AirflowPlugin):
     name = "mlcicd"
-    operator_extra_links = [MlflowRunLink(), DataDocsLink()]
+    operator_extra_links = [MlflowRunLink(), DataDocsLink(), ShiftReportLink()]
     fastapi_apps = [{"app": _data_docs_app(), "url_prefix": DATA_DOCS_URL_PREFIX, "name": "mlcicd data docs"}]

@@ -1,4 +1,4 @@
-"""Operator extra links shown on task pages in the Airflow UI: the MLflow run, the GX report.
+"""Operator extra links shown on task pages in the Airflow UI: the MLflow run, the GX reports.
 
 Tasks leave their links in the ``mlcicd_links`` XCom (see :func:`mlcicd.tasks.boundary.push_links`);
 Airflow calls ``get_link`` at the end of the task and stores the result for the UI. The classes
@@ -32,3 +32,10 @@ class MlflowRunLink(_XComLink):
 class DataDocsLink(_XComLink):
     name = "Data validation report"
     entry = "data_docs"
+
+
+class ShiftReportLink(_XComLink):
+    """The profile's page: how the batch shifted from the champion's training data (never blocking)."""
+
+    name = "Data shift report"
+    entry = "data_shift"

@@ -121,6 +121,10 @@ def test_promotion(airflow):
     assert report.startswith(airflow["url"] + "/mlcicd/data-docs/validations/synthetic_churn/")
     page = requests.get(report, timeout=10)
     assert page.status_code == 200 and "synthetic_churn" in page.text
+    shift = links(airflow, s["run_id"], "validate_data")["Data shift report"]
+    assert shift.startswith(airflow["url"] + "/mlcicd/data-docs/validations/synthetic_churn/profile/")
+    page = requests.get(shift, timeout=10)
+    assert page.status_code == 200 and "synthetic_churn.profile" in page.text
 
 
 def test_retriggering_the_same_commit_attaches(airflow):

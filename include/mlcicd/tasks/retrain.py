@@ -81,7 +81,10 @@ def validate(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict
             profile_report_path=checked.profile_report_path,
         )  # fmt: skip
         record.update(run_dir(settings, run_id), validation=outcome.to_dict())
-        push_links(data_docs=settings.data_docs_url(checked.report_path))
+        push_links(
+            data_docs=settings.data_docs_url(checked.report_path),
+            data_shift=settings.data_docs_url(checked.profile_report_path),
+        )
         if not checked.success:
             lines = "\n".join(f"  - {f}" for f in checked.failures)
             raise ValidationFailed(
