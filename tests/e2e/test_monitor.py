@@ -131,7 +131,7 @@ def test_empty_and_small_windows_and_malformed_lines_never_retrain(champion):
 def test_a_window_of_hostile_records_is_bounded_counted_and_never_plotted_raw(champion):
     write_window(champion, 65)
     when = T0 + timedelta(hours=65, minutes=40)
-    x = synthetic.generate(40, seed=7).drop(columns="churned").to_dict(orient="records")
+    x = synthetic.generate(50, seed=7).drop(columns="churned").to_dict(orient="records")[:40]
     hostile = [
         {**x[0], "contract": "Z" * 1_000_000},  # an oversized line: counted, never parsed
         *({**f, **{f"extra_{k}": k for k in range(2000)}} for f in x[1:11]),  # wide rows
