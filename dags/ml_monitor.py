@@ -48,6 +48,7 @@ def ml_monitor() -> None:
         end = (
             datetime.fromisoformat(given) if given else context.get("data_interval_end") or datetime.now(UTC)
         )
+        end = end if end.tzinfo else end.replace(tzinfo=UTC)  # a window_end without an offset is UTC
         return monitor.monitor_window(context["run_id"], context["params"], end)
 
     @task.short_circuit

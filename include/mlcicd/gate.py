@@ -108,7 +108,12 @@ def decide(
     else:
         c = comparison
         interval = f"{c.confidence:.0%} CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
-        if not all(map(math.isfinite, (c.difference, c.ci_low, c.ci_high))):
+        if c.confidence < policy.confidence:
+            ok = False
+            reasons.append(
+                f"FAIL the comparison's interval is at {c.confidence:.0%}; the policy needs {policy.confidence:.0%}"
+            )
+        elif not all(map(math.isfinite, (c.difference, c.ci_low, c.ci_high))):
             ok = False
             reasons.append(f"FAIL {c.metric} difference with champion v{c.champion_version} is undefined")
         elif c.ci_low < -policy.max_degradation:

@@ -75,15 +75,26 @@ def move_champion(c: MlflowClient, model_name: str, version: str, *, expected: s
     Raises:
         ChampionMoved: it names another version now; nothing was changed.
     """
-    from datetime import UTC, datetime
-
     now = champion(c, model_name)
     if (now.version if now else None) != expected:
         raise ChampionMoved(
             f"{model_name}@{CHAMPION} names v{now.version if now else '(none)'}, not v{expected or '(none)'}"
         )
     c.set_registered_model_alias(model_name, CHAMPION, version)
-    c.set_model_version_tag(model_name, version, PROMOTED_AT_TAG, datetime.now(UTC).isoformat())
+
+
+def mark_promoted(c: MlflowClient, model_name: str, version: str) -> None:
+    """Tag the time the alias moved to ``version`` (best effort: the alias is what counts)."""
+    from datetime import UTC, datetime
+
+    try:
+        c.set_model_version_tag(model_name, version, PROMOTED_AT_TAG, datetime.now(UTC).isoformat())
+    except Exception as exc:
+        import logging
+
+        logging.getLogger("mlcicd").warning(
+            "could not tag %s v%s %s: %s", model_name, version, PROMOTED_AT_TAG, exc
+        )
 
 
 def version_tags(c: MlflowClient, model_name: str, version: str) -> dict[str, str]:

@@ -107,9 +107,19 @@ def is_current(suite: dict[str, Any]) -> bool:
     return suite.get("meta", {}).get("mlcicd", {}).get("format") == SUITE_FORMAT
 
 
-def infer_suite(df: pd.DataFrame, name: str, target: str) -> dict[str, Any]:
-    """Infer a contract and a profile from a reference batch (GX 1.x has no profiler)."""
+def infer_suite(
+    df: pd.DataFrame, name: str, target: str, previous: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Infer a contract and a profile from a reference batch (GX 1.x has no profiler).
+
+    With ``previous`` (the suite this batch passed), the contract never loosens through what it
+    tolerated: null bounds stay at least as strict, the known categories stay the previous ones
+    (a new category is a contract change: declare it), and the plausible range is taken between
+    the 0.2nd and 99.8th percentiles, past the 0.1 % of implausible values a batch may carry.
+    """
     import pandas as pd
+
+    before = _contract_kwargs(previous)
 
     n = len(df)
     columns = [str(c) for c in df.columns]
@@ -123,10 +133,10 @@ def infer_suite(df: pd.DataFrame, name: str, target: str) -> dict[str, Any]:
     for col in df.columns:
         s, column = df[col], str(col)
         null_rate = float(s.isna().mean())
-        hard_nulls = min(1.0, max(2 * null_rate, null_rate + NULL_SLACK))
-        exp.append(
-            _e(CONTRACT, "expect_column_values_to_not_be_null", column=column, mostly=_mostly(hard_nulls))
-        )
+        hard_nulls = _mostly(min(1.0, max(2 * null_rate, null_rate + NULL_SLACK)))
+        was = before.get(("expect_column_values_to_not_be_null", column), {}).get("mostly")
+        exp.append(_e(CONTRACT, "expect_column_values_to_not_be_null", column=column,
+                      mostly=max(hard_nulls, was) if was is not None else hard_nulls))  # fmt: skip
         exp.append(_e(PROFILE, "expect_column_values_to_not_be_null", column=column,
                       mostly=_mostly(min(1.0, null_rate * 1.5 + 0.01))))  # fmt: skip
         if pd.api.types.is_bool_dtype(s) or column == target:
@@ -135,8 +145,9 @@ def infer_suite(df: pd.DataFrame, name: str, target: str) -> dict[str, Any]:
             exp += _numeric(s.dropna().astype(float), column)
         else:
             exp.append(_e(CONTRACT, "expect_column_values_to_be_of_type", column=column, type_=str(s.dtype)))
-            if s.nunique() <= MAX_CATEGORIES:
-                exp += _categorical(s.dropna().astype(str), column)
+            known = before.get(("expect_column_values_to_be_in_set", column), {}).get("value_set")
+            if known is not None or s.nunique() <= MAX_CATEGORIES:
+                exp += _categorical(s.dropna().astype(str), column, known)
     return {
         "name": name,
         "expectations": exp,
@@ -148,11 +159,13 @@ def _numeric(s: pd.Series, column: str) -> list[dict[str, Any]]:
     exp = [_e(CONTRACT, "expect_column_values_to_be_in_type_list", column=column, type_list=NUMERIC_TYPES)]
     if s.empty:
         return exp
-    lo, hi = float(s.min()), float(s.max())
+    lo, hi = float(s.quantile(0.002)), float(s.quantile(0.998))  # past what a batch may carry (0.1 %)
     span = (hi - lo) or abs(hi) or 1.0
     exp.append(_e(CONTRACT, "expect_column_values_to_be_between", column=column,
                   min_value=_round(0.0 if lo >= 0 else lo - PLAUSIBLE_RANGES * span),
                   max_value=_round(hi + PLAUSIBLE_RANGES * span), mostly=1 - MAX_IMPLAUSIBLE))  # fmt: skip
+    lo, hi = float(s.min()), float(s.max())
+    span = (hi - lo) or abs(hi) or 1.0
     margin = span * RANGE_MARGIN
     mean, sd = float(s.mean()), float(s.std(ddof=0)) or margin
     return [
@@ -165,9 +178,12 @@ def _numeric(s: pd.Series, column: str) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def _categorical(s: pd.Series, column: str) -> list[dict[str, Any]]:
+def _categorical(s: pd.Series, column: str, known: list[str] | None = None) -> list[dict[str, Any]]:
+    if known is not None:
+        s = s[s.isin(known)]
     shares = s.value_counts(normalize=True).sort_index()
-    values = [str(v) for v in shares.index]
+    values = sorted(known) if known is not None else [str(v) for v in shares.index]
+    shares = shares.reindex(values, fill_value=0.0)
     return [
         _e(CONTRACT, "expect_column_values_to_be_in_set", column=column, value_set=values,
            mostly=1 - MAX_UNSEEN_CATEGORIES),
@@ -176,6 +192,14 @@ def _categorical(s: pd.Series, column: str) -> list[dict[str, Any]]:
            partition_object={"values": values, "weights": [round(float(w), 6) for w in shares.to_numpy()]},
            threshold=MAX_SHARE_KL),
     ]  # fmt: skip
+
+
+def _contract_kwargs(suite: dict[str, Any] | None) -> dict[tuple[str, str | None], dict[str, Any]]:
+    return {
+        _domain(e): e["kwargs"]
+        for e in (suite or {}).get("expectations", [])
+        if e.get("severity") == CONTRACT
+    }
 
 
 def compose(declared: dict[str, Any] | None, reference: dict[str, Any]) -> dict[str, Any]:

@@ -102,6 +102,22 @@ def test_when_the_alias_cannot_move_the_replaced_version_serves_again(port, monk
     assert "promote_champion" not in s["stages"] or s["stages"]["promote_champion"]["state"] != "success"
 
 
+def test_a_move_reported_as_failed_that_went_through_is_a_promotion(port, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    real = registry.move_champion
+
+    def reply_lost(*args, **kwargs):
+        real(*args, **kwargs)
+        raise MlflowException("the registry's reply was lost (injected)")
+
+    monkeypatch.setattr(registry, "move_champion", reply_lost)
+    before = champion()
+    s = promote(25)
+    assert champion() == served() == s["champion_version"] != before
+    assert registry.PROMOTED_AT_TAG in registry.version_tags(client(), MODEL, s["champion_version"])
+
+
 def test_an_interrupted_promotion_is_finished_by_status_repair(port):
     c = client()
     v2 = champion()

@@ -120,3 +120,9 @@ def test_a_bad_floor_is_a_config_error_naming_its_variable(monkeypatch, raw):
     monkeypatch.setenv("MLCICD_GATE_MIN_F1", raw)
     with pytest.raises(ConfigError, match="MLCICD_GATE_MIN_F1"):
         settings.load()
+
+
+def test_a_comparison_at_a_lower_confidence_than_the_policy_is_refused():
+    weak = Comparison("roc_auc", "3", 0.9, 0.9, 0.0, -0.001, 0.001, confidence=0.5, resamples=1000)
+    d = decide({"roc_auc": 0.9, "accuracy": 0.9}, weak, Policy(thresholds={}, confidence=0.9))
+    assert not d.promote and "FAIL the comparison's interval is at 50%; the policy needs 90%" in d.reasons

@@ -62,8 +62,8 @@ def test_the_plausible_range_is_one_reference_range_beyond_it_and_never_negative
         if e["kwargs"].get("column") == "customer_age" and e["type"] == "expect_column_values_to_be_between"
         and e["severity"] == validation.CONTRACT
     ]  # fmt: skip
-    lo, hi = df["customer_age"].min(), df["customer_age"].max()
-    assert plausible["min_value"] == 0.0 and plausible["max_value"] == hi + (hi - lo)
+    lo, hi = df["customer_age"].quantile(0.002), df["customer_age"].quantile(0.998)
+    assert plausible["min_value"] == 0.0 and plausible["max_value"] == pytest.approx(hi + (hi - lo), rel=1e-5)
     assert plausible["mostly"] == 1 - validation.MAX_IMPLAUSIBLE
 
 
@@ -181,3 +181,25 @@ def test_a_suite_from_before_the_split_is_not_current():
     assert not validation.is_current(
         {"name": "churn", "expectations": [], "meta": {"mlcicd": {"target": "y"}}}
     )
+
+
+def test_the_next_reference_never_loosens_the_contract_through_what_it_tolerated(suite, tmp_path):
+    """A batch passes with a few sentinels, 4 % nulls and a rare unknown category; once it trains
+    the champion, none of that becomes normal for the batches after it."""
+    df = synthetic.generate(3000, 2)
+    df.loc[:2, "tenure_months"] = -999  # 0.1 %: within the contract's tolerance
+    df.loc[:119, "monthly_charges"] = float("nan")  # 4 %: within the 5-point null slack
+    df.loc[200:220, "contract"] = "weekly"  # 0.7 %: under the 1 % of unseen values tolerated
+    assert run(df, suite, tmp_path).success
+    after = validation.infer_suite(df, "churn", "churned", previous=suite)
+    kwargs = validation._contract_kwargs(after)
+    assert kwargs[("expect_column_values_to_be_between", "tenure_months")]["min_value"] == 0.0
+    was = validation._contract_kwargs(suite)[("expect_column_values_to_not_be_null", "monthly_charges")][
+        "mostly"
+    ]
+    assert kwargs[("expect_column_values_to_not_be_null", "monthly_charges")]["mostly"] == was
+    assert "weekly" not in kwargs[("expect_column_values_to_be_in_set", "contract")]["value_set"]
+    # Without the anchor, each of those would have been let in.
+    loose = validation._contract_kwargs(validation.infer_suite(df, "churn", "churned"))
+    assert "weekly" in loose[("expect_column_values_to_be_in_set", "contract")]["value_set"]
+    assert loose[("expect_column_values_to_not_be_null", "monthly_charges")]["mostly"] < was

@@ -34,8 +34,9 @@ def status_command(args: argparse.Namespace) -> int:
     prepare_environment(settings)
     try:
         state = reconcile(settings, args.target or settings.deploy_target, args.model, repair=args.repair)
-    except MlcicdError as exc:
-        print(json.dumps({"agree": False, "error": str(exc)}) if args.json else f"error: {exc}")
+    except Exception as exc:  # MLflow or the target unreachable, a version gone: say it, no traceback
+        message = str(exc) if isinstance(exc, MlcicdError) else f"{type(exc).__name__}: {exc}"
+        print(json.dumps({"agree": False, "error": message}) if args.json else f"error: {message}")
         return ExitCode.FAILED
     if args.json:
         print(json.dumps(state.to_dict()))

@@ -124,6 +124,8 @@ def observe(
         )  # fmt: skip
     if n < min_predictions:
         return Window(f"{n} predictions: too few to test for drift", n, malformed)
+    if not records:  # every line parsed was malformed
+        return Window(f"{n} lines in the window, none of those read is a prediction record", n, malformed)
     reference = pd.read_parquet(ref_file)
     current, hostile = monitoring.window_frame(records, reference)
     hostile = {"oversized_lines": logged.oversized, **hostile}

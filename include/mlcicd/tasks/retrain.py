@@ -14,6 +14,7 @@ from mlcicd.errors import ChampionUnusable, ValidationFailed
 from mlcicd.names import Task, mlflow_run_url
 from mlcicd.tasks import params as p
 from mlcicd.tasks.boundary import mlflow_client, push_links, run_dir, stage
+from mlcicd.training import REFERENCE_ARTIFACT
 
 log = logging.getLogger("mlcicd")
 
@@ -63,21 +64,22 @@ def validate(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict
     with stage(run_id, Task.VALIDATE) as settings:
         ref = data.BatchRef.from_dict(batch)
         df = data.load_stored(ref)
-        reference, origin, source = reference_suite(settings, ref, str(params["model_name"]), df)
+        reference, reference_origin, source = reference_suite(settings, ref, str(params["model_name"]), df)
         declared = validation.find_suite(ref.dataset_name, settings.suites_dir, settings.inferred_suites_dir)
-        suite, suite_path = reference, source
+        suite, suite_path, origin = reference, source, reference_origin
         if declared is not None and declared.origin == "declared":
             suite = validation.compose(json.loads(Path(declared.path).read_text()), reference)
-            suite_path, origin = declared.path, f"declared, profile of {origin}"
+            suite_path, origin = declared.path, f"declared, profile of {reference_origin}"
         checked = validation.validate(
             df, suite, run_name=record.run_key(run_id), docs_dir=settings.data_docs_dir
         )
         this_batch = run_dir(settings, run_id) / "reference_suite.json"
-        validation.save_suite(validation.infer_suite(df, ref.dataset_name, ref.target), this_batch)
+        # Anchored on the reference it passed: the contract never loosens through what it tolerated.
+        validation.save_suite(validation.infer_suite(df, ref.dataset_name, ref.target, reference), this_batch)
         outcome = validation.ValidationOutcome(
             success=checked.success, suite_name=suite["name"], suite_origin=origin, suite_path=suite_path,
             report_path=checked.report_path, evaluated=checked.evaluated, failures=checked.failures,
-            shift=checked.shift, reference=origin, reference_suite_path=str(this_batch),
+            shift=checked.shift, reference=reference_origin, reference_suite_path=str(this_batch),
             profile_report_path=checked.profile_report_path,
         )  # fmt: skip
         record.update(run_dir(settings, run_id), validation=outcome.to_dict())
@@ -91,8 +93,8 @@ def validate(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict
                 f"batch {ref.source_uri} broke {len(checked.failures)} contract expectation(s) of suite "
                 f"{suite['name']!r} ({origin}, {suite_path}):\n{lines}\nReport: {checked.report_path}"
             )
-        if origin == "first batch":
-            validation.save_suite(validation.infer_suite(df, ref.dataset_name, ref.target), Path(source))
+        if reference_origin == "first batch":
+            validation.save_suite(reference, Path(source))
             log.info("no reference for %s yet: this batch is the reference until a champion exists (%s)",
                      ref.dataset_name, source)  # fmt: skip
         if checked.shift:
@@ -117,7 +119,17 @@ def reference_suite(settings: Any, ref: Any, model_name: str, df: Any) -> tuple[
         suite = registry.run_json(c, champ.run_id, REFERENCE_SUITE_ARTIFACT)
         if suite is not None and suite.get("name") == ref.dataset_name and validation.is_current(suite):
             return suite, f"champion v{champ.version}", f"runs:/{champ.run_id}/{REFERENCE_SUITE_ARTIFACT}"
-        log.warning("champion v%s logged no reference suite for %s: judging against the dataset's first batch",
+        sample = _champion_sample(settings, champ.run_id, ref, df)
+        if sample is not None:  # a champion from before suites were logged: its training sample
+            log.warning("champion v%s logged no reference suite: inferring one from its training sample",
+                        champ.version)  # fmt: skip
+            suite = validation.infer_suite(sample, ref.dataset_name, ref.target)
+            return (
+                suite,
+                f"champion v{champ.version} (its training sample)",
+                f"runs:/{champ.run_id}/{REFERENCE_ARTIFACT}",
+            )
+        log.warning("champion v%s logged no reference for %s: judging against the dataset's first batch",
                     champ.version, ref.dataset_name)  # fmt: skip
     saved = settings.inferred_suites_dir / f"{ref.dataset_name}.json"
     if saved.exists():
@@ -128,6 +140,28 @@ def reference_suite(settings: Any, ref: Any, model_name: str, df: Any) -> tuple[
             "%s predates the contract/profile split: inferring a new reference from this batch", saved
         )
     return validation.infer_suite(df, ref.dataset_name, ref.target), "first batch", str(saved)
+
+
+def _champion_sample(settings: Any, run_id: str, ref: Any, df: Any) -> Any:
+    """The champion's logged training sample with this batch's columns (its target classes drawn
+    from this batch, which ingest checked); None when it has none or it is of another dataset."""
+    import mlflow
+    import pandas as pd
+
+    from mlcicd.monitoring import PREDICTION
+
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=REFERENCE_ARTIFACT, tracking_uri=settings.tracking_uri
+        )
+    except Exception as exc:
+        log.info("no training sample logged with run %s: %s", run_id, exc)
+        return None
+    sample = pd.read_parquet(path).drop(columns=[PREDICTION], errors="ignore")
+    if set(sample.columns) != set(df.columns) - {ref.target}:
+        return None
+    sample[ref.target] = df[ref.target].sample(len(sample), replace=True, random_state=0).to_numpy()
+    return sample[list(df.columns)]
 
 
 def train(
@@ -201,7 +235,7 @@ def evaluate(
                 metric_name=str(params["primary_metric"]),
                 champion_version=champ_ref.version,
                 resamples=int(params["bootstrap_resamples"]),
-                confidence=float(params["confidence"]),
+                confidence=p.policy(params, settings).confidence,  # the asked confidence, floored
                 seed=int(params["random_seed"]),
             ).to_dict()
         result = evaluation.EvaluationResult(

@@ -67,14 +67,22 @@ def smoke_of(settings: Settings, run_id: str) -> SmokeTest:
     )
 
 
+UNKNOWN = object()  # the champion a candidate was gated against, when the release does not say
+
+
 def deploy_and_promote(
-    settings: Settings, c: Any, target: DeployTarget, release: Release, smoke: SmokeTest
-) -> tuple[Deployment, str | None]:
+    settings: Settings, c: Any, target: DeployTarget, release: Release, smoke: SmokeTest,
+    gated_against: Any = UNKNOWN,
+) -> tuple[Deployment, str | None]:  # fmt: skip
     """Deploy ``release`` and move ``champion`` to it, under the lock; return (deployment, replaced version).
 
+    ``gated_against`` is the champion version the gate compared the candidate with (None: there was
+    none); if the alias names another version by now, nothing is switched.
+
     Raises:
-        DeployError: the deploy failed (the target rolled back), or the alias could not be moved and
-            the replaced version serves again. Either way, what serves is what the alias names.
+        DeployError: the champion changed since the gate; the deploy failed (the target rolled
+            back); or the alias could not be moved and the replaced version serves again. In every
+            case what serves is what the alias names, or the error says how to repair it.
     """
     from mlcicd import deploy as dep
     from mlcicd import registry
@@ -82,41 +90,73 @@ def deploy_and_promote(
     name, version = release.model_name, release.version
     with dep.lock(settings, target.name, name):
         replaced = registry.champion(c, name)
+        now = replaced.version if replaced else None
+        if now == version:  # a retried task: an earlier attempt switched and moved the alias
+            current = target.current()
+            if current is None or current.version != version:
+                current = target.deploy(release, smoke)
+            before = registry.version_tags(c, name, version).get(registry.REPLACES_TAG)
+            return current, None if before in (None, registry.NONE) else before
+        if gated_against is not UNKNOWN and now != gated_against:
+            raise DeployError(
+                f"{name}@champion is v{now or '(none)'} now, but v{version} was gated against "
+                f"v{gated_against or '(none)'}: nothing was switched. Run again to judge it against v{now}"
+            )
         previous = _restorable(settings, c, replaced)
-        c.set_model_version_tag(
-            name, version, registry.REPLACES_TAG, replaced.version if replaced else registry.NONE
-        )
         deployment = target.deploy(release, smoke)
         try:
-            registry.move_champion(c, name, version, expected=replaced.version if replaced else None)
+            # Passed its smoke test and serves: recorded before the alias moves, so that reconcile
+            # can tell an interrupted promotion from a version that should not serve.
+            c.set_model_version_tag(name, version, registry.REPLACES_TAG, now or registry.NONE)
+            registry.move_champion(c, name, version, expected=now)
         except registry.ChampionMoved as exc:
             state = _reconcile(settings, c, target, name, repair=True)
             raise DeployError(
                 f"the champion alias moved while v{version} was being deployed ({exc}); {state.note}"
             ) from exc
-        except Exception as exc:  # the registry failed after the switch: put the replaced version back
-            log.error(
-                "moving %s@champion to v%s failed (%s): putting the replaced version back", name, version, exc
-            )
-            try:
-                if replaced is None:
-                    target.stop()
-                elif previous is None:
-                    raise DeployError(f"v{replaced.version} has no training reference to smoke-test it with")
-                else:
-                    target.deploy(*previous)
-            except Exception as back:
-                raise DeployError(
-                    f"v{version} serves but {name}@champion could not be moved to it ({exc}), and putting "
-                    f"v{replaced.version if replaced else '(none)'} back failed too ({back}). Served and champion "
-                    "disagree until repaired: run `python -m mlcicd status --repair` (the next ml_retrain run "
-                    "does it first)"
-                ) from exc
-            raise DeployError(
-                f"{name}@champion could not be moved to v{version} ({type(exc).__name__}: {exc}); "
-                f"v{replaced.version if replaced else '(none)'} serves again, as the alias says"
-            ) from exc
-        return deployment, replaced.version if replaced else None
+        except Exception as exc:  # the registry failed after the switch
+            if _names(c, name, version):  # the move went through after all (a reply lost, say)
+                log.warning("the registry reported %s, but %s@champion is v%s: promoted", exc, name, version)
+            else:
+                _put_back(target, name, version, replaced, previous, exc)
+        registry.mark_promoted(c, name, version)
+        return deployment, now
+
+
+def _names(c: Any, name: str, version: str) -> bool:
+    """Whether ``champion`` names ``version`` (False when the registry cannot say)."""
+    from mlcicd import registry
+
+    try:
+        ref = registry.champion(c, name)
+    except Exception:
+        return False
+    return ref is not None and ref.version == version
+
+
+def _put_back(
+    target: DeployTarget, name: str, version: str, replaced: Any, previous: Any, exc: Exception
+) -> None:
+    """The alias could not move to ``version``: serve the replaced version again; always raises."""
+    log.error("moving %s@champion to v%s failed (%s): putting the replaced version back", name, version, exc)
+    was = f"v{replaced.version}" if replaced else "(none)"
+    try:
+        if replaced is None:
+            target.stop()
+        elif previous is None:
+            raise DeployError(f"v{replaced.version} has no training reference to smoke-test it with")
+        else:
+            target.deploy(*previous)
+    except Exception as back:
+        raise DeployError(
+            f"v{version} serves but {name}@champion could not be moved to it ({exc}), and putting {was} back "
+            f"failed too ({back}). Served and champion disagree until repaired: run `python -m mlcicd status "
+            "--repair` (the next ml_retrain run does it first)"
+        ) from exc
+    raise DeployError(
+        f"{name}@champion could not be moved to v{version} ({type(exc).__name__}: {exc}); {was} serves again, "
+        "as the alias says"
+    ) from exc
 
 
 def _restorable(settings: Settings, c: Any, replaced: Any) -> tuple[Release, SmokeTest] | None:
@@ -173,6 +213,7 @@ def _reconcile(settings: Settings, c: Any, target: DeployTarget, name: str, *, r
         if not repair:
             return state("disagree", f"{todo}: `python -m mlcicd status --repair` finishes the promotion")
         registry.move_champion(c, name, served, expected=champion)
+        registry.mark_promoted(c, name, served)
         log.warning("%s: finished the promotion, %s@champion is v%s", todo, name, served)
         return ServingState(target.name, name, served, served, endpoint, "finished_promotion",
                             f"{todo}: finished the promotion")  # fmt: skip

@@ -39,7 +39,9 @@ def register(
         release = Release(name, version, f"models:/{name}/{version}", trained["mlflow_run_id"], run_id)
         record.update(run_dir(settings, run_id), candidate={"model_version": version})
         log.info("registered %s v%s as %s", name, version, registry.CHALLENGER)
-        return release.to_dict()
+        comparison = decision.get("comparison") or {}
+        # The champion the gate judged it against: the deploy switches only if it still is.
+        return {**release.to_dict(), "gated_against": comparison.get("champion_version")}
 
 
 def _mark_failed(c: Any, model_name: str, version: str, tag: str, value: str) -> None:
@@ -113,7 +115,9 @@ def deploy(
         )
         c, _ = mlflow_client(settings)
         try:
-            deployment, replaced = serving.deploy_and_promote(settings, c, target, rel, smoke)
+            deployment, replaced = serving.deploy_and_promote(
+                settings, c, target, rel, smoke, release.get("gated_against", serving.UNKNOWN)
+            )
         except MlcicdError as exc:
             _mark_failed(c, rel.model_name, rel.version, "mlcicd.deploy", "rolled_back")
             try:
