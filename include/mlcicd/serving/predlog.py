@@ -130,11 +130,16 @@ def read_window(
     out = LogWindow(records=[])
     reservoir = _Reservoir(sample, rng)
     n = oversized = malformed = 0  # locals: this loop runs once per logged line
-    for path, whole in _files(directory, start, end):
+    files = _files(directory, start, end)
+    for index, (path, whole) in enumerate(files):
         with path.open("rb") as fh:
-            for line in fh:
+            offset = 0
+            while line := fh.readline(MAX_LINE_BYTES + 1):  # never more than that in memory
+                at_line, offset = offset, offset + len(line)
                 if len(line) > MAX_LINE_BYTES:
                     oversized += 1
+                    while not line.endswith(b"\n") and (line := fh.readline(2**20)):  # skip its rest
+                        offset += len(line)
                     continue
                 at = line.find(_TIME)  # a quote inside a JSON string is escaped: this is the record's own
                 if at < 0:
@@ -152,7 +157,7 @@ def read_window(
                         continue
                 n += 1
                 if n <= sample or n == reservoir.next:
-                    reservoir.offer(n, line)
+                    reservoir.offer(n, (index, at_line, len(line)))  # where it is, not the line itself
     out.lines, out.oversized, out.malformed = n, oversized, malformed
     reservoir = reservoir.items
     rng.shuffle(reservoir)  # any prefix of a shuffled uniform sample is a uniform sample
@@ -160,10 +165,10 @@ def read_window(
     for entry in reservoir:
         if parsed > budget_bytes:
             break
-        parsed += len(entry[1])
+        parsed += entry[1][2]
         chosen.append(entry)
     out.parsed = len(chosen)
-    for _, line in sorted(chosen, key=lambda e: e[0]):  # in the log's order
+    for line in _read_back(files, sorted(chosen, key=lambda e: e[0])):  # in the log's order
         try:
             r = json.loads(line)
             if not isinstance(r.get("features"), dict) or not {"request_id", "row", "prediction"} <= r.keys():
@@ -176,6 +181,19 @@ def read_window(
             continue
         out.records.append(r)
     return out
+
+
+def _read_back(files: list[tuple[Path, bool]], chosen: list[tuple[int, tuple[int, int, int]]]) -> Any:
+    """The chosen lines, read again from where they are (file index, offset, length)."""
+    handles: dict[int, Any] = {}
+    try:
+        for _, (index, offset, length) in chosen:
+            fh = handles.get(index) or handles.setdefault(index, files[index][0].open("rb"))
+            fh.seek(offset)
+            yield fh.read(length)
+    finally:
+        for fh in handles.values():
+            fh.close()
 
 
 class _Reservoir:
