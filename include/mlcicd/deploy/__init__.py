@@ -13,11 +13,10 @@ from collections.abc import Iterator
 
 from mlcicd.deploy.base import Deployment, DeployTarget, SmokeTest
 from mlcicd.errors import ConfigError, DeployBusy
-from mlcicd.release import Release
 from mlcicd.settings import Settings
 
 __all__ = [
-    "Deployment", "DeployTarget", "SmokeTest", "check_target", "deploy", "get_target", "lock", "preflight",
+    "Deployment", "DeployTarget", "SmokeTest", "check_target", "get_target", "lock", "preflight",
     "stop_all",
 ]  # fmt: skip
 
@@ -45,12 +44,6 @@ def _target_class(name: str) -> type[DeployTarget]:
 
 def get_target(name: str, settings: Settings, model_name: str) -> DeployTarget:
     return _target_class(name)(settings, model_name)
-
-
-def deploy(settings: Settings, target: DeployTarget, release: Release, smoke: SmokeTest) -> Deployment:
-    """``target.deploy`` under the (target, model) lock: concurrent runs queue, they never interleave."""
-    with lock(settings, target.name, release.model_name):
-        return target.deploy(release, smoke)
 
 
 def preflight(name: str, settings: Settings) -> None:
