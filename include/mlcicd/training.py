@@ -58,6 +58,17 @@ class TrainResult:
         return cls(**data)
 
 
+def load_reference(run_id: str, tracking_uri: str) -> pd.DataFrame:
+    """The training sample logged with a run (features and ``__prediction__``); MLflow's error if none."""
+    import mlflow
+    import pandas as pd
+
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=REFERENCE_ARTIFACT, tracking_uri=tracking_uri
+    )
+    return pd.read_parquet(path)
+
+
 def split(df: pd.DataFrame, target: str, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A stratified train/holdout split, deterministic for a seed."""
     from sklearn.model_selection import train_test_split

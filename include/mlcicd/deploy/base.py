@@ -24,6 +24,16 @@ class SmokeTest:
     payload: dict[str, Any]
     expected: list[Any]
 
+    @classmethod
+    def of(cls, rows: Any, expected: Any) -> SmokeTest:
+        """From a frame of feature rows and their offline predictions."""
+        import json
+
+        return cls(
+            payload={"dataframe_split": json.loads(rows.to_json(orient="split", index=False))},
+            expected=[v.item() if hasattr(v, "item") else v for v in expected],
+        )
+
 
 @dataclass(frozen=True)
 class Deployment:

@@ -93,12 +93,9 @@ def observe(
     min_predictions: int,
 ) -> Window:  # fmt: skip
     """Read the window's prediction log and test it against the champion's training reference."""
-    import mlflow
-    import pandas as pd
-
     from mlcicd import monitoring
     from mlcicd.serving import predlog
-    from mlcicd.training import REFERENCE_ARTIFACT
+    from mlcicd.training import load_reference
 
     if champ is None:
         return Window(f"no champion for {name}: nothing is served, nothing to monitor", counts=False)
@@ -113,9 +110,7 @@ def observe(
                       hostile={"oversized_lines": logged.oversized})  # fmt: skip
     n, records = logged.lines, logged.records
     try:
-        ref_file = mlflow.artifacts.download_artifacts(
-            run_id=champ.run_id, artifact_path=REFERENCE_ARTIFACT, tracking_uri=settings.tracking_uri
-        )
+        reference = load_reference(champ.run_id, settings.tracking_uri)
     except Exception as exc:  # an older champion may lack it: say so, do not guess
         log.warning("champion v%s has no recorded training reference (%s)", champ.version, exc)
         return Window(
@@ -126,7 +121,6 @@ def observe(
         return Window(f"{n} predictions: too few to test for drift", n, malformed)
     if not records:  # every line parsed was malformed
         return Window(f"{n} lines in the window, none of those read is a prediction record", n, malformed)
-    reference = pd.read_parquet(ref_file)
     current, hostile = monitoring.window_frame(records, reference)
     hostile = {"oversized_lines": logged.oversized, **hostile}
     if logged.parsed < n:

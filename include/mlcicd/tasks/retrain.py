@@ -145,19 +145,14 @@ def reference_suite(settings: Any, ref: Any, model_name: str, df: Any) -> tuple[
 def _champion_sample(settings: Any, run_id: str, ref: Any, df: Any) -> Any:
     """The champion's logged training sample with this batch's columns (its target classes drawn
     from this batch, which ingest checked); None when it has none or it is of another dataset."""
-    import mlflow
-    import pandas as pd
-
     from mlcicd.monitoring import PREDICTION
+    from mlcicd.training import load_reference
 
     try:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=REFERENCE_ARTIFACT, tracking_uri=settings.tracking_uri
-        )
+        sample = load_reference(run_id, settings.tracking_uri).drop(columns=[PREDICTION], errors="ignore")
     except Exception as exc:
         log.info("no training sample logged with run %s: %s", run_id, exc)
         return None
-    sample = pd.read_parquet(path).drop(columns=[PREDICTION], errors="ignore")
     if set(sample.columns) != set(df.columns) - {ref.target}:
         return None
     sample[ref.target] = df[ref.target].sample(len(sample), replace=True, random_state=0).to_numpy()

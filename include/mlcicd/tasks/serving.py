@@ -10,7 +10,6 @@ difference is settled for the registry: the champion is deployed again.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -49,22 +48,12 @@ class ServingState:
 
 def smoke_of(settings: Settings, run_id: str) -> SmokeTest:
     """A smoke test for a registered version: rows of its training reference and its own predictions."""
-    import mlflow
-    import pandas as pd
-
     from mlcicd.deploy import SmokeTest
     from mlcicd.monitoring import PREDICTION
-    from mlcicd.training import REFERENCE_ARTIFACT
+    from mlcicd.training import load_reference
 
-    path = mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path=REFERENCE_ARTIFACT, tracking_uri=settings.tracking_uri
-    )
-    sample = pd.read_parquet(path).head(SMOKE_ROWS)
-    expected = sample.pop(PREDICTION)
-    return SmokeTest(
-        payload={"dataframe_split": json.loads(sample.to_json(orient="split", index=False))},
-        expected=[v.item() if hasattr(v, "item") else v for v in expected],
-    )
+    sample = load_reference(run_id, settings.tracking_uri).head(SMOKE_ROWS)
+    return SmokeTest.of(sample.drop(columns=[PREDICTION]), sample[PREDICTION])
 
 
 UNKNOWN = object()  # the champion a candidate was gated against, when the release does not say

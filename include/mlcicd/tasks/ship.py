@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -109,10 +108,7 @@ def deploy(
         target = dep.get_target(p.target_name(params, settings), settings, rel.model_name)
         sample = pd.read_parquet(trained["holdout_path"]).drop(columns=[batch["target"]]).head(SMOKE_ROWS)
         expected = registry.load_sklearn(trained["model_uri"], settings.tracking_uri).predict(sample)
-        smoke = dep.SmokeTest(
-            payload={"dataframe_split": json.loads(sample.to_json(orient="split", index=False))},
-            expected=[v.item() if hasattr(v, "item") else v for v in expected],
-        )
+        smoke = dep.SmokeTest.of(sample, expected)
         c, _ = mlflow_client(settings)
         try:
             deployment, replaced = serving.deploy_and_promote(
