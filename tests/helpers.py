@@ -42,3 +42,68 @@ def wait_for(url: str, timeout_s: float = 60) -> None:
             pass
         time.sleep(0.2)
     raise AssertionError(f"{url} did not answer within {timeout_s:.0f} s")
+
+
+class Load:
+    """Constant load on an endpoint from ``clients`` threads, each with its own keep-alive session.
+
+    Every response is kept as (sent, received, status, model version header or error), so that a
+    test can say what each phase of a rollout may answer. ``mark(allowed)`` opens a phase.
+    """
+
+    def __init__(self, endpoint: str, payload: dict[str, Any], clients: int = 4, pause_s: float = 0.005) -> None:
+        import threading
+
+        self.endpoint, self.payload, self.pause_s = endpoint, payload, pause_s
+        self.results: list[tuple[float, float, int, str]] = []
+        self.phases: list[tuple[float, frozenset[str]]] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+
+    def _client(self) -> None:
+        session = requests.Session()
+        while not self._stop.is_set():
+            sent = time.monotonic()
+            try:
+                r = session.post(f"{self.endpoint}/invocations", json=self.payload, timeout=30)
+                outcome = (r.status_code, r.headers.get("X-Model-Version", "?"))
+            except requests.RequestException as exc:
+                outcome = (0, f"{type(exc).__name__}: {exc}")
+            self.results.append((sent, time.monotonic(), *outcome))
+            time.sleep(self.pause_s)
+
+    def mark(self, *allowed: str) -> None:
+        self.phases.append((time.monotonic(), frozenset(allowed)))
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=60)
+
+    def failures(self) -> list[tuple[float, float, int, str]]:
+        return [r for r in self.results if r[2] != 200]
+
+    def misrouted(self) -> list[tuple[float, float, int, str]]:
+        """Answers from a version that no phase open while the request was in flight allowed."""
+        bad = []
+        for sent, received, status, version in self.results:
+            if status != 200:
+                continue
+            allowed: set[str] = set()
+            for i, (start, versions) in enumerate(self.phases):
+                end = self.phases[i + 1][0] if i + 1 < len(self.phases) else float("inf")
+                if start <= received and end >= sent:
+                    allowed |= versions
+            if version not in allowed:
+                bad.append((sent, received, status, version))
+        return bad
+
+    def versions(self) -> dict[str, int]:
+        from collections import Counter
+
+        return dict(Counter(r[3] for r in self.results if r[2] == 200))

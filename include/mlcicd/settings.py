@@ -47,6 +47,7 @@ class Settings:
     local_port: int
     local_server_module: str
     health_timeout_s: float
+    haproxy_bin: str
     deploy_lock_timeout_s: float
     suites_dir: Path
     retrain_schedule: str | None
@@ -137,6 +138,7 @@ def load() -> Settings:
         local_port=_port("MLCICD_LOCAL_PORT", 5100),
         local_server_module=os.getenv("MLCICD_LOCAL_SERVER_MODULE", "mlcicd.serving"),
         health_timeout_s=_number("MLCICD_HEALTH_TIMEOUT_S", 90.0, float, minimum=1),
+        haproxy_bin=os.getenv("MLCICD_HAPROXY") or _haproxy(),
         deploy_lock_timeout_s=_number("MLCICD_DEPLOY_LOCK_TIMEOUT_S", 1800.0, float, minimum=0),
         suites_dir=Path(os.getenv("MLCICD_SUITES_DIR", PROJECT_ROOT / "include" / "suites")).resolve(),
         retrain_schedule=_schedule(os.getenv("MLCICD_RETRAIN_SCHEDULE", "@daily")),
@@ -200,6 +202,14 @@ def _number(
 
 def _port(var: str, default: int) -> int:
     return _number(var, default, int, minimum=1, maximum=65535)
+
+
+def _haproxy() -> str:
+    """The HAProxy that `make install` unpacked (tools/haproxy.sh), else the one on PATH."""
+    import shutil
+
+    installed = PROJECT_ROOT / ".state" / "haproxy" / "bin" / "haproxy"
+    return str(installed) if installed.exists() else shutil.which("haproxy") or str(installed)
 
 
 def _path(value: str | None) -> Path | None:

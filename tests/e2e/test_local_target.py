@@ -68,7 +68,8 @@ def test_overlapping_deploys_queue_and_the_last_one_serves(setup):
     done = [result(second), result(third)]
     assert [d["code"] for d in done] == [0, 0], done
     served = requests.get(f"{setup['endpoint']}/version", timeout=5).json()["version"]
-    state = json.loads((setup["state"] / "deployments" / "local" / MODEL / "current.json").read_text())
+    state = json.loads((setup["state"] / "deployments" / "local" / MODEL / "front.json").read_text())
     # The one that finished last serves, and the state file says so; the other's server is gone.
-    assert served == state["version"] and served in ("2", "3")
+    assert served == state["stable"]["version"] and served in ("2", "3")
     assert {state["previous_version"], served} == {"2", "3"}
+    assert state["candidate"] is None

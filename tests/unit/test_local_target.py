@@ -17,19 +17,31 @@ from pathlib import Path
 import pytest
 
 from mlcicd import settings
-from mlcicd.deploy.local import LocalProcessTarget, Server
+from mlcicd.deploy.local import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+class Spawner:
+    """Starts a stand-in server the way the target starts a model server (``--model-dir`` and all)."""
+
+    def __init__(self, version_dir: Path) -> None:
+        self.version_dir = version_dir
+
+    def _start(self, version_dir: Path, port: int) -> Server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.fixtures.idle_server", "--model-dir", str(version_dir),
+             "--port", str(port)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        return Server.started(proc.pid)
+
+
 @pytest.fixture
-def target(monkeypatch, tmp_path):
-    monkeypatch.setenv("MLCICD_LOCAL_SERVER_MODULE", "tests.fixtures.idle_server")
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    monkeypatch.setenv("MLCICD_STATE_DIR", str(tmp_path))
-    t = LocalProcessTarget(settings.load(), "m")
+def target(tmp_path):
     (tmp_path / "v1").mkdir()
-    return t, tmp_path / "v1"
+    return Spawner(tmp_path / "v1"), tmp_path / "v1"
 
 
 def test_a_new_server_is_alive_at_once(target):

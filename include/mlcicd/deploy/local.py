@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -12,29 +13,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlcicd.deploy.base import Deployment, SmokeTest, smoke_test, wait_healthy
+from mlcicd.deploy.fronted import FrontedTarget
 from mlcicd.errors import DeployError
 from mlcicd.ports import free_port, port_in_use
 from mlcicd.release import Release, prepare_bundle
 from mlcicd.settings import Settings
 
+log = logging.getLogger("mlcicd")
 
-class LocalProcessTarget:
-    """Serve each version as a process on this machine, the stable endpoint on a fixed port.
 
-    Deploy = start the new version on a spare port, health- and smoke-test it there, then stop the
-    old process and restart the new version on the stable port. If anything fails before the old
-    process stops, it simply keeps serving; if the new one fails on the stable port, the old
-    version is started again there.
+class LocalProcessTarget(FrontedTarget):
+    """Serve each version as a process on this machine, behind an HAProxy front on the stable port.
+
+    Each version's server runs on a port of its own, started once; the front (a process of its
+    own, see :mod:`.front`) moves traffic between them. See :class:`.fronted.FrontedTarget`.
     """
 
     name = "local"
 
     def __init__(self, settings: Settings, model_name: str) -> None:
-        self.settings = settings
-        self.model_name = model_name
-        self.root = settings.deployments_dir / "local" / model_name
-        self.state_file = self.root / "current.json"
+        super().__init__(settings, model_name)
         self.host = settings.local_host
         self.port = settings.local_port
 
@@ -42,126 +40,109 @@ class LocalProcessTarget:
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def current(self) -> Deployment | None:
-        state = self._state()
-        if not state or not Server.of(state).alive():
-            return None
-        return Deployment(self.name, state["endpoint"], state["version"], state)
-
-    def deploy(self, release: Release, smoke: SmokeTest) -> Deployment:
-        version_dir = self._prepare(release)
-        previous = self._state()
-        previous_alive = bool(previous) and Server.of(previous).alive()
-        if not previous_alive and port_in_use(self.host, self.port):
-            raise DeployError(
-                f"port {self.port} on {self.host} is held by a process that is not this model's server; "
-                "stop it or set MLCICD_LOCAL_PORT to a free port"
-            )
-
-        staging_port = free_port(self.host)
-        staging = self._start(version_dir, staging_port)
-        try:
-            endpoint = f"http://{self.host}:{staging_port}"
-            wait_healthy(endpoint, release.version, self.settings.health_timeout_s, staging.alive)
-            problems = smoke_test(endpoint, smoke)
-        except DeployError as exc:
-            problems = [str(exc)]
-        finally:
-            staging.stop()
-        if problems:
-            still = (
-                f"v{previous['version']} keeps serving at {self.endpoint}"
-                if previous_alive
-                else "nothing was serving before, and nothing serves now"
-            )
-            raise DeployError(
-                f"v{release.version} failed its smoke test on a staging port and was not switched in; "
-                f"{still}. Problems: " + "; ".join(problems) + f". Server log: {version_dir / 'server.log'}"
-            )
-
-        if previous_alive:
-            Server.of(previous).stop()
-        if port_in_use(self.host, self.port):
-            raise DeployError(
-                f"port {self.port} is held by another process; free it or set MLCICD_LOCAL_PORT"
-            )
-        server = self._start(version_dir, self.port)
-        try:
-            wait_healthy(self.endpoint, release.version, self.settings.health_timeout_s, server.alive)
-        except DeployError as exc:
-            server.stop()
-            if previous_alive:
-                old = self._start(Path(previous["model_dir"]), self.port)
-                self._write_state({**previous, **old.to_state()})
-            raise DeployError(
-                f"{exc}; rolled back to v{previous['version'] if previous else '(none)'}"
-            ) from exc
-        state = {
-            "version": release.version,
-            **server.to_state(),
-            "endpoint": self.endpoint,
-            "model_dir": str(version_dir),
-            "release": release.to_dict(),
-            "previous_version": previous.get("version") if previous else None,
-        }
-        self._write_state(state)
-        return Deployment(self.name, self.endpoint, release.version, state)
-
     @classmethod
     def stop_all(cls, settings: Settings) -> list[str]:
-        """Stop the server of every model this target started; return the models' names."""
+        """Stop the servers and the front of every model this target started; return the models' names."""
         stopped = []
-        for state_file in (settings.deployments_dir / "local").glob("*/current.json"):
+        for state_file in (settings.deployments_dir / "local").glob("*/front.json"):
             target = cls(settings, state_file.parent.name)
             if target.current():
                 stopped.append(target.model_name)
             target.stop()
         return stopped
 
-    def stop(self) -> None:
-        state = self._state()
-        if state:
-            Server.of(state).stop()
-            self.state_file.unlink(missing_ok=True)
+    # -- the front: an HAProxy process ------------------------------------------------------------
 
-    def _prepare(self, release: Release) -> Path:
-        return prepare_bundle(self.settings, release, self.root / f"v{release.version}")
+    def _bind(self) -> str:
+        return f"{self.host}:{self.port}"
 
-    @property
-    def prediction_log_dir(self) -> Path:
-        return self.settings.predictions_for(self.model_name)
+    def _front_running(self, state: dict[str, Any]) -> bool:
+        return bool(state.get("front")) and Server.of(state["front"]).alive()
 
-    def _start(self, version_dir: Path, port: int) -> Server:
-        log = open(version_dir / "server.log", "ab")  # noqa: SIM115 - handed to the child process
+    def _start_front(self, state: dict[str, Any]) -> dict[str, Any]:
+        self._retire_unfronted_server()
+        if port_in_use(self.host, self.port):
+            raise DeployError(
+                f"port {self.port} on {self.host} is held by a process that is not this model's front; "
+                "stop it or set MLCICD_LOCAL_PORT to a free port"
+            )
+        binary = self.settings.haproxy_bin
+        log_file = open(self.front.dir / "haproxy.log", "ab")  # noqa: SIM115 - handed to the child process
+        try:
+            proc = subprocess.Popen(
+                [binary, "-db", "-f", "haproxy.cfg"], cwd=self.front.dir, stdin=subprocess.DEVNULL,
+                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        except OSError as exc:
+            raise DeployError(
+                f"the traffic front could not start ({binary}: {exc}); `make install` installs HAProxy, "
+                "or set MLCICD_HAPROXY to an HAProxy 2.6+ binary"
+            ) from exc
+        finally:
+            log_file.close()
+        front = Server.started(proc.pid)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if not front.alive():
+                break
+            if self.front.answers() and port_in_use(self.host, self.port):
+                return {**front.to_state(), "binary": binary}
+            time.sleep(0.05)
+        front.stop()
+        tail = (self.front.dir / "haproxy.log").read_text(errors="replace")[-1500:]
+        raise DeployError(f"the traffic front (HAProxy) did not start on {self._bind()}:\n{tail}")
+
+    def _stop_front(self, state: dict[str, Any]) -> None:
+        if state.get("front"):
+            Server.of(state["front"]).stop()
+
+    def _retire_unfronted_server(self) -> None:
+        """Stop a server started on the stable port before the front existed (state ``current.json``)."""
+        old = self.root / "current.json"
+        try:
+            state = json.loads(old.read_text())
+        except (OSError, json.JSONDecodeError):
+            return
+        server = Server.of(state)
+        if server.alive():
+            log.warning("stopping v%s, started on port %s before the traffic front existed: the front takes "
+                        "the port (a one-time gap)", state.get("version"), self.port)  # fmt: skip
+            server.stop()
+        old.unlink(missing_ok=True)
+
+    # -- the model servers ------------------------------------------------------------------------
+
+    def _start_server(self, release: Release) -> dict[str, Any]:
+        version_dir = prepare_bundle(self.settings, release, self.root / f"v{release.version}")
+        port = free_port(self.host)
+        log_file = open(version_dir / "server.log", "ab")  # noqa: SIM115 - handed to the child process
         cmd = [
             sys.executable, "-m", self.settings.local_server_module,
             "--model-dir", str(version_dir), "--host", self.host, "--port", str(port),
+            "--prediction-log", str(self.prediction_log_dir),
         ]  # fmt: skip
-        if port == self.port:  # only live traffic is logged, not the staging smoke test
-            cmd += ["--prediction-log", str(self.prediction_log_dir)]
-        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-        )
-        log.close()
-        return Server.started(proc.pid)
+            cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )  # fmt: skip
+        log_file.close()
+        return {
+            "version": str(release.version), **Server.started(proc.pid).to_state(), "host": self.host,
+            "port": port, "url": f"http://{self.host}:{port}", "model_dir": str(version_dir),
+            "release": release.to_dict(),
+        }  # fmt: skip
 
-    def _state(self) -> dict[str, Any] | None:
+    def _server_alive(self, handle: dict[str, Any]) -> bool:
+        return Server.of(handle).alive()
+
+    def _stop_server(self, handle: dict[str, Any]) -> None:
+        Server.of(handle).stop()
+
+    def _server_log(self, handle: dict[str, Any]) -> str:
         try:
-            return json.loads(self.state_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-
-    def _write_state(self, state: dict[str, Any]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(self.state_file)
+            return (Path(handle["model_dir"]) / "server.log").read_text(errors="replace")[-2000:].strip()
+        except (OSError, KeyError):
+            return ""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,19 @@ PAYLOAD_HINT = (
 )
 
 
+VERSION_HEADER = "X-Model-Version"  # on every response: the version that answered
+PROBE_HEADER = "x-mlcicd-probe"  # a smoke test sent straight to this server (the front strips it)
+SHADOW_HEADER = "x-shadow"  # a copy mirrored by the front (which strips it from callers' requests)
+SHADOW_DIR = "shadow"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def traffic_of(request: Any) -> str:
+    if request.headers.get(PROBE_HEADER):
+        return "probe"
+    return "shadow" if request.headers.get(SHADOW_HEADER) else "live"
+
+
 def read_release(model_dir: Path) -> dict[str, Any]:
     return json.loads((model_dir / "release.json").read_text())
 
@@ -60,17 +73,34 @@ def create_app(model_dir: Path, prediction_log: Path | None = None) -> FastAPI:
     from mlcicd.serving.predlog import PredictionLogger
 
     registry = CollectorRegistry()
-    requests_total = Counter("mlcicd_requests", "Requests to /invocations", ["status"], registry=registry)
-    latency = Histogram("mlcicd_request_seconds", "Latency of /invocations", ["status"], registry=registry)
-    predictions_total = Counter("mlcicd_predictions", "Predictions served", ["class_"], registry=registry)
+    served = str(release.get("version"))
+    # Labelled by version, and by traffic: live (through the front), shadow (a mirrored copy),
+    # probe (a smoke test sent straight to this server).
+    labels = ["status", "model_version", "traffic"]
+    requests_total = Counter("mlcicd_requests", "Requests to /invocations", labels, registry=registry)
+    latency = Histogram("mlcicd_request_seconds", "Latency of /invocations", labels, registry=registry,
+                        buckets=LATENCY_BUCKETS)  # fmt: skip
+    predictions_total = Counter(
+        "mlcicd_predictions", "Predictions served", ["class_", "model_version", "traffic"], registry=registry
+    )
     Gauge("mlcicd_model_info", "The served model", ["model_name", "model_version"], registry=registry).labels(
         str(release.get("model_name")), str(release.get("version"))
     ).set(1)
     predlog = PredictionLogger(prediction_log)
+    # Answers to mirrored copies: beside the live log, never in it (the monitor reads only the live one).
+    shadow_log = PredictionLogger(prediction_log / SHADOW_DIR if prediction_log else None)
     Gauge("mlcicd_prediction_log_dropped", "Prediction records dropped", registry=registry).set_function(
         lambda: predlog.dropped
     )
     app.state.prediction_log = predlog
+    app.state.shadow_log = shadow_log
+
+    @app.middleware("http")
+    async def name_the_version(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers[VERSION_HEADER] = served
+        return response
+
     app.state.model_dir = model_dir
 
     def error(status: int, code: str, message: str) -> JSONResponse:
@@ -95,13 +125,14 @@ def create_app(model_dir: Path, prediction_log: Path | None = None) -> FastAPI:
     @app.post("/invocations")
     async def invocations(request: Request) -> Any:
         started = time.perf_counter()
-        response = await score(request)
+        traffic = traffic_of(request)
+        response = await score(request, traffic)
         status = str(response.status_code)
-        requests_total.labels(status).inc()
-        latency.labels(status).observe(time.perf_counter() - started)
+        requests_total.labels(status, served, traffic).inc()
+        latency.labels(status, served, traffic).observe(time.perf_counter() - started)
         return response
 
-    async def score(request: Request) -> Any:
+    async def score(request: Request, traffic: str) -> Any:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             return error(
@@ -125,12 +156,13 @@ def create_app(model_dir: Path, prediction_log: Path | None = None) -> FastAPI:
             return error(400, "INVALID_INPUT", f"{type(exc).__name__}: {exc}")
         values = predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
         for v in values:
-            predictions_total.labels(str(v)).inc()
+            predictions_total.labels(str(v), served, traffic).inc()
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        if predlog.enabled and hasattr(data, "to_dict"):
+        logger = {"live": predlog, "shadow": shadow_log}.get(traffic)
+        if logger is not None and logger.enabled and hasattr(data, "to_dict"):
             header = {"request_id": request_id, "time": datetime.now(UTC).isoformat(),
                       "model_name": release.get("model_name"), "model_version": release.get("version")}  # fmt: skip
-            predlog.log_frame(header, data, values)
+            logger.log_frame(header, data, values)
         return JSONResponse({"predictions": values}, headers={"X-Request-ID": request_id})
 
     return app
@@ -174,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
         app.state.prediction_log.close()
+        app.state.shadow_log.close()
 
 
 if __name__ == "__main__":
