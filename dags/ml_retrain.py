@@ -17,11 +17,18 @@
    that cannot be loaded or scored stops the run: the gate fails closed.
 5. **decide_promotion**: thresholds must hold and the candidate must not be worse than the
    champion by more than `max_degradation` (lower CI bound). The decision is logged to MLflow.
-6. **register_model → build_image → deploy_model → promote_champion** on promotion: register,
-   alias `challenger`, build the model-server image (docker and kubernetes targets), deploy with a
-   smoke test (a failure rolls back) and move `champion`, under one (target, model) lock and only
-   if it still names the version replaced; `promote_champion` checks it and drops `challenger`.
-   **record_rejection** otherwise: the champion is untouched.
+6. **register_model → build_image → deploy_model** on promotion: register, alias `challenger`,
+   build the model-server image (docker and kubernetes targets), start it beside the champion behind
+   the traffic front and smoke-test it directly (a failure stops it; the champion keeps serving).
+   `rollout=canary` gives it the first traffic step; `shadow` a copy of live traffic.
+7. **analyze_rollout** (a rescheduling sensor): each step's measurements (error rate, p99 latency,
+   prediction shift against the champion) advance, finish, or abort (traffic back to 0 %).
+   `switch` passes at once.
+8. **needs_approval → approve_rollout** when `approval` is on: a human-in-the-loop branch in the UI's
+   Required Actions; Reject or no answer in time → **abort_rollout**.
+9. **promote_champion**: all traffic to the candidate, the old version drains and stops, and
+   `champion` moves, under the (target, model) lock and only if it still names the version the
+   gate judged against. **record_rejection** when the gate says no: the champion is untouched.
 
 Every param below is validated on trigger (UI form, REST API or `python -m mlcicd run`).
 """
@@ -37,14 +44,16 @@ from mlcicd import settings
 from mlcicd.assets import RETRAIN_REQUEST
 from mlcicd.dag_params import retrain_params
 from mlcicd.links import DataDocsLink, MlflowRunLink, ShiftReportLink
-from mlcicd.names import DECISION_XCOM, Task
-from mlcicd.tasks import retrain, ship
+from mlcicd.names import APPROVAL_XCOM, DECISION_XCOM, Task
+from mlcicd.tasks import retrain, rollout, ship
+from mlcicd.tasks.approval import approval_operator
 from mlcicd.tasks.params import params_of
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 SERVICE_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=20)}
+ANALYSIS_POKE_S = 5  # the sensor's check; it measures when the run's rollout_interval_s is due
 
 _cron = settings.load().retrain_schedule
 # Time-scheduled and on retrain requests from ml_monitor; requests only when the time schedule is off.
@@ -122,12 +131,28 @@ def ml_retrain() -> None:
         """Deploy the challenger and smoke-test it; roll back on failure."""
         return ship.deploy(context["run_id"], release, image, trained, batch, params_of(context))
 
-    @task(**SERVICE_RETRIES)
+    @task.sensor(task_id=Task.ANALYZE, poke_interval=ANALYSIS_POKE_S, mode="reschedule", timeout=6 * 3600)
+    def analyze_rollout(deployment: dict[str, Any], **context: Any) -> bool:
+        """Measure the candidate against the champion on live traffic; advance, finish or abort."""
+        return rollout.analyze(context["run_id"], params_of(context))
+
+    @task.branch(task_id=Task.ASK_APPROVAL)
+    def needs_approval(**context: Any) -> str:
+        """Ask a human before the last traffic step when the run says so."""
+        return rollout.needs_approval(params_of(context))
+
+    @task(task_id=Task.PROMOTE, trigger_rule="none_failed_min_one_success", **SERVICE_RETRIES)
     def promote_champion(
         release: dict[str, Any], deployment: dict[str, Any], **context: Any
     ) -> dict[str, Any]:
-        """Move the champion alias to the deployed version."""
-        return ship.promote(context["run_id"], release, deployment)
+        """Give the candidate all traffic and move the champion alias to it."""
+        return ship.promote(context["run_id"], release, deployment, params_of(context))
+
+    @task(task_id=Task.ABORT)
+    def abort_rollout(**context: Any) -> dict[str, Any]:
+        """The rollout was rejected (or nobody answered): take the candidate out."""
+        approval = context["ti"].xcom_pull(task_ids=Task.APPROVE, key=APPROVAL_XCOM)
+        return rollout.abort(context["run_id"], params_of(context), approval)
 
     @task(task_id=Task.REJECT)
     def record_rejection(decision: dict[str, Any], **context: Any) -> dict[str, Any]:
@@ -146,7 +171,10 @@ def ml_retrain() -> None:
     release = register_model(trained, branch[DECISION_XCOM])
     image = build_image(release)
     deployment = deploy_model(release, image, trained, batch)
-    promote_champion(release, deployment)
+    asked = analyze_rollout(deployment) >> needs_approval()
+    approval = approval_operator(settings.load().approval_timeout_minutes)
+    asked >> [approval, promoted := promote_champion(release, deployment)]
+    approval >> [promoted, abort_rollout()]
     record_rejection(branch[DECISION_XCOM])
 
 

@@ -51,7 +51,9 @@ class Load:
     test can say what each phase of a rollout may answer. ``mark(allowed)`` opens a phase.
     """
 
-    def __init__(self, endpoint: str, payload: dict[str, Any], clients: int = 4, pause_s: float = 0.005) -> None:
+    def __init__(
+        self, endpoint: str, payload: dict[str, Any], clients: int = 4, pause_s: float = 0.005
+    ) -> None:
         import threading
 
         self.endpoint, self.payload, self.pause_s = endpoint, payload, pause_s

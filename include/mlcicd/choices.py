@@ -18,6 +18,7 @@ METRICS = ("roc_auc", "accuracy", "f1", "precision", "recall")
 GATED_METRICS = ("roc_auc", "accuracy", "f1")  # those with a threshold param, and the comparable ones
 DEPLOY_TARGETS = ("local", "docker", "kubernetes")
 IMAGE_BUILDERS = ("docker", "kaniko", "none")
+ROLLOUTS = ("switch", "canary", "shadow")
 
 # ml_retrain's defaults (the trigger form, `mlcicd run`, and the stages' own defaults).
 RETRAIN_DEFAULTS: dict[str, Any] = {
@@ -44,6 +45,16 @@ RETRAIN_DEFAULTS: dict[str, Any] = {
     "confidence": 0.95,
     "bootstrap_resamples": 1000,
     "deploy_target": None,
+    "rollout": "switch",
+    "rollout_steps": [10, 50],
+    "rollout_interval_s": 30,
+    "rollout_checks": 2,
+    "rollout_failure_limit": 0,
+    "rollout_min_requests": 20,
+    "rollout_max_error_rate": 0.01,
+    "rollout_max_p99_ms": 500.0,
+    "rollout_max_prediction_shift": 0.1,
+    "approval": False,
 }
 
 # ml_monitor's defaults.

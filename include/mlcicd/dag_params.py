@@ -20,6 +20,7 @@ from mlcicd.choices import (
     MONITOR_DEFAULTS,
     NAME_PATTERN,
     RETRAIN_DEFAULTS,
+    ROLLOUTS,
 )
 from mlcicd.errors import ConfigError
 
@@ -112,6 +113,52 @@ def retrain_params() -> dict[str, Param]:
             description="Where the promoted model is served: local (a process), docker (a container on the "
             "Docker engine), kubernetes (a Deployment applied by a KubernetesPodOperator pod). "
             "Empty: the MLCICD_DEPLOY_TARGET setting (default local).",
+        ),
+        "rollout": Param(
+            D["rollout"], type="string", enum=list(ROLLOUTS), title="Rollout",
+            description="switch: all traffic at once after the smoke test; canary: traffic in steps, each "
+            "analysed on live traffic; shadow: a copy of live traffic, answers compared, never returned. "
+            "canary and shadow need the local or docker target.",
+        ),
+        "rollout_steps": Param(
+            D["rollout_steps"], type="array", items={"type": "integer", "minimum": 1, "maximum": 99},
+            minItems=1, maxItems=10, title="Canary steps (%)",
+            description="Traffic shares before all traffic, e.g. [10, 50]; each is analysed before the next.",
+        ),
+        "rollout_interval_s": Param(
+            D["rollout_interval_s"], type="integer", minimum=1, maximum=3600, title="Analysis interval (s)",
+            description="Time between two measurements of a step.",
+        ),
+        "rollout_checks": Param(
+            D["rollout_checks"], type="integer", minimum=1, maximum=100, title="Measurements per step",
+            description="Measurements of each step, rollout_interval_s apart.",
+        ),
+        "rollout_failure_limit": Param(
+            D["rollout_failure_limit"], type="integer", minimum=0, maximum=100, title="Failed measurements tolerated",
+            description="A step with more failed measurements aborts the rollout (Argo's failureLimit).",
+        ),
+        "rollout_min_requests": Param(
+            D["rollout_min_requests"], type="integer", minimum=1, title="Minimum candidate requests",
+            description="A measurement with fewer candidate requests is inconclusive; a step with no "
+            "successful measurement aborts.",
+        ),
+        "rollout_max_error_rate": Param(
+            D["rollout_max_error_rate"], type="number", minimum=0, maximum=1, title="Max candidate error rate",
+            description="5xx answers and front errors over the candidate's requests, per measurement.",
+        ),
+        "rollout_max_p99_ms": Param(
+            D["rollout_max_p99_ms"], type="number", exclusiveMinimum=0, title="Max candidate p99 latency (ms)",
+            description="Of the candidate's successful requests, per measurement.",
+        ),
+        "rollout_max_prediction_shift": Param(
+            D["rollout_max_prediction_shift"], type="number", minimum=0, maximum=1,
+            title="Max prediction shift (TVD)",
+            description="Total variation distance between the candidate's and the stable version's class shares.",
+        ),
+        "approval": Param(
+            D["approval"], type="boolean", title="Human approval before the last traffic step",
+            description="Ask in the UI's Required Actions (or `python -m mlcicd approve|reject`); no answer "
+            "within MLCICD_APPROVAL_TIMEOUT_MINUTES rejects. Needs a scheduler (not `mlcicd run`).",
         ),
     }  # fmt: skip
 

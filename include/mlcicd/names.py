@@ -23,7 +23,11 @@ class Task:
     REGISTER = "register_model"
     BUILD = "build_image"
     DEPLOY = "deploy_model"
+    ANALYZE = "analyze_rollout"
+    ASK_APPROVAL = "needs_approval"
+    APPROVE = "approve_rollout"
     PROMOTE = "promote_champion"
+    ABORT = "abort_rollout"
     REJECT = "record_rejection"
     EVALUATE_WINDOW = "evaluate_window"
     DECIDE_RETRAIN = "decide_retrain"
@@ -32,13 +36,15 @@ class Task:
 
 RETRAIN_STAGES = (
     Task.RECONCILE, Task.INGEST, Task.VALIDATE, Task.TRAIN, Task.EVALUATE, Task.DECIDE,
-    Task.REGISTER, Task.BUILD, Task.DEPLOY, Task.PROMOTE, Task.REJECT,
+    Task.REGISTER, Task.BUILD, Task.DEPLOY, Task.ANALYZE, Task.ASK_APPROVAL, Task.APPROVE, Task.PROMOTE,
+    Task.ABORT, Task.REJECT,
 )  # fmt: skip
 
 # XCom keys beside each task's return value.
 ERROR_XCOM = "mlcicd_error"  # {stage, kind, message} of a failed stage, for REST clients
 DECISION_XCOM = "decision"  # the gate's Decision, pushed by decide_promotion
-LINKS_XCOM = "mlcicd_links"  # UI links a task leaves for the operator extra links
+LINKS_XCOM = "mlcicd_links"
+APPROVAL_XCOM = "approval"  # {decision, by, at} pushed by approve_rollout  # UI links a task leaves for the operator extra links
 
 
 class Outcome:

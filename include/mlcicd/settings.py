@@ -49,6 +49,7 @@ class Settings:
     health_timeout_s: float
     haproxy_bin: str
     deploy_lock_timeout_s: float
+    approval_timeout_minutes: float
     suites_dir: Path
     retrain_schedule: str | None
     monitor_schedule: str | None
@@ -140,6 +141,7 @@ def load() -> Settings:
         health_timeout_s=_number("MLCICD_HEALTH_TIMEOUT_S", 90.0, float, minimum=1),
         haproxy_bin=os.getenv("MLCICD_HAPROXY") or _haproxy(),
         deploy_lock_timeout_s=_number("MLCICD_DEPLOY_LOCK_TIMEOUT_S", 1800.0, float, minimum=0),
+        approval_timeout_minutes=_number("MLCICD_APPROVAL_TIMEOUT_MINUTES", 60.0, float, minimum=0.1),
         suites_dir=Path(os.getenv("MLCICD_SUITES_DIR", PROJECT_ROOT / "include" / "suites")).resolve(),
         retrain_schedule=_schedule(os.getenv("MLCICD_RETRAIN_SCHEDULE", "@daily")),
         monitor_schedule=_schedule(os.getenv("MLCICD_MONITOR_SCHEDULE", "@hourly")),

@@ -37,6 +37,7 @@ LAYERS = [
         "mlcicd.monitoring",
         "mlcicd.window_report",
         "mlcicd.release",
+        "mlcicd.rollout",
     ],  # fmt: skip
     ["mlcicd.image*"],
     ["mlcicd.deploy*"],

@@ -11,6 +11,7 @@ from mlcicd.settings import Settings
 if TYPE_CHECKING:
     from mlcicd.data import SyntheticOptions
     from mlcicd.gate import Policy
+    from mlcicd.rollout import Plan
     from mlcicd.training import TrainParams
 
 
@@ -96,3 +97,17 @@ def params_from_events(params: dict[str, Any], extras: list[dict[str, Any]]) -> 
     for extra in extras:
         merged.update(check_retrain_conf(extra.get("conf") or {}))
     return merged
+
+
+def rollout_plan(params: dict[str, Any]) -> Plan:
+    """The rollout the run asked for (``rollout`` and its ``rollout_*`` knobs)."""
+    from mlcicd.rollout import Plan
+
+    d = {k: params.get(k, RETRAIN_DEFAULTS[k]) for k in RETRAIN_DEFAULTS if k.startswith("rollout")}
+    return Plan(
+        mode=str(d["rollout"]), steps=tuple(sorted({int(x) for x in d["rollout_steps"]})),
+        interval_s=int(d["rollout_interval_s"]), checks=int(d["rollout_checks"]),
+        failure_limit=int(d["rollout_failure_limit"]), min_requests=int(d["rollout_min_requests"]),
+        max_error_rate=float(d["rollout_max_error_rate"]), max_p99_ms=float(d["rollout_max_p99_ms"]),
+        max_prediction_shift=float(d["rollout_max_prediction_shift"]),
+    )  # fmt: skip

@@ -11,6 +11,7 @@ difference is settled for the registry: the champion is deployed again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,14 +60,30 @@ def smoke_of(settings: Settings, run_id: str) -> SmokeTest:
 UNKNOWN = object()  # the champion a candidate was gated against, when the release does not say
 
 
+def check_gated_against(c: Any, release: Release, gated_against: Any) -> None:
+    """Raise DeployError if ``@champion`` moved since the gate judged ``release`` against it."""
+    from mlcicd import registry
+
+    if gated_against is UNKNOWN:
+        return
+    replaced = registry.champion(c, release.model_name)
+    now = replaced.version if replaced else None
+    if now != gated_against and now != release.version:
+        raise DeployError(
+            f"{release.model_name}@champion is v{now or '(none)'} now, but v{release.version} was gated against "
+            f"v{gated_against or '(none)'}: nothing was switched. Run again to judge it against v{now}"
+        )
+
+
 def deploy_and_promote(
     settings: Settings, c: Any, target: DeployTarget, release: Release, smoke: SmokeTest,
-    gated_against: Any = UNKNOWN,
+    gated_against: Any = UNKNOWN, switch: Callable[[], Deployment] | None = None,
 ) -> tuple[Deployment, str | None]:  # fmt: skip
     """Deploy ``release`` and move ``champion`` to it, under the lock; return (deployment, replaced version).
 
     ``gated_against`` is the champion version the gate compared the candidate with (None: there was
-    none); if the alias names another version by now, nothing is switched.
+    none); if the alias names another version by now, nothing is switched. ``switch`` gives the
+    release all traffic (default: ``target.deploy``; a staged candidate's ``target.promote``).
 
     Raises:
         DeployError: the champion changed since the gate; the deploy failed (the target rolled
@@ -92,7 +109,7 @@ def deploy_and_promote(
                 f"v{gated_against or '(none)'}: nothing was switched. Run again to judge it against v{now}"
             )
         previous = _restorable(settings, c, replaced)
-        deployment = target.deploy(release, smoke)
+        deployment = switch() if switch is not None else target.deploy(release, smoke)
         try:
             # Passed its smoke test and serves: recorded before the alias moves, so that reconcile
             # can tell an interrupted promotion from a version that should not serve.
@@ -175,6 +192,10 @@ def reconcile(settings: Settings, target_name: str, model_name: str, *, repair: 
 def _reconcile(settings: Settings, c: Any, target: DeployTarget, name: str, *, repair: bool) -> ServingState:
     from mlcicd import registry
 
+    leftover = target.candidate() if hasattr(target, "candidate") else None
+    if leftover is not None and repair:  # a rollout that never finished (its run died or was stopped)
+        log.warning("v%s was left staged beside the stable version: taking it out", leftover.version)
+        target.abort()
     current = target.current()
     champ = registry.champion(c, name)
     served, champion = (current.version if current else None), (champ.version if champ else None)

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from mlcicd import record
-from mlcicd.errors import DeployError, MlcicdError
+from mlcicd.errors import ConfigError, DeployError, MlcicdError
 from mlcicd.names import Task
 from mlcicd.release import Release
 from mlcicd.tasks import params as p
@@ -110,10 +110,28 @@ def deploy(
         expected = registry.load_sklearn(trained["model_uri"], settings.tracking_uri).predict(sample)
         smoke = dep.SmokeTest.of(sample, expected)
         c, _ = mlflow_client(settings)
-        try:
-            deployment, replaced = serving.deploy_and_promote(
-                settings, c, target, rel, smoke, release.get("gated_against", serving.UNKNOWN)
+        plan = p.rollout_plan(params)
+        staged = hasattr(target, "stage")
+        if not staged and plan.mode != "switch":
+            raise ConfigError(f"rollout={plan.mode} needs the local or docker target (its traffic front); "
+                              f"the {target.name} target switches only")  # fmt: skip
+        if not staged and params.get("approval"):
+            raise ConfigError(
+                f"approval needs the local or docker target; the {target.name} target switches at once"
             )
+        gated = release.get("gated_against", serving.UNKNOWN)
+        try:
+            if staged:  # beside the champion; promote_champion gives it all traffic
+                with dep.lock(settings, target.name, rel.model_name):
+                    serving.check_gated_against(c, rel, gated)
+                    deployment = target.stage(rel, smoke, plan.mode)
+                    if plan.mode == "canary":
+                        target.shift(plan.steps[0])
+                    elif plan.mode == "shadow":
+                        target.mirror(True)
+                replaced = None
+            else:
+                deployment, replaced = serving.deploy_and_promote(settings, c, target, rel, smoke, gated)
         except MlcicdError as exc:
             _mark_failed(c, rel.model_name, rel.version, "mlcicd.deploy", "rolled_back")
             try:
@@ -133,21 +151,51 @@ def deploy(
         )
         record.update(
             run_dir(settings, run_id),
-            deployment={"target": deployment.target, "state": "serving", "endpoint": deployment.endpoint,
-                        "serving_version": deployment.version},
+            deployment={"target": deployment.target, "state": "staged" if staged else "serving",
+                        "endpoint": deployment.endpoint, "serving_version": deployment.version,
+                        "rollout": plan.mode},
         )  # fmt: skip
-        log.info("v%s serves at %s (%s) and is %s@champion (was %s)", deployment.version, deployment.endpoint,
-                 deployment.target, rel.model_name, replaced)  # fmt: skip
-        return {**deployment.to_dict(), "replaced_version": replaced}
+        if staged:
+            log.info("v%s is staged beside the champion (%s): %s", rel.version, plan.mode,
+                     {"switch": "all traffic moves at promote_champion", "canary": f"{plan.steps[0]} % of traffic",
+                      "shadow": "a copy of live traffic"}[plan.mode])  # fmt: skip
+        else:
+            log.info("v%s serves at %s (%s) and is %s@champion (was %s)", deployment.version, deployment.endpoint,
+                     deployment.target, rel.model_name, replaced)  # fmt: skip
+        return {**deployment.to_dict(), "replaced_version": replaced, "staged": staged,
+                "gated_against": release.get("gated_against")}  # fmt: skip
 
 
-def promote(run_id: str, release: dict[str, Any], deployment: dict[str, Any]) -> dict[str, Any]:
-    """Finish the promotion: ``deploy_model`` moved ``champion`` under the deploy lock; check it, drop ``challenger``."""
+def promote(
+    run_id: str, release: dict[str, Any], deployment: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
+    """Finish the promotion: a staged candidate takes all traffic and ``champion`` moves to it, under the
+    deploy lock (else ``deploy_model`` did both); check the alias, drop ``challenger``."""
+    from mlcicd import deploy as dep
     from mlcicd import registry
+    from mlcicd.tasks import serving
 
     with stage(run_id, Task.PROMOTE) as settings:
         c, _ = mlflow_client(settings)
         name, version = release["model_name"], release["version"]
+        if deployment.get("staged"):
+            rel = Release.from_dict(release)
+            target = dep.get_target(p.target_name(params, settings), settings, name)
+            smoke = serving.smoke_of(settings, rel.run_id)
+            gated = deployment.get("gated_against", serving.UNKNOWN)
+            try:
+                _, replaced = serving.deploy_and_promote(
+                    settings, c, target, rel, smoke, gated,
+                    switch=lambda: target.promote() if _staged(target, version) else target.deploy(rel, smoke),
+                )  # fmt: skip
+            except MlcicdError:
+                _mark_failed(c, name, version, "mlcicd.deploy", "rolled_back")
+                with dep.lock(settings, target.name, name):
+                    if _staged(target, version):
+                        target.abort()
+                raise
+            deployment = {**deployment, "replaced_version": replaced}
+            record.update(run_dir(settings, run_id), deployment={"state": "serving"})
         now = registry.champion(c, name)
         if now is None or now.version != version:
             raise DeployError(
@@ -166,6 +214,11 @@ def promote(run_id: str, release: dict[str, Any], deployment: dict[str, Any]) ->
         record.update(run_dir(settings, run_id), promotion=out)
         log.info("%s@%s is v%s (was %s)", name, registry.CHAMPION, version, out["previous_version"])
         return out
+
+
+def _staged(target: Any, version: str) -> bool:
+    staged = target.candidate()
+    return staged is not None and staged.version == str(version)
 
 
 def reconcile(run_id: str, params: dict[str, Any]) -> dict[str, Any]:

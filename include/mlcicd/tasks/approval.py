@@ -1,0 +1,49 @@
+"""The human approval before a rollout's last traffic step: Airflow's own human-in-the-loop branch.
+
+It shows in the UI's Required Actions and is answered there, through the REST API
+(``PATCH .../taskInstances/approve_rollout/-1/hitlDetails``) or with ``python -m mlcicd approve|reject``.
+No answer within ``MLCICD_APPROVAL_TIMEOUT_MINUTES`` is a rejection (the scheduler applies it).
+The only addition to the standard provider's operator: who decided, and when, is pushed to XCom
+before the branch, because a rejection skips the tasks that would otherwise read the return value.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.providers.standard.operators.hitl import HITLBranchOperator
+
+from mlcicd.names import APPROVAL_XCOM, Task
+
+APPROVE, REJECT = "Approve", "Reject"
+
+
+class RolloutApproval(HITLBranchOperator):
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        if "error" not in event:
+            by = event.get("responded_by_user") or {}
+            chosen = list(event.get("chosen_options") or [])
+            context["ti"].xcom_push(key=APPROVAL_XCOM, value={
+                "decision": chosen[0] if chosen else None,
+                "by": by.get("name") or by.get("id"),
+                "at": str(event.get("responded_at")),
+                "timed_out": not by,
+            })  # fmt: skip
+        return super().execute_complete(context=context, event=event)
+
+
+def approval_operator(timeout_minutes: float) -> RolloutApproval:
+    return RolloutApproval(
+        task_id=Task.APPROVE,
+        subject="Promote {{ params.model_name }}: give the candidate all traffic?",
+        body=(
+            "The candidate passed its {{ params.rollout }} analysis (run record: `rollout`). Approve gives it all "
+            "traffic and moves @champion; Reject takes it out. No answer within "
+            f"{timeout_minutes:g} minutes rejects."
+        ),
+        options=[APPROVE, REJECT],
+        options_mapping={APPROVE: Task.PROMOTE, REJECT: Task.ABORT},
+        defaults=[REJECT],
+        response_timeout=timedelta(minutes=timeout_minutes),
+    )

@@ -1,0 +1,147 @@
+"""``ml_retrain``'s rollout between deploy and promotion: the analysis steps, the approval, the abort.
+
+``deploy_model`` stages the candidate beside the champion (and gives it the first canary share, or
+the mirror); ``analyze_rollout`` is a rescheduling sensor (no worker slot held between pokes) that
+measures, judges and advances one step per due poke; ``promote_champion`` gives it all traffic and
+moves the alias; ``abort_rollout`` takes it out when the analysis fails or a human rejects it.
+The rollout's record (``rollout`` in the run record) holds each step's measurements and verdict.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from mlcicd import record
+from mlcicd.errors import DeployError
+from mlcicd.names import Task
+from mlcicd.rollout import Figures, measure, step_verdict
+from mlcicd.tasks import params as p
+from mlcicd.tasks.boundary import run_dir, stage
+
+log = logging.getLogger("mlcicd")
+
+
+def snapshot(target: Any, mode: str) -> dict[str, dict[str, Any]]:
+    """Both versions' counters now: each server's ``/metrics``, plus the front's errors for the candidate."""
+    import requests
+
+    from mlcicd.rollout import figures_from_metrics
+
+    out = {}
+    servers = target.servers()
+    stats = target.front.stats()
+    for role, server in servers.items():
+        traffic = "shadow" if role == "candidate" and mode == "shadow" else "live"
+        try:
+            text = requests.get(f"{server['url']}/metrics", timeout=5).text
+            figures = figures_from_metrics(text, str(server["version"]), traffic)
+        except requests.RequestException as exc:
+            raise DeployError(
+                f"the {role} v{server['version']} did not answer at {server['url']}: {exc}"
+            ) from exc
+        slot = stats.get(server["slot"], {})
+        lost = int(slot.get("eresp") or 0) + int(slot.get("econ") or 0)  # never reached the server's metrics
+        figures.errors += lost
+        figures.requests += lost
+        out[role] = figures.to_dict()
+    return out
+
+
+def analyze(run_id: str, params: dict[str, Any]) -> bool:
+    """One poke: measure when due, judge the step, advance, finish (True) or abort (raises)."""
+    from mlcicd import deploy as dep
+
+    with stage(run_id, Task.ANALYZE) as settings:
+        plan = p.rollout_plan(params)
+        path = run_dir(settings, run_id)
+        state = record.read(path).get("rollout") or {}
+        if not plan.analysed or state.get("state") == "passed":
+            return True
+        target = dep.get_target(p.target_name(params, settings), settings, str(params["model_name"]))
+        if target.candidate() is None:
+            raise DeployError(
+                "the staged candidate is gone (stopped, or taken out by another run): nothing to analyse"
+            )
+        stages = plan.stages()
+        now = time.time()
+        if not state.get("steps"):  # the first poke: the baseline of step 1
+            state = {"plan": plan.to_dict(), "state": "running", "step": 0, "since": now,
+                     "baseline": snapshot(target, plan.mode),
+                     "steps": [{"percent": stages[0], "measurements": [], "verdict": "running"}]}  # fmt: skip
+            record.update(path, rollout=state)
+            return False
+        if now - state["since"] < plan.interval_s:
+            return False
+        after = snapshot(target, plan.mode)
+        before = state["baseline"]
+        m = measure(
+            plan,
+            *(
+                Figures.from_dict(after[r]).minus(Figures.from_dict(before[r]))
+                for r in ("candidate", "stable")
+            ),
+        )
+        m["at"] = now
+        step = state["steps"][state["step"]]
+        step["measurements"].append(m)
+        step["verdict"] = step_verdict(plan, step["measurements"])
+        log.info("step %d (%d %%), measurement %d: %s (%s)", state["step"] + 1, step["percent"],
+                 len(step["measurements"]), m["verdict"], m["note"])  # fmt: skip
+        state.update(since=now, baseline=after)
+        if step["verdict"] == "failed":
+            state["state"] = "aborted"
+            record.update(path, rollout=state)
+            target.abort()
+            _tag(settings, params, "analysis_failed")
+            raise DeployError(
+                f"the {plan.mode} analysis failed at step {state['step'] + 1} ({step['percent']} %): "
+                + "; ".join(x["note"] for x in step["measurements"])
+                + ". The candidate was taken out; the "
+                "champion serves all traffic, unchanged"
+            )
+        if step["verdict"] == "passed":
+            if state["step"] + 1 < len(stages):
+                state["step"] += 1
+                state["steps"].append(
+                    {"percent": stages[state["step"]], "measurements": [], "verdict": "running"}
+                )
+                target.shift(stages[state["step"]])
+                log.info("advanced to %d %% of traffic", stages[state["step"]])
+            else:
+                state["state"] = "passed"
+        record.update(path, rollout=state)
+        return state["state"] == "passed"
+
+
+def needs_approval(params: dict[str, Any]) -> str:
+    """The branch after the analysis: ask a human, or go on to promotion."""
+    return Task.APPROVE if params.get("approval") else Task.PROMOTE
+
+
+def abort(run_id: str, params: dict[str, Any], approval: dict[str, Any] | None) -> dict[str, Any]:
+    """A human rejected the rollout (or nobody answered in time): take the candidate out; always raises."""
+    from mlcicd import deploy as dep
+
+    with stage(run_id, Task.ABORT) as settings:
+        target = dep.get_target(p.target_name(params, settings), settings, str(params["model_name"]))
+        with dep.lock(settings, target.name, target.model_name):
+            if hasattr(target, "abort"):
+                target.abort()
+        who = (approval or {}).get("by") or "nobody (the approval timed out)"
+        record.update(run_dir(settings, run_id), rollout={"state": "rejected", "approval": approval})
+        _tag(settings, params, "rejected")
+        raise DeployError(f"the rollout was rejected by {who}; the champion serves all traffic, unchanged")
+
+
+def _tag(settings: Any, params: dict[str, Any], value: str) -> None:
+    from mlcicd import registry
+
+    try:
+        c = registry.client(settings.tracking_uri, settings.registry_uri)
+        challenger = c.get_model_version_by_alias(str(params["model_name"]), registry.CHALLENGER)
+        c.set_model_version_tag(challenger.name, challenger.version, "mlcicd.rollout", value)
+        c.delete_registered_model_alias(challenger.name, registry.CHALLENGER)
+    except Exception as exc:  # the rollout's outcome is what matters; the tag is a detail
+        log.warning("could not tag the challenger's rollout outcome: %s", exc)
