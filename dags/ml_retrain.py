@@ -38,7 +38,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, PokeReturnValue, dag, task
 
 from mlcicd import settings
 from mlcicd.assets import RETRAIN_REQUEST
@@ -132,9 +132,10 @@ def ml_retrain() -> None:
         return ship.deploy(context["run_id"], release, image, trained, batch, params_of(context))
 
     @task.sensor(task_id=Task.ANALYZE, poke_interval=ANALYSIS_POKE_S, mode="reschedule", timeout=6 * 3600)
-    def analyze_rollout(deployment: dict[str, Any], **context: Any) -> bool:
+    def analyze_rollout(deployment: dict[str, Any], **context: Any) -> PokeReturnValue:
         """Measure the candidate against the champion on live traffic; advance, finish or abort."""
-        return rollout.analyze(context["run_id"], params_of(context))
+        done, view = rollout.analyze(context["run_id"], params_of(context))
+        return PokeReturnValue(is_done=done, xcom_value=view)
 
     @task.branch(task_id=Task.ASK_APPROVAL)
     def needs_approval(**context: Any) -> str:

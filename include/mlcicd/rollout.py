@@ -11,7 +11,8 @@ previous one (counter deltas, so nothing before the step counts):
 - **prediction shift**: the total variation distance between the candidate's and the stable
   version's class shares, at most ``max_prediction_shift``.
 
-A measurement with fewer than ``min_requests`` candidate requests is *inconclusive*. A step fails
+A measurement with fewer than ``min_requests`` candidate requests, or without a figure for a
+condition (no successful answer to time, no prediction to compare), is *inconclusive*. A step fails
 when more than ``failure_limit`` of its measurements failed, or when none of them succeeded (what
 could not be judged is not promoted); it passes after ``checks`` measurements otherwise.
 """
@@ -125,8 +126,13 @@ def measure(plan: Plan, candidate: Figures, stable: Figures) -> dict[str, Any]:
             _condition("prediction shift (TVD)", tvd, plan.max_prediction_shift, "{:.3f}"),
         ]
         failed = [c for c in conditions if c["ok"] is False]
-        verdict = "failed" if failed else "successful"
-        note = "; ".join(f"{c['name']} {c['shown']} > {c['limit']}" for c in failed) or "all conditions hold"
+        unknown = [c["name"] for c in conditions if c["ok"] is None]
+        verdict = "failed" if failed else "inconclusive" if unknown else "successful"
+        note = "; ".join(f"{c['name']} {c['shown']} > {c['limit']}" for c in failed) or (
+            f"no figure for {', '.join(unknown)} (no successful candidate answers?)"
+            if unknown
+            else "all conditions hold"
+        )
     return {
         "verdict": verdict, "note": note, "conditions": conditions,
         "candidate": {"requests": candidate.requests, "errors": candidate.errors,

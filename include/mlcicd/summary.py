@@ -33,3 +33,15 @@ def validation_view(validation: dict[str, Any] | None) -> dict[str, Any] | None:
         "shift": validation.get("shift", []),
         "reference": validation.get("reference", ""),
     }
+
+
+def rollout_view(rollout: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The rollout part of a summary: mode, state, and each step's share, verdict and measurements."""
+    if not rollout:
+        return None
+    return {
+        "mode": (rollout.get("plan") or {}).get("mode"),
+        "state": rollout.get("state"),
+        "steps": rollout.get("steps", []),
+        "approval": rollout.get("approval"),
+    }

@@ -46,6 +46,22 @@ def render(summary: dict[str, Any]) -> str:
         lines.append(
             f"  deployment  {d['target']}: {d['state']}, v{d.get('serving_version')} at {d.get('endpoint')}"
         )
+    r = s.get("rollout")
+    if r and r.get("steps"):
+        lines.append(f"  rollout     {r['mode']}: {r['state']}")
+        for i, step in enumerate(r["steps"], 1):
+            lines.append(f"                step {i}: {step['percent']} % of traffic, {step['verdict']}")
+            for m in step["measurements"]:
+                cand, stable = m["candidate"], m["stable"]
+                lines.append(
+                    f"                  {m['verdict']}: candidate {cand['requests']} req, {cand['errors']} err, "
+                    f"p99 {cand['p99_ms']} ms; stable {stable['requests']} req, p99 {stable['p99_ms']} ms ({m['note']})"
+                )
+    if r and r.get("approval"):
+        a = r["approval"]
+        lines.append(
+            f"  approval    {a.get('decision')} by {a.get('by') or 'nobody (timed out)'} at {a.get('at')}"
+        )
     lines.append(
         f"  champion    {s['model_name']} "
         + (f"v{s['champion_version']}" if s["champion_version"] else "(none)")

@@ -183,6 +183,7 @@ def summarize(
         and {"decision": gate["decision"], "reasons": gate["reasons"], "comparison": gate.get("comparison")},
         "image": rec.get("image"),
         "deployment": rec.get("deployment"),
+        "rollout": run_summary.rollout_view(rec.get("rollout")),
         "champion_version": champ.version if champ else None,
         "model_name": params["model_name"],
         "error": error,

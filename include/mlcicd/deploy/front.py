@@ -71,7 +71,11 @@ backend {backend}
     balance roundrobin
     option httpchk GET /health
     http-check expect status 200
-    default-server check inter 500ms fall 2 rise 2
+    # Lenient on purpose: a server slowed by a busy machine (training beside it) must not be marked
+    # down, or with both slots down every caller gets a 503. A dead one is still out within seconds
+    # (and a refused connection is retried on the other slot meanwhile).
+    timeout check 10s
+    default-server check inter 1s fall 5 rise 1
 {servers}
 """
 

@@ -49,16 +49,20 @@ def snapshot(target: Any, mode: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def analyze(run_id: str, params: dict[str, Any]) -> bool:
-    """One poke: measure when due, judge the step, advance, finish (True) or abort (raises)."""
+def analyze(run_id: str, params: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
+    """One poke: measure when due, judge the step, advance, finish or abort (raises).
+
+    Returns whether the analysis is done, and the rollout's summary (for the task's XCom).
+    """
     from mlcicd import deploy as dep
+    from mlcicd.summary import rollout_view
 
     with stage(run_id, Task.ANALYZE) as settings:
         plan = p.rollout_plan(params)
         path = run_dir(settings, run_id)
         state = record.read(path).get("rollout") or {}
-        if not plan.analysed or state.get("state") == "passed":
-            return True
+        if not plan.analysed or state.get("state") == "passed":  # switch, or a first deploy
+            return True, rollout_view(state)
         target = dep.get_target(p.target_name(params, settings), settings, str(params["model_name"]))
         if target.candidate() is None:
             raise DeployError(
@@ -71,9 +75,9 @@ def analyze(run_id: str, params: dict[str, Any]) -> bool:
                      "baseline": snapshot(target, plan.mode),
                      "steps": [{"percent": stages[0], "measurements": [], "verdict": "running"}]}  # fmt: skip
             record.update(path, rollout=state)
-            return False
+            return False, None
         if now - state["since"] < plan.interval_s:
-            return False
+            return False, None
         after = snapshot(target, plan.mode)
         before = state["baseline"]
         m = measure(
@@ -112,7 +116,7 @@ def analyze(run_id: str, params: dict[str, Any]) -> bool:
             else:
                 state["state"] = "passed"
         record.update(path, rollout=state)
-        return state["state"] == "passed"
+        return state["state"] == "passed", rollout_view(state)
 
 
 def needs_approval(params: dict[str, Any]) -> str:

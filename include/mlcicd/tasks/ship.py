@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from mlcicd import record
@@ -124,6 +125,10 @@ def deploy(
             if staged:  # beside the champion; promote_champion gives it all traffic
                 with dep.lock(settings, target.name, rel.model_name):
                     serving.check_gated_against(c, rel, gated)
+                    if plan.mode != "switch" and target.current() is None:
+                        log.warning("nothing serves yet: no %s rollout, v%s takes all traffic at once", plan.mode,
+                                    rel.version)  # fmt: skip
+                        plan = replace(plan, mode="switch")
                     deployment = target.stage(rel, smoke, plan.mode)
                     if plan.mode == "canary":
                         target.shift(plan.steps[0])
@@ -155,6 +160,8 @@ def deploy(
                         "endpoint": deployment.endpoint, "serving_version": deployment.version,
                         "rollout": plan.mode},
         )  # fmt: skip
+        if plan.mode == "switch":
+            record.update(run_dir(settings, run_id), rollout={"state": "passed", "plan": plan.to_dict()})
         if staged:
             log.info("v%s is staged beside the champion (%s): %s", rel.version, plan.mode,
                      {"switch": "all traffic moves at promote_champion", "canary": f"{plan.steps[0]} % of traffic",
@@ -179,9 +186,9 @@ def promote(
         c, _ = mlflow_client(settings)
         name, version = release["model_name"], release["version"]
         if deployment.get("staged"):
-            rel = Release.from_dict(release)
+            rel = Release.from_dict((deployment.get("detail") or {}).get("release") or release)
             target = dep.get_target(p.target_name(params, settings), settings, name)
-            smoke = serving.smoke_of(settings, rel.run_id)
+            smoke = serving.smoke_of(settings, rel.mlflow_run_id)
             gated = deployment.get("gated_against", serving.UNKNOWN)
             try:
                 _, replaced = serving.deploy_and_promote(
