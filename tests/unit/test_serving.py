@@ -75,8 +75,8 @@ def test_predictions_are_logged_and_counted(tmp_path, client_and_data):
     assert [r["prediction"] for r in records] == expected and records[0]["request_id"] == "req-1"
     assert records[0]["model_version"] == "7" and set(records[0]["features"]) == set(x.columns)
     metrics = client.get("/metrics").text
-    assert 'mlcicd_requests_total{status="200"} 1.0' in metrics
-    assert 'mlcicd_requests_total{status="400"} 1.0' in metrics
+    assert 'mlcicd_requests_total{model_version="7",status="200",traffic="live"} 1.0' in metrics
+    assert 'mlcicd_requests_total{model_version="7",status="400",traffic="live"} 1.0' in metrics
     assert 'mlcicd_model_info{model_name="m",model_version="7"} 1.0' in metrics
     assert "mlcicd_request_seconds_bucket" in metrics and "mlcicd_predictions_total" in metrics
 
