@@ -167,12 +167,15 @@ class FrontedTarget:
         server = self._start_server(release)
         used = stable["slot"] if stable else None
         server["slot"] = next(s for s in SLOTS if s != used)
+        check = "health check"
         try:
             wait_healthy(server["url"], release.version, self.settings.health_timeout_s,
                          lambda: self._server_alive(server))  # fmt: skip
+            check = "smoke test"
             problems = smoke_test(server["url"], smoke)
             if problems:
                 raise DeployError("; ".join(problems))
+            check = "entry into the front"
             self.front.point(server["slot"], server["host"], server["port"])
         except DeployError as exc:
             server_log = self._server_log(server)
@@ -181,7 +184,7 @@ class FrontedTarget:
                 f"v{stable['version']} keeps serving at {self.endpoint}" if stable else "nothing serves"
             )
             raise DeployError(
-                f"v{release.version} failed its checks beside the serving version and was stopped; {with_stable}. "
+                f"v{release.version} failed its {check} beside the serving version and was stopped; {with_stable}. "
                 f"Problems: {exc}" + (f". Server log (end):\n{server_log}" if server_log else "")
             ) from exc
         state = {**self._state(), "candidate": server, "weight": 0, "mirror": False, "mode": mode}
