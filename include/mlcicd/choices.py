@@ -54,6 +54,7 @@ RETRAIN_DEFAULTS: dict[str, Any] = {
     "rollout_max_error_rate": 0.01,
     "rollout_max_p99_ms": 500.0,
     "rollout_max_prediction_shift": 0.1,
+    "rollout_max_accuracy_drop": 0.05,
     "approval": False,
 }
 

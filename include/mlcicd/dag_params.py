@@ -155,6 +155,13 @@ def retrain_params() -> dict[str, Param]:
             title="Max prediction shift (TVD)",
             description="Total variation distance between the candidate's and the stable version's class shares.",
         ),
+        "rollout_max_accuracy_drop": Param(
+            D["rollout_max_accuracy_drop"], type="number", minimum=0, maximum=1,
+            title="Max live accuracy drop",
+            description="Where ground-truth labels arrive (MLCICD_LABELS_DIR): the stable version's live "
+            "accuracy minus the candidate's, over the step so far. Judged once both have "
+            "rollout_min_requests labelled rows.",
+        ),
         "approval": Param(
             D["approval"], type="boolean", title="Human approval before the last traffic step",
             description="Ask in the UI's Required Actions (or `python -m mlcicd approve|reject`); no answer "

@@ -43,8 +43,9 @@ RETRAIN_STAGES = (
 # XCom keys beside each task's return value.
 ERROR_XCOM = "mlcicd_error"  # {stage, kind, message} of a failed stage, for REST clients
 DECISION_XCOM = "decision"  # the gate's Decision, pushed by decide_promotion
-LINKS_XCOM = "mlcicd_links"
-APPROVAL_XCOM = "approval"  # {decision, by, at} pushed by approve_rollout  # UI links a task leaves for the operator extra links
+LINKS_XCOM = "mlcicd_links"  # UI links a task leaves for the operator extra links
+APPROVE_OPTION, REJECT_OPTION = "Approve", "Reject"  # the approval's two answers
+APPROVAL_XCOM = "approval"  # {decision, by, at} pushed by approve_rollout
 
 
 class Outcome:

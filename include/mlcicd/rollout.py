@@ -9,7 +9,11 @@ previous one (counter deltas, so nothing before the step counts):
 - **p99 latency** of the candidate's successful requests (interpolated in the histogram's buckets,
   as Prometheus' ``histogram_quantile`` does), at most ``max_p99_ms``;
 - **prediction shift**: the total variation distance between the candidate's and the stable
-  version's class shares, at most ``max_prediction_shift``.
+  version's class shares, at most ``max_prediction_shift``;
+- **live accuracy**, where ground-truth labels arrive: the stable version's accuracy on its labelled
+  rows minus the candidate's, over the step so far, at most ``max_accuracy_drop``. Judged only once
+  both versions have ``min_requests`` labelled rows; until then it is shown and not held against
+  the measurement (labels often come days later).
 
 A measurement with fewer than ``min_requests`` candidate requests, or without a figure for a
 condition (no successful answer to time, no prediction to compare), is *inconclusive*. A step fails
@@ -37,6 +41,7 @@ class Plan:
     max_error_rate: float = 0.01
     max_p99_ms: float = 500.0
     max_prediction_shift: float = 0.1
+    max_accuracy_drop: float = 0.05
 
     @property
     def analysed(self) -> bool:
@@ -108,8 +113,13 @@ def shift(a: dict[str, float], b: dict[str, float]) -> float | None:
     return 0.5 * sum(abs(a.get(k, 0) / ta - b.get(k, 0) / tb) for k in set(a) | set(b))
 
 
-def measure(plan: Plan, candidate: Figures, stable: Figures) -> dict[str, Any]:
-    """One measurement's figures, conditions and verdict: successful | failed | inconclusive."""
+def measure(
+    plan: Plan, candidate: Figures, stable: Figures, accuracy: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """One measurement's figures, conditions and verdict: successful | failed | inconclusive.
+
+    ``accuracy``: role -> {labelled, accuracy} on the labelled rows of the step so far (or None).
+    """
     conditions = []
     if candidate.requests < plan.min_requests:
         verdict = "inconclusive"
@@ -125,6 +135,9 @@ def measure(plan: Plan, candidate: Figures, stable: Figures) -> dict[str, Any]:
             _condition("p99 latency (ms)", p99, plan.max_p99_ms, "{:.1f}"),
             _condition("prediction shift (TVD)", tvd, plan.max_prediction_shift, "{:.3f}"),
         ]
+        drop = accuracy_drop(plan, accuracy)
+        if drop is not None:
+            conditions.append(_condition("live accuracy drop", drop, plan.max_accuracy_drop, "{:+.3f}"))
         failed = [c for c in conditions if c["ok"] is False]
         unknown = [c["name"] for c in conditions if c["ok"] is None]
         verdict = "failed" if failed else "inconclusive" if unknown else "successful"
@@ -139,7 +152,28 @@ def measure(plan: Plan, candidate: Figures, stable: Figures) -> dict[str, Any]:
                       "p99_ms": _round(candidate.p99_ms()), "classes": candidate.classes},
         "stable": {"requests": stable.requests, "errors": stable.errors, "p99_ms": _round(stable.p99_ms()),
                    "classes": stable.classes},
+        "accuracy": accuracy,
     }  # fmt: skip
+
+
+def accuracy_drop(plan: Plan, accuracy: dict[str, dict[str, Any]] | None) -> float | None:
+    """Stable accuracy minus candidate accuracy, once both have ``min_requests`` labelled rows."""
+    if not accuracy:
+        return None
+    c, s = accuracy.get("candidate") or {}, accuracy.get("stable") or {}
+    if min(c.get("labelled", 0), s.get("labelled", 0)) < plan.min_requests:
+        return None
+    return float(s["accuracy"]) - float(c["accuracy"])
+
+
+def live_accuracy(records: list[dict[str, Any]], labels: dict[tuple[str, int], Any]) -> dict[str, Any]:
+    """Accuracy of logged predictions on the rows whose label arrived (joined on request id and row)."""
+    hits = [
+        str(r["prediction"]) == str(labels[key])
+        for r in records
+        if (key := (str(r["request_id"]), int(r["row"]))) in labels
+    ]
+    return {"labelled": len(hits), "accuracy": round(sum(hits) / len(hits), 6) if hits else None}
 
 
 def _condition(name: str, value: float | None, limit: float, fmt: str) -> dict[str, Any]:

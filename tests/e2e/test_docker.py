@@ -1,8 +1,9 @@
 """The model-server image and the docker target on a real Docker engine (``make test`` starts one).
 
 The tests run in file order on one model of their own: the first run makes the champion's
-container, and the later ones check that a broken image, a failed build or an unreachable
-registry leaves that container serving and the champion unchanged.
+container and the traffic front's (HAProxy, on the stable port), the next promotion happens under
+constant load without a failed request, and the later ones check that a broken image, a failed
+build or an unreachable registry leaves the champion's container serving and the champion unchanged.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from mlcicd.deploy.docker import DockerTarget
 from mlcicd.errors import ConfigError
 from mlcicd.image.docker import docker_client
 from mlcicd.settings import load
-from tests.helpers import wait_for
+from tests.helpers import Load, wait_for
 
 pytestmark = pytest.mark.e2e
 MODEL = "dock_churn"
@@ -91,8 +92,9 @@ def served(endpoint: str, rows: pd.DataFrame) -> tuple[str, list]:
     return version, r.json()["predictions"]
 
 
-def model_containers(client) -> list[dict]:
-    return client.containers(all=True, filters={"label": [f"io.mlcicd.model={MODEL}"]})
+def model_containers(client, role: str = "server") -> list[dict]:
+    labels = [f"io.mlcicd.model={MODEL}", f"io.mlcicd.role={role}"]
+    return client.containers(all=True, filters={"label": labels})
 
 
 def wait_healthy(client, container_id: str, timeout_s: float = 90) -> str:
@@ -119,24 +121,36 @@ def test_promoted_model_is_built_into_an_image_and_served_by_its_container(engin
     assert tags["mlcicd.image"] == image["reference"] and tags["mlcicd.image_id"] == info["Id"]
 
     (container,) = [c for c in model_containers(engine) if c["State"] == "running"]
-    assert container["Image"] == image["reference"] and container["Labels"]["io.mlcicd.role"] == "stable"
+    assert container["Image"] == image["reference"]
     inspected = engine.inspect_container(container["Id"])
     assert inspected["HostConfig"]["ReadonlyRootfs"] is True
     assert wait_healthy(engine, container["Id"]) == "healthy"
+    # HAProxy on the stable port; the server on a port of its own.
+    (front,) = model_containers(engine, "front")
+    assert front["State"] == "running" and front["Image"].startswith("mlcicd-front:")
+    front_config = engine.inspect_container(front["Id"])["HostConfig"]
+    assert front_config["ReadonlyRootfs"] is True and front_config["CapDrop"] == ["ALL"]
 
     endpoint = first["deployment"]["endpoint"]
     assert endpoint == f"http://127.0.0.1:{os.environ['MLCICD_DOCKER_PORT']}"
     assert served(endpoint, sample) == ("1", offline("1", sample))
 
 
-def test_next_version_replaces_the_container(engine, first, sample):
-    s = run_pipeline({**CONF, "synthetic_seed": 2, "max_degradation": 0.1})
+def test_next_version_replaces_the_container_without_dropping_a_request(engine, first, sample):
+    endpoint = first["deployment"]["endpoint"]
+    body = {"dataframe_split": json.loads(sample.head(5).to_json(orient="split", index=False))}
+    with Load(endpoint, body, clients=2, pause_s=0.02) as load:
+        load.mark("1", "2")
+        s = run_pipeline({**CONF, "synthetic_seed": 2, "max_degradation": 0.1})
     assert s["outcome"] == "promoted", s.get("error") or s["gate"]
     assert s["image"]["reference"].startswith(f"{MODEL}:2-") and not s["image"]["reused"]
     running = [c for c in model_containers(engine) if c["State"] == "running"]
     assert [c["Labels"]["io.mlcicd.model-version"] for c in running] == ["2"]
     assert len(model_containers(engine)) == 1  # the old container is removed, not just stopped
     assert served(s["deployment"]["endpoint"], sample) == ("2", offline("2", sample))
+    assert load.failures() == [], load.failures()[:5]
+    counts = load.versions()
+    assert counts.get("1", 0) > 0 and counts.get("2", 0) > 0, counts  # served throughout, by both
 
 
 def test_a_retried_deploy_of_the_serving_image_leaves_its_container_alone(engine, first, sample):
@@ -156,7 +170,7 @@ def test_a_retried_deploy_of_the_serving_image_leaves_its_container_alone(engine
         expected=offline(serving.version, rows),
     )
     assert target.deploy(release, smoke).version == serving.version
-    assert [c["Id"] for c in model_containers(engine)] == [before]  # checked again, not restarted
+    assert [c["Id"] for c in model_containers(engine)] == [before]  # not restarted, no second server
 
 
 @pytest.fixture
@@ -257,7 +271,8 @@ def test_broken_image_is_rolled_back_and_the_old_container_keeps_answering(
     assert s["outcome"] == "rolled_back" and exit_code(s) == 4, s["error"]
     assert s["error"]["stage"] == "deploy_model"
     message = s["error"]["message"]
-    assert "staging container, which was removed" in message and f"v{before} keeps serving" in message
+    assert "failed its health check beside the serving version and was stopped" in message
+    assert f"v{before} keeps serving" in message
     assert "broken on purpose" in message  # the container's own log is quoted
     new = s["candidate"]["model_version"]
     tags = registry.client(load().tracking_uri).get_model_version(MODEL, new).tags

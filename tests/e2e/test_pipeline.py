@@ -190,6 +190,7 @@ def test_bad_input_fails_before_training(first, tmp_path, make, conf, message):
         ({"min_roc_auc": 1.5}, "min_roc_auc"),
         ({"estimator": "svm"}, "estimator"),
         ({"no_such_param": 1}, "unknown param(s) no_such_param"),
+        ({"approval": True}, "approval=true needs a running Airflow"),
     ],
 )
 def test_bad_params_are_refused_before_anything_runs(conf, message):

@@ -18,6 +18,7 @@ from mlcicd import devserver
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "trigger-test-password"
+APPROVAL_TIMEOUT_S = 45
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,9 @@ def airflow(tmp_path_factory):
         "MLCICD_STATE_DIR": str(root / "state"),
         "MLCICD_LOCAL_PORT": str(devserver.free_port()),
         "MLCICD_RETRAIN_SCHEDULE": "none",
+        # The approval tests: a short timeout, checked by the scheduler every 2 s (default 15 s).
+        "MLCICD_APPROVAL_TIMEOUT_MINUTES": str(APPROVAL_TIMEOUT_S / 60),
+        "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",
     }
     server = devserver.start(root / "home", password=PASSWORD, extra_env=extra)
     try:
@@ -154,6 +158,83 @@ def test_data_validation_failure_has_its_own_exit_code(airflow):
     report = links(airflow, s["run_id"], "validate_data")["Data validation report"]
     page = requests.get(report, timeout=10)
     assert page.status_code == 200 and "monthly_charges" in page.text and "null" in page.text
+
+
+def answer(airflow, verb: str, run_id: str) -> tuple[int, dict]:
+    env = {**airflow["env"], "MLCICD_AIRFLOW_USERNAME": "admin", "MLCICD_AIRFLOW_PASSWORD": PASSWORD}
+    out = subprocess.run([sys.executable, "-m", "mlcicd", verb, run_id, "--url", airflow["url"], "--json"],
+                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    lines = out.stdout.strip().splitlines()
+    assert lines, out.stderr[-2000:]
+    return out.returncode, json.loads(lines[-1])
+
+
+def approval_state(airflow, run_id: str) -> str | None:
+    from urllib.parse import quote
+
+    path = f"/api/v2/dags/ml_retrain/dagRuns/{quote(run_id, safe='')}/taskInstances/approve_rollout"
+    return airflow["server"].get(path)["state"]
+
+
+def wait_for_approval(airflow, run_id: str, timeout_s: float = 600) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (state := approval_state(airflow, run_id)) != "awaiting_input":
+        assert state in (None, "scheduled", "queued", "running", "deferred"), f"approve_rollout is {state}"
+        assert time.monotonic() < deadline, "approve_rollout never asked"
+        time.sleep(1)
+
+
+def served(airflow) -> str:
+    """The version the local target's stable endpoint serves."""
+    port = airflow["env"]["MLCICD_LOCAL_PORT"]
+    return requests.get(f"http://127.0.0.1:{port}/version", timeout=5).json()["version"]
+
+
+def serving_version(s: dict) -> str:
+    return requests.get(f"{s['deployment']['endpoint']}/version", timeout=5).json()["version"]
+
+
+def test_approval_waits_for_a_human_and_approve_promotes(airflow):
+    conf = ["--conf", "synthetic_seed=11", "--conf", "approval=true", "--conf", "max_degradation=0.1"]
+    code, s, _ = trigger(airflow, "--sha", "e" * 40, *conf)
+    assert code == 0 and s["state"] == "started"
+    run_id = s["run_id"]
+    code, early = answer(airflow, "approve", run_id)  # before the run reaches approve_rollout
+    assert code == 2 and "has no approval waiting" in early["error"]["message"]
+    wait_for_approval(airflow, run_id)
+    before = served(airflow)
+    code, done = answer(airflow, "approve", run_id)
+    assert code == 0 and done["decision"] == "Approve" and done["by"] == "admin", done
+    code, again = answer(airflow, "reject", run_id)
+    assert code == 1 and "already answered: Approve, by admin" in again["error"]["message"]
+    code, s, progress = trigger(airflow, "--sha", "e" * 40, *conf, "--wait")
+    assert code == 0 and s["outcome"] == "promoted", (s.get("error"), s)
+    assert s["tasks"]["approve_rollout"] == "success" and s["tasks"]["abort_rollout"] == "skipped"
+    assert serving_version(s) == s["champion_version"] == s["candidate"]["model_version"]
+    assert before != s["champion_version"]
+
+
+def test_reject_and_no_answer_take_the_candidate_out(airflow):
+    champion = served(airflow)
+    outcomes = {}
+    for sha, answered in (("f" * 40, "reject"), ("0" * 40, None)):
+        conf = ["--conf", f"synthetic_seed={12 if answered else 13}", "--conf", "approval=true",
+                "--conf", "max_degradation=0.1"]  # fmt: skip
+        code, s, _ = trigger(airflow, "--sha", sha, *conf)
+        wait_for_approval(airflow, s["run_id"])
+        asked = time.monotonic()
+        if answered:
+            assert answer(airflow, answered, s["run_id"])[0] == 0
+        code, s, _ = trigger(airflow, "--sha", sha, *conf, "--wait")
+        outcomes[answered] = (code, s, time.monotonic() - asked)
+    for answered, (code, s, waited) in outcomes.items():
+        assert code == 4 and s["outcome"] == "rolled_back", (s.get("error"), s)
+        assert s["error"]["stage"] == "abort_rollout" and s["champion_version"] == champion
+        assert serving_version(s) == champion
+        who = "admin" if answered else "nobody (the approval timed out)"
+        assert f"the rollout was rejected by {who}" in s["error"]["message"]
+        if answered is None:
+            assert waited >= APPROVAL_TIMEOUT_S - 5  # the default (Reject) applied at the timeout, not before
 
 
 def test_timeout(airflow):

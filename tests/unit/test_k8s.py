@@ -63,6 +63,10 @@ def test_rendered_manifests_are_valid_and_hardened(kube_settings):
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert container[probe]["httpGet"]["path"] == "/health"
     assert container["resources"]["requests"] and container["resources"]["limits"]
+    # A rolling update never lowers the ready pods, and a stopping pod outlives its removal from the Service.
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    assert pod["terminationGracePeriodSeconds"] > 5
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert [s["name"] for s in pod["imagePullSecrets"]] == ["regcred", "other"]

@@ -6,7 +6,16 @@ import math
 
 import pytest
 
-from mlcicd.rollout import Figures, Plan, figures_from_metrics, measure, quantile, shift, step_verdict
+from mlcicd.rollout import (
+    Figures,
+    Plan,
+    figures_from_metrics,
+    live_accuracy,
+    measure,
+    quantile,
+    shift,
+    step_verdict,
+)
 
 PLAN = Plan(mode="canary", checks=2, failure_limit=0, min_requests=10, max_error_rate=0.05, max_p99_ms=100)
 
@@ -85,3 +94,21 @@ def test_figures_are_read_per_version_and_traffic_from_the_servers_metrics():
     assert live.buckets == {0.01: 6.0, math.inf: 7.0}
     assert figures_from_metrics(text, "3", "shadow").requests == 9
     assert figures_from_metrics(text, "4", "live").requests == 0
+
+
+def test_live_accuracy_joins_labels_on_request_and_row_and_is_judged_once_both_have_enough():
+    records = [{"request_id": f"r{i}", "row": 0, "prediction": i % 2} for i in range(30)]
+    labels = {(f"r{i}", 0): 1 for i in range(0, 30, 3)}  # 10 labelled rows, of which the odd ones are right
+    got = live_accuracy(records, labels)
+    assert got == {"labelled": 10, "accuracy": pytest.approx(0.5)}
+    assert live_accuracy(records, {}) == {"labelled": 0, "accuracy": None}
+
+    worse = {"candidate": {"labelled": 40, "accuracy": 0.70}, "stable": {"labelled": 200, "accuracy": 0.80}}
+    m = measure(PLAN, figures(100), figures(400), worse)
+    assert m["verdict"] == "failed" and "live accuracy drop +0.100 > 0.05" in m["note"], m
+    close = {"candidate": {"labelled": 40, "accuracy": 0.78}, "stable": {"labelled": 200, "accuracy": 0.80}}
+    assert measure(PLAN, figures(100), figures(400), close)["verdict"] == "successful"
+    # Too few labels (fewer than min_requests on either side): shown, not judged, not inconclusive.
+    few = {"candidate": {"labelled": 9, "accuracy": 0.0}, "stable": {"labelled": 200, "accuracy": 0.80}}
+    m = measure(PLAN, figures(100), figures(400), few)
+    assert m["verdict"] == "successful" and len(m["conditions"]) == 3 and m["accuracy"] == few

@@ -139,6 +139,13 @@ def run_pipeline(conf: dict[str, Any], *, log_path: Path | None = None) -> dict[
     with output as terminal:
         dag = load_dag()
         params = validate_conf(dag, conf)
+        if params.get("approval"):
+            raise UsageError(
+                "approval=true needs a running Airflow (`make airflow`, or your own): a human answers in "
+                "its UI or with `python -m mlcicd approve|reject RUN_ID`, and its scheduler enforces the "
+                "timeout. `mlcicd run` runs the DAG in this process, with nobody to ask; start the run "
+                "with `python -m mlcicd trigger --conf approval=true` instead"
+            )
         progress = Progress(settings.runs_dir, started - 1, terminal) if terminal else None
         if progress:
             progress.start()

@@ -1,4 +1,5 @@
-"""``mlcicd trigger``: start ``ml_retrain`` on an Airflow server through its REST API (for CI)."""
+"""``mlcicd trigger``: start ``ml_retrain`` on an Airflow server through its REST API (for CI);
+``approve`` / ``reject``: answer a rollout's approval there."""
 
 from __future__ import annotations
 
@@ -46,6 +47,20 @@ def register(sub: Any) -> None:
     )
     trig.add_argument("--json", action="store_true", help="print one JSON summary object at the end")
     trig.set_defaults(func=run_trigger)
+    for name, approve in (("approve", True), ("reject", False)):
+        answer = sub.add_parser(
+            name,
+            help=f"{name} the rollout a run of ml_retrain waits on (approval=true), through the REST API",
+            description="Answers the run's approve_rollout task, as the UI's Required Actions does. "
+            "Credentials as for trigger. Exit status: 0 answered, 1 already answered or an error, "
+            "2 no such run or no approval waiting.",
+        )
+        answer.add_argument("run_id", help="the run's id (printed by trigger, shown in the UI)")
+        answer.add_argument("--url", default=os.getenv("MLCICD_AIRFLOW_URL"),
+                            help="Airflow base URL (or MLCICD_AIRFLOW_URL)")  # fmt: skip
+        answer.add_argument("--dag", default=RETRAIN_DAG, help="DAG id (default: %(default)s)")
+        answer.add_argument("--json", action="store_true", help="print one JSON object")
+        answer.set_defaults(func=run_answer, approve=approve)
 
 
 def run_trigger(args: argparse.Namespace) -> int:
@@ -80,3 +95,24 @@ def run_trigger(args: argparse.Namespace) -> int:
     elif args.wait:
         print(render(summary))
     return code
+
+
+def run_answer(args: argparse.Namespace) -> int:
+    from mlcicd import trigger
+
+    try:
+        if not args.url:
+            raise TriggerError("no Airflow URL: pass --url or set MLCICD_AIRFLOW_URL", ExitCode.USAGE)
+        done = trigger.answer_approval(args.url, args.run_id, args.approve, args.dag)
+    except TriggerError as exc:
+        print(json.dumps({"error": {"message": str(exc)}}) if args.json else f"error: {exc}",
+              file=sys.stdout if args.json else sys.stderr)  # fmt: skip
+        return exc.exit_code
+    if args.json:
+        print(json.dumps(done))
+    else:
+        verb = "approved" if args.approve else "rejected"
+        print(
+            f"{verb} the rollout of run {done['run_id']} (as {done['by']}, {done['at']})\n  {done['airflow_url']}"
+        )
+    return ExitCode.OK

@@ -1,25 +1,32 @@
-"""The ``docker`` deploy target: each version runs as a container of its model-server image.
+"""The ``docker`` deploy target: each version runs as a container of its model-server image, behind
+a traffic front container (HAProxy, :mod:`mlcicd.image.front`) on the stable port.
 
-Deploy = start the new image as a staging container, wait for its health, smoke-test it, then stop
-the old container and start the new image on the stable port. A failed health or smoke check
-removes the new container and leaves the old one serving; if the new one fails on the stable port,
-the old container is started again. Containers are found by their labels, so the state is the
-engine's own. Talks to the engine through the Docker provider's hook (its ``docker.APIClient``).
+As on the local target (:class:`.fronted.FrontedTarget`): the new version's container starts beside
+the one serving, is health- and smoke-tested directly, then the front moves traffic to it (at once,
+in canary steps, or as a mirrored copy), and the old container drains and is removed. A failure at
+any point leaves the old container serving everything. The front and the servers are found by
+their labels (``io.mlcicd.model``, ``io.mlcicd.role``); which server is in which slot is in
+``front.json`` beside the front's configuration. Talks to the engine through the Docker provider's
+hook (its ``docker.APIClient``).
 
-Networking: ``MLCICD_DOCKER_NETWORK=host`` (default) runs the server on the host's network at
-``MLCICD_DOCKER_PORT``; any other value is a Docker network to join, with the stable container's
-port 8080 published on ``MLCICD_DOCKER_PORT`` and the checks made at ``http://<container>:8080``
-(the Compose stack, where Airflow runs in a container on that network).
+Networking: ``MLCICD_DOCKER_NETWORK=host`` (default) runs the front on the host's network at
+``MLCICD_DOCKER_PORT`` and each server on a free port; any other value is a Docker network to join:
+the front's port 8080 is published on ``MLCICD_DOCKER_PORT``, the front reaches each server at its
+address on that network, and the checks are made at ``http://<container>:8080`` (the Compose stack,
+where Airflow runs in a container on that network). The front's folder is bind-mounted into its
+container, so its admin socket is reached as on the local target.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
-from mlcicd.deploy.base import Deployment, SmokeTest, smoke_test, wait_healthy
+from mlcicd.deploy.fronted import FrontedTarget
 from mlcicd.errors import ConfigError, DeployError
+from mlcicd.image import front as front_image
 from mlcicd.image.docker import docker_client
 from mlcicd.ports import free_port, port_in_use
 from mlcicd.release import Release
@@ -32,23 +39,26 @@ log = logging.getLogger("mlcicd")
 
 CONTAINER_PORT = 8080
 PREDICTIONS_IN_CONTAINER = "/var/log/mlcicd/predictions"
+FRONT_IN_CONTAINER = "/front"
 IMAGE_UID = 10001  # the image's USER
 
 
-class DockerTarget:
+class DockerTarget(FrontedTarget):
     name = "docker"
 
     def __init__(self, settings: Settings, model_name: str) -> None:
-        self.settings = settings
-        self.model_name = model_name
+        super().__init__(settings, model_name)
         self.host = settings.local_host
         self.port = settings.docker_port
         self.network = settings.docker_network
         self._client: APIClient | None = None
 
-    @staticmethod
-    def stop_all(settings: Settings) -> list[str]:
-        return remove_all(settings)
+    @classmethod
+    def stop_all(cls, settings: Settings) -> list[str]:
+        removed = remove_all(settings)
+        for state_file in (settings.deployments_dir / cls.name).glob("*/front.json"):
+            state_file.unlink(missing_ok=True)
+        return removed
 
     @property
     def client(self) -> APIClient:
@@ -60,85 +70,114 @@ class DockerTarget:
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def current(self) -> Deployment | None:
-        c = self._stable(running_only=True)
-        if c is None:
-            return None
-        labels = c["Labels"]
-        return Deployment(self.name, self.endpoint, labels["io.mlcicd.model-version"],
-                          {"container": c["Names"][0].lstrip("/"), "image": c["Image"]})  # fmt: skip
+    def stop(self) -> None:
+        super().stop()
+        for c in self._containers():  # whatever else is labelled for this model (an older layout's)
+            self._remove(c["Id"])
 
-    def deploy(self, release: Release, smoke: SmokeTest) -> Deployment:
+    # -- the front: a container of the front image ------------------------------------------------
+
+    def _bind(self) -> str:
+        return f"{self.host}:{self.port}" if self.network == "host" else f"0.0.0.0:{CONTAINER_PORT}"
+
+    def _front_running(self, state: dict[str, Any]) -> bool:
+        return bool(state.get("front")) and self._running(state["front"]["container"])
+
+    def _start_front(self, state: dict[str, Any]) -> dict[str, Any]:
+        for c in self._containers("stable"):  # served on the stable port before the front existed
+            log.warning("removing %s, started on port %s before the traffic front existed: the front takes "
+                        "the port (a one-time gap)", c["Names"][0].lstrip("/"), self.port)  # fmt: skip
+            self._remove(c["Id"])
+        name = f"mlcicd-{self._safe_name}-front"
+        self._remove(name)
+        if self.network == "host" and port_in_use(self.host, self.port):
+            raise DeployError(
+                f"port {self.port} on {self.host} is held by something that is not this model's front; "
+                "free it or set MLCICD_DOCKER_PORT"
+            )
+        image = front_image.ensure(self.client, self.settings)
+        user = self._own_files(self.front.dir)
+        host_config = self.client.create_host_config(
+            network_mode=self.network, read_only=True, tmpfs={"/tmp": "size=16m"},
+            binds={str(self.front.dir.resolve()): {"bind": FRONT_IN_CONTAINER, "mode": "rw"}},
+            restart_policy={"Name": "unless-stopped"},
+            port_bindings={CONTAINER_PORT: (self.host, self.port)} if self.network != "host" else None,
+            security_opt=["no-new-privileges"], cap_drop=["ALL"],
+        )  # fmt: skip
+        labels = {"io.mlcicd.model": self.model_name, "io.mlcicd.role": "front"}
+        self._create(image, name, labels, host_config, user=user, env={})
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and self._running(name):
+            if self.front.answers() and port_in_use(self.host, self.port):
+                log.info("traffic front %s (%s) listens at %s", name, image, self.endpoint)
+                return {"container": name, "image": image}
+            time.sleep(0.1)
+        logs = self._logs(name)
+        self._remove(name)
+        raise DeployError(f"the traffic front container {name} did not start on {self._bind()}:\n{logs}")
+
+    def _stop_front(self, state: dict[str, Any]) -> None:
+        if state.get("front"):
+            self._remove(state["front"]["container"])
+
+    # -- the model servers ------------------------------------------------------------------------
+
+    def _start_server(self, release: Release) -> dict[str, Any]:
         if not release.image:
             raise ConfigError(
                 "the docker target needs the model-server image, and build_image built none; "
                 "set MLCICD_IMAGE_BUILDER=docker (or auto)"
             )
-        previous = self._stable(running_only=True)
-        if previous is None and self.network == "host" and port_in_use(self.host, self.port):
-            raise DeployError(
-                f"port {self.port} on {self.host} is held by something that is not this model's container; "
-                "free it or set MLCICD_DOCKER_PORT"
-            )
-        self._remove_leftovers(release)
+        # The image's tag ends in its context digest: two builds of one version get two names.
+        digest = str(release.image).rsplit("-", 1)[-1][:12]
+        name = f"mlcicd-{self._safe_name}-v{release.version}-{digest}"
+        self._remove(name)  # left by an interrupted deploy
+        port = free_port(self.host) if self.network == "host" else CONTAINER_PORT
+        env = {"PORT": str(port), "MLCICD_PREDICTION_LOG_DIR": PREDICTIONS_IN_CONTAINER}
+        if self.network == "host":  # on the host's network, listen where the target says, not on 0.0.0.0
+            env["HOST"] = self.host
+        log_dir = self.prediction_log_dir
+        log_dir.mkdir(parents=True, exist_ok=True)
+        user = self._own_files(log_dir)
+        host_config = self.client.create_host_config(
+            network_mode=self.network, read_only=True, tmpfs={"/tmp": "size=64m"},
+            binds={str(log_dir): {"bind": PREDICTIONS_IN_CONTAINER, "mode": "rw"}},
+            security_opt=["no-new-privileges"], cap_drop=["ALL"],  # restarted by the engine once promoted
+        )  # fmt: skip
+        self._create(release.image, name, self._labels(release, "server"), host_config, user=user, env=env)
+        if self.network == "host":
+            host, url = self.host, f"http://{self.host}:{port}"
+        else:  # the front reaches it by address; Airflow, on the same network, by name
+            networks = self.client.inspect_container(name)["NetworkSettings"]["Networks"]
+            host, url = networks[self.network]["IPAddress"], f"http://{name}:{CONTAINER_PORT}"
+        return {"version": str(release.version), "container": name, "host": host, "port": port, "url": url,
+                "image": release.image, "release": release.to_dict()}  # fmt: skip
 
-        staging_port = free_port(self.host)
-        staging = self._run(release, "staging", staging_port)
-        try:
-            endpoint = self._check_endpoint(staging, staging_port)
-            wait_healthy(
-                endpoint, release.version, self.settings.health_timeout_s, lambda: self._running(staging)
-            )
-            problems = smoke_test(endpoint, smoke)
-        except DeployError as exc:
-            problems = [str(exc)]
-        logs = self._logs(staging)
-        self._remove(staging)
-        if problems:
-            still = (
-                f"v{previous['Labels']['io.mlcicd.model-version']} keeps serving at {self.endpoint}"
-                if previous
-                else "nothing was serving before, and nothing serves now"
-            )
-            raise DeployError(
-                f"the image {release.image} failed its checks in a staging container, which was removed; "
-                f"{still}. Problems: " + "; ".join(problems) + f". Container log (end):\n{logs}"
-            )
+    def _server_alive(self, handle: dict[str, Any]) -> bool:
+        return self._running(handle["container"])
 
-        if previous and previous["Image"] == release.image:
-            # A retried deploy of the image already serving: it passed its checks again, nothing to switch.
-            log.info("v%s (%s) already serves at %s", release.version, release.image, self.endpoint)
-            return self.current() or Deployment(self.name, self.endpoint, release.version, {})
+    def _stop_server(self, handle: dict[str, Any]) -> None:
+        self._remove(handle["container"])
 
-        if previous:
-            self.client.stop(previous["Id"], timeout=10)
-        stable = None
-        try:
-            stable = self._run(release, "stable", self.port)
-            wait_healthy(
-                self._check_endpoint(stable, self.port),
-                release.version, self.settings.health_timeout_s, lambda: self._running(stable),
-            )  # fmt: skip
-        except DeployError as exc:
-            logs = self._logs(stable) if stable else "(it did not start)"
-            if stable:
-                self._remove(stable)
-            if previous:
-                self.client.start(previous["Id"])
-            was = previous["Labels"]["io.mlcicd.model-version"] if previous else "(none)"
-            raise DeployError(f"{exc}; rolled back to v{was}. Container log (end):\n{logs}") from exc
-        if previous:
-            self._remove(previous["Id"])
-        log.info("container %s serves v%s at %s", stable, release.version, self.endpoint)
-        return Deployment(self.name, self.endpoint, release.version,
-                          {"container": stable, "image": release.image,
-                           "previous_version": previous["Labels"]["io.mlcicd.model-version"] if previous else None})  # fmt: skip
+    def _server_log(self, handle: dict[str, Any]) -> str:
+        return self._logs(handle["container"])
 
-    def stop(self) -> None:
-        for c in self._containers():
-            self._remove(c["Id"])
+    def _keep(self, handle: dict[str, Any]) -> None:
+        self.client.update_container(handle["container"], restart_policy={"Name": "unless-stopped"})
 
     # -- containers -------------------------------------------------------------------------
+
+    @property
+    def _safe_name(self) -> str:
+        return "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in self.model_name)
+
+    def _own_files(self, directory: Any) -> str | None:
+        """The ``user`` a container writes ``directory`` as: the image's (the folder is given to it when
+        we are root), or ours, so that the files stay ours."""
+        if os.geteuid() == 0:
+            os.chown(directory, IMAGE_UID, IMAGE_UID)
+            return None
+        return f"{os.getuid()}:{os.getgid()}"
 
     def _labels(self, release: Release, role: str) -> dict[str, str]:
         return {"io.mlcicd.model": self.model_name, "io.mlcicd.model-version": str(release.version),
@@ -148,64 +187,25 @@ class DockerTarget:
         filters = [f"io.mlcicd.model={self.model_name}"] + ([f"io.mlcicd.role={role}"] if role else [])
         return self.client.containers(all=not running_only, filters={"label": filters})
 
-    def _stable(self, running_only: bool) -> dict[str, Any] | None:
-        found = self._containers("stable", running_only)
-        return found[0] if found else None
-
-    def _remove_leftovers(self, release: Release) -> None:
-        """Staging containers and stopped stable ones left by an interrupted deploy."""
-        for c in self._containers():
-            if c["Labels"].get("io.mlcicd.role") == "staging" or c["State"] != "running":
-                self._remove(c["Id"])
-
-    def _run(self, release: Release, role: str, port: int) -> str:
-        """Create and start the container; return its name."""
+    def _create(self, image: str, name: str, labels: dict[str, str], host_config: dict[str, Any], *,
+                user: str | None, env: dict[str, str]) -> None:  # fmt: skip
+        """Create and start a container (the engine takes its name wherever it takes an id)."""
         from docker.errors import APIError, ImageNotFound
 
-        safe = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in self.model_name)
-        # The image's tag ends in its context digest: two builds of one version get two names.
-        digest = str(release.image).rsplit("-", 1)[-1][:12]
-        name = f"mlcicd-{safe}-v{release.version}-{digest}" + ("-staging" if role == "staging" else "")
-        binds: dict[str, dict[str, str]] = {}
-        env = {"PORT": str(port if self.network == "host" else CONTAINER_PORT)}
-        if self.network == "host":  # on the host's network, listen where the target says, not on 0.0.0.0
-            env["HOST"] = self.host
-        user = None
-        if role == "stable":  # only live traffic is logged, not the staging smoke test
-            log_dir = self.settings.predictions_for(self.model_name)
-            log_dir.mkdir(parents=True, exist_ok=True)
-            if os.geteuid() == 0:
-                os.chown(log_dir, IMAGE_UID, IMAGE_UID)
-            else:  # the container writes as this user, so the files stay ours
-                user = f"{os.getuid()}:{os.getgid()}"
-            binds[str(log_dir)] = {"bind": PREDICTIONS_IN_CONTAINER, "mode": "rw"}
-            env["MLCICD_PREDICTION_LOG_DIR"] = PREDICTIONS_IN_CONTAINER
-        host_config = self.client.create_host_config(
-            network_mode=self.network, binds=binds, read_only=True, tmpfs={"/tmp": "size=64m"},
-            restart_policy={"Name": "unless-stopped"} if role == "stable" else None,
-            port_bindings={CONTAINER_PORT: (self.host, port)} if self.network != "host" else None,
-            security_opt=["no-new-privileges"], cap_drop=["ALL"],
-        )  # fmt: skip
         try:
             created = self.client.create_container(
-                release.image, name=name, environment=env, labels=self._labels(release, role), user=user,
-                host_config=host_config, ports=[CONTAINER_PORT] if self.network != "host" else None,
+                image, name=name, environment=env, labels=labels, user=user, host_config=host_config,
+                ports=[CONTAINER_PORT] if self.network != "host" else None,
             )  # fmt: skip
             self.client.start(created["Id"])
         except ImageNotFound as exc:
             raise DeployError(
-                f"the image {release.image} is not on the Docker engine at {self.settings.docker_url}: "
+                f"the image {image} is not on the Docker engine at {self.settings.docker_url}: "
                 "build it first (build_image), or pull it from the registry"
             ) from exc
         except APIError as exc:
+            self._remove(name)
             raise DeployError(f"the Docker engine could not start {name}: {exc.explanation or exc}") from exc
-        return name  # the engine takes names wherever it takes ids
-
-    def _check_endpoint(self, container: str, port: int) -> str:
-        """Where Airflow checks the container: the host port, or its name on the shared network."""
-        if self.network == "host":
-            return f"http://{self.host}:{port}"
-        return f"http://{container}:{CONTAINER_PORT}"
 
     def _running(self, container: str) -> bool:
         from docker.errors import NotFound

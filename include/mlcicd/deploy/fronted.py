@@ -72,6 +72,9 @@ class FrontedTarget:
     def _server_log(self, handle: dict[str, Any]) -> str:
         return ""
 
+    def _keep(self, handle: dict[str, Any]) -> None:
+        """The server now serves all traffic: keep it running (e.g. across a host's restart)."""
+
     # -- state ----------------------------------------------------------------------------------
 
     def _state(self) -> dict[str, Any]:
@@ -97,12 +100,14 @@ class FrontedTarget:
             server = state.get(role)
             if server:
                 slots[server["slot"]] = SlotConfig((server["host"], server["port"]), weight)
-        shadow = state["candidate"]["url"] if state.get("mirror") and state.get("candidate") else None
+        shadow = (
+            _seen_by_front(state["candidate"]) if state.get("mirror") and state.get("candidate") else None
+        )
         self.front.write(self._bind(), slots, shadow, f"{self.name} target, model {self.model_name}")
 
     def _deployment(self, server: dict[str, Any], state: dict[str, Any]) -> Deployment:
         return Deployment(self.name, self.endpoint, str(server["version"]),
-                          {"slot": server["slot"], "server": server.get("url"),
+                          {"slot": server["slot"], "server": server.get("url"), "image": server.get("image"),
                            "release": server.get("release"), "rollout": state.get("mode")})  # fmt: skip
 
     # -- the interface ----------------------------------------------------------------------------
@@ -141,7 +146,10 @@ class FrontedTarget:
         """Zero-downtime switch: stage the new version, then give it all traffic."""
         state = self._state()
         stable = state.get("stable")
-        if stable and str(stable["version"]) == str(release.version) and self._server_alive(stable):
+        same = (
+            stable and str(stable["version"]) == str(release.version) and stable.get("image") == release.image
+        )
+        if same and self._server_alive(stable):
             if self._front_running(state) and not state.get("candidate"):
                 log.info("v%s already serves at %s", release.version, self.endpoint)
                 return self._deployment(stable, state)
@@ -213,7 +221,7 @@ class FrontedTarget:
         cand = state.get("candidate")
         if on and not cand:
             raise DeployError("no candidate is staged: nothing to mirror traffic to")
-        self.front.mirror(cand["url"] if on else None)
+        self.front.mirror(_seen_by_front(cand) if on else None)
         self._save({**state, "mirror": on})
 
     def promote(self) -> Deployment:
@@ -233,6 +241,7 @@ class FrontedTarget:
         if stable:
             weights[stable["slot"]] = 0
         self.front.weigh(weights)
+        self._keep(cand)
         new = {**state, "stable": cand, "candidate": None, "weight": 0, "mirror": False,
                "previous_version": stable["version"] if stable else None}  # fmt: skip
         self._save(new)
@@ -276,3 +285,8 @@ class FrontedTarget:
     @property
     def prediction_log_dir(self) -> Path:
         return self.settings.predictions_for(self.model_name)
+
+
+def _seen_by_front(server: dict[str, Any]) -> str:
+    """A server's URL from the front (on a Docker network, its address; ``url`` is Airflow's view)."""
+    return f"http://{server['host']}:{server['port']}"

@@ -14,9 +14,7 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import HITLBranchOperator
 
-from mlcicd.names import APPROVAL_XCOM, Task
-
-APPROVE, REJECT = "Approve", "Reject"
+from mlcicd.names import APPROVAL_XCOM, APPROVE_OPTION, REJECT_OPTION, Task
 
 
 class RolloutApproval(HITLBranchOperator):
@@ -42,8 +40,8 @@ def approval_operator(timeout_minutes: float) -> RolloutApproval:
             "traffic and moves @champion; Reject takes it out. No answer within "
             f"{timeout_minutes:g} minutes rejects."
         ),
-        options=[APPROVE, REJECT],
-        options_mapping={APPROVE: Task.PROMOTE, REJECT: Task.ABORT},
-        defaults=[REJECT],
+        options=[APPROVE_OPTION, REJECT_OPTION],
+        options_mapping={APPROVE_OPTION: Task.PROMOTE, REJECT_OPTION: Task.ABORT},
+        defaults=[REJECT_OPTION],
         response_timeout=timedelta(minutes=timeout_minutes),
     )

@@ -110,4 +110,5 @@ def rollout_plan(params: dict[str, Any]) -> Plan:
         failure_limit=int(d["rollout_failure_limit"]), min_requests=int(d["rollout_min_requests"]),
         max_error_rate=float(d["rollout_max_error_rate"]), max_p99_ms=float(d["rollout_max_p99_ms"]),
         max_prediction_shift=float(d["rollout_max_prediction_shift"]),
+        max_accuracy_drop=float(d["rollout_max_accuracy_drop"]),
     )  # fmt: skip

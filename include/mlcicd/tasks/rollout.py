@@ -49,6 +49,31 @@ def snapshot(target: Any, mode: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+def labelled_accuracy(
+    settings: Any, model_name: str, servers: dict[str, dict[str, Any]], mode: str, since: float, until: float
+) -> dict[str, dict[str, Any]] | None:
+    """Each version's live accuracy on the rows of ``[since, until)`` whose ground truth has arrived."""
+    from datetime import UTC, datetime
+
+    from mlcicd.monitoring import labels_for
+    from mlcicd.rollout import live_accuracy
+    from mlcicd.serving.predlog import read_window
+    from mlcicd.serving.server import SHADOW_DIR
+
+    labels_dir = settings.labels_for(model_name)
+    if not labels_dir.exists() or not any(labels_dir.glob("*.jsonl")):
+        return None
+    live = settings.predictions_for(model_name)
+    start, end = (datetime.fromtimestamp(t, UTC) for t in (since, until + 1))
+    out = {}
+    for role, server in servers.items():
+        folder = live / SHADOW_DIR if role == "candidate" and mode == "shadow" else live
+        records = [r for r in read_window(folder, start, end).records
+                   if str(r.get("model_version")) == str(server["version"])]  # fmt: skip
+        out[role] = live_accuracy(records, labels_for(records, labels_dir))
+    return out
+
+
 def analyze(run_id: str, params: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
     """One poke: measure when due, judge the step, advance, finish or abort (raises).
 
@@ -73,22 +98,21 @@ def analyze(run_id: str, params: dict[str, Any]) -> tuple[bool, dict[str, Any] |
         if not state.get("steps"):  # the first poke: the baseline of step 1
             state = {"plan": plan.to_dict(), "state": "running", "step": 0, "since": now,
                      "baseline": snapshot(target, plan.mode),
-                     "steps": [{"percent": stages[0], "measurements": [], "verdict": "running"}]}  # fmt: skip
+                     "steps": [{"percent": stages[0], "measurements": [], "verdict": "running", "started": now}]}  # fmt: skip
             record.update(path, rollout=state)
             return False, None
         if now - state["since"] < plan.interval_s:
             return False, None
         after = snapshot(target, plan.mode)
         before = state["baseline"]
-        m = measure(
-            plan,
-            *(
-                Figures.from_dict(after[r]).minus(Figures.from_dict(before[r]))
-                for r in ("candidate", "stable")
-            ),
-        )
-        m["at"] = now
         step = state["steps"][state["step"]]
+        cand, stable = (
+            Figures.from_dict(after[r]).minus(Figures.from_dict(before[r])) for r in ("candidate", "stable")
+        )
+        accuracy = labelled_accuracy(settings, str(params["model_name"]), target.servers(), plan.mode,
+                                     step.get("started", state["since"]), now)  # fmt: skip
+        m = measure(plan, cand, stable, accuracy)
+        m["at"] = now
         step["measurements"].append(m)
         step["verdict"] = step_verdict(plan, step["measurements"])
         log.info("step %d (%d %%), measurement %d: %s (%s)", state["step"] + 1, step["percent"],
@@ -109,7 +133,12 @@ def analyze(run_id: str, params: dict[str, Any]) -> tuple[bool, dict[str, Any] |
             if state["step"] + 1 < len(stages):
                 state["step"] += 1
                 state["steps"].append(
-                    {"percent": stages[state["step"]], "measurements": [], "verdict": "running"}
+                    {
+                        "percent": stages[state["step"]],
+                        "measurements": [],
+                        "verdict": "running",
+                        "started": now,
+                    }
                 )
                 target.shift(stages[state["step"]])
                 log.info("advanced to %d %% of traffic", stages[state["step"]])
