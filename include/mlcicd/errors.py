@@ -11,9 +11,14 @@ from mlcicd.names import ExitCode
 
 
 class MlcicdError(Exception):
-    """A deterministic failure with a message that says what to do."""
+    """A deterministic failure with a message that says what to do; ``details`` (e.g. the champion's
+    version after a rollback) go into the error a run summary and REST clients show."""
 
     kind = "error"
+
+    def __init__(self, message: str = "", **details: object) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class DataError(MlcicdError):

@@ -412,7 +412,9 @@ def summarize(
             "serving_version": deployment["version"],
         },  # fmt: skip
         "rollout": run_summary.rollout_view(client.xcom(dag_id, run_id, Task.ANALYZE)),
-        "champion_version": promotion.get("champion_version") or rejection.get("champion_version"),
+        "champion_version": promotion.get("champion_version")
+        or rejection.get("champion_version")
+        or (error or {}).get("champion_version"),
         "model_name": release.get("model_name") or (options.conf.get("model_name") or DEFAULT_MODEL_NAME),
         "error": error,
         "tasks": tasks,

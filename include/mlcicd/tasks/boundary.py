@@ -44,6 +44,7 @@ def stage(run_id: str, name: str) -> Iterator[Settings]:
             "stage": name,
             "kind": getattr(exc, "kind", "error"),
             "message": str(exc) if isinstance(exc, MlcicdError) else f"{type(exc).__name__}: {exc}",
+            **(getattr(exc, "details", None) or {}),
         }
         record.update(
             path, stages={name: {"state": "failed", "seconds": round(time.time() - started, 2)}}, error=error

@@ -122,12 +122,13 @@ def analyze(run_id: str, params: dict[str, Any]) -> tuple[bool, dict[str, Any] |
             state["state"] = "aborted"
             record.update(path, rollout=state)
             target.abort()
-            _tag(settings, params, "analysis_failed")
+            champion = _tag(settings, params, "analysis_failed")
             raise DeployError(
                 f"the {plan.mode} analysis failed at step {state['step'] + 1} ({step['percent']} %): "
                 + "; ".join(x["note"] for x in step["measurements"])
                 + ". The candidate was taken out; the "
-                "champion serves all traffic, unchanged"
+                "champion serves all traffic, unchanged",
+                champion_version=champion,
             )
         if step["verdict"] == "passed":
             if state["step"] + 1 < len(stages):
@@ -164,17 +165,27 @@ def abort(run_id: str, params: dict[str, Any], approval: dict[str, Any] | None) 
                 target.abort()
         who = (approval or {}).get("by") or "nobody (the approval timed out)"
         record.update(run_dir(settings, run_id), rollout={"state": "rejected", "approval": approval})
-        _tag(settings, params, "rejected")
-        raise DeployError(f"the rollout was rejected by {who}; the champion serves all traffic, unchanged")
+        champion = _tag(settings, params, "rejected")
+        raise DeployError(
+            f"the rollout was rejected by {who}; the champion serves all traffic, unchanged",
+            champion_version=champion,
+        )
 
 
-def _tag(settings: Any, params: dict[str, Any], value: str) -> None:
+def _tag(settings: Any, params: dict[str, Any], value: str) -> str | None:
+    """Tag the challenger with the rollout's outcome and drop its alias; return the champion's version."""
     from mlcicd import registry
 
+    c = registry.client(settings.tracking_uri, settings.registry_uri)
     try:
-        c = registry.client(settings.tracking_uri, settings.registry_uri)
         challenger = c.get_model_version_by_alias(str(params["model_name"]), registry.CHALLENGER)
         c.set_model_version_tag(challenger.name, challenger.version, "mlcicd.rollout", value)
         c.delete_registered_model_alias(challenger.name, registry.CHALLENGER)
     except Exception as exc:  # the rollout's outcome is what matters; the tag is a detail
         log.warning("could not tag the challenger's rollout outcome: %s", exc)
+    try:
+        ref = registry.champion(c, str(params["model_name"]))
+        return ref.version if ref else None
+    except Exception as exc:
+        log.warning("could not read the champion's version: %s", exc)
+        return None

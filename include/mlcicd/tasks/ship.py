@@ -150,6 +150,8 @@ def deploy(
                             "endpoint": current.endpoint if current else None,
                             "serving_version": current.version if current else None},
             )  # fmt: skip
+            champion = registry.champion(c, rel.model_name)
+            exc.details.setdefault("champion_version", champion.version if champion else None)
             raise exc
         c.set_model_version_tag(
             rel.model_name, rel.version, "mlcicd.deploy", f"{deployment.target}:{deployment.endpoint}"
