@@ -156,3 +156,12 @@ def test_a_large_window_is_counted_whole_and_parsed_as_a_bounded_uniform_sample(
     sizes = [len(line) for line in (tmp_path / "predictions-20261122T10.jsonl").open("rb")]
     # Parsing stops at the first line past the budget: between budget/longest and budget/shortest + 1 lines.
     assert small.lines == 20_000 and 10_000 // max(sizes) <= small.parsed <= 10_000 // min(sizes) + 1
+
+
+def test_native_thread_pools_are_limited_to_one_thread(client_and_data):
+    """OpenMP threads spinning beside a busy process made predictions take seconds (see the server's doc)."""
+    from threadpoolctl import threadpool_info
+
+    pools = [p for p in threadpool_info() if p["user_api"] in ("openmp", "blas")]
+    assert any(p["user_api"] == "openmp" for p in pools), pools  # the model's OpenMP runtime is loaded
+    assert {p["num_threads"] for p in pools} == {1}, pools
