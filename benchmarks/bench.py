@@ -13,6 +13,10 @@ Also measured (issue #10, `--only monitoring`): ml_monitor's window work on 10^6
 predictions, clean and with 10 % hostile records (1 MB strings, thousands of extra columns,
 control characters, values of the wrong type): budget 10 s.
 
+Also measured (issue #11, `--only front`): what the traffic front (HAProxy) adds to a request:
+2,000 sequential keep-alive 5-row requests, alternately straight to a model server and through
+its front, p50 and p99 of each.
+
 Budgets (issue #2): each DAG file parses in at most 0.15 s more than `from airflow.sdk import dag,
 task` alone; `make run` on the default data takes under 60 s on 2 cores once set up.
 """
@@ -197,6 +201,63 @@ def logging_cost(requests_n: int) -> tuple[float, float]:
     return statistics.median(timings[False]), statistics.median(timings[True])
 
 
+def front_cost(requests_n: int) -> dict[str, list[float]]:
+    """Latencies (ms) of 5-row requests straight to a model server and through an HAProxy front to it."""
+    import mlflow.sklearn
+    import requests
+    from mlflow.models import infer_signature
+
+    from mlcicd import synthetic, training
+    from mlcicd.deploy.front import Front, SlotConfig
+    from mlcicd.settings import load
+
+    root = Path(tempfile.mkdtemp(prefix="mlcicd-bench-front-"))
+    df = synthetic.generate(2000, 3)
+    x, y = df.drop(columns="churned"), df.churned
+    model = training.build_pipeline(x, training.TrainParams()).fit(x, y)
+    mlflow.sklearn.save_model(
+        model, str(root / "model"), signature=infer_signature(x.head(), model.predict(x.head())),
+        skops_trusted_types=training.trusted_types(model), pip_requirements=training.pip_requirements(),
+    )  # fmt: skip
+    (root / "release.json").write_text(json.dumps({"model_name": "bench", "version": "1"}))
+    server_port, front_port = free_port(), free_port()
+    front = Front(root / "front")
+    front.write(f"127.0.0.1:{front_port}", {"a": SlotConfig(("127.0.0.1", server_port), 100)}, None, "bench")
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "mlcicd.serving", "--model-dir", str(root), "--port", str(server_port)],
+                         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen([load().haproxy_bin, "-db", "-f", "haproxy.cfg"], cwd=front.dir,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+    ]  # fmt: skip
+    body = {"dataframe_split": json.loads(x.head(5).to_json(orient="split", index=False))}
+    urls = {"direct": f"http://127.0.0.1:{server_port}", "front": f"http://127.0.0.1:{front_port}"}
+    sessions = {k: requests.Session() for k in urls}
+    timings: dict[str, list[float]] = {k: [] for k in urls}
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if all(sessions[k].get(f"{u}/health", timeout=2).ok for k, u in urls.items()):
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        for _ in range(50):  # warm both paths
+            for k, u in urls.items():
+                sessions[k].post(f"{u}/invocations", json=body)
+        for _ in range(requests_n):  # interleaved, so that both see the same machine load
+            for k, u in urls.items():
+                t = time.perf_counter()
+                assert sessions[k].post(f"{u}/invocations", json=body).status_code == 200
+                timings[k].append((time.perf_counter() - t) * 1000)
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(10)
+        shutil.rmtree(root, ignore_errors=True)
+    return timings
+
+
 def drift_time(rows: int) -> float:
     from mlcicd import monitoring, synthetic
 
@@ -269,12 +330,12 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=300, help="requests per variant for the logging cost")
     parser.add_argument(
-        "--only", choices=["parse", "run", "trigger", "monitoring", "image"], help="one section only"
+        "--only", choices=["parse", "run", "trigger", "monitoring", "image", "front"], help="one section only"
     )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
 
-    sections = {args.only} if args.only else {"parse", "run", "trigger", "monitoring", "image"}
+    sections = {args.only} if args.only else {"parse", "run", "trigger", "monitoring", "image", "front"}
     if "monitoring" in sections:
         without, with_log = logging_cost(args.requests)
         print(
@@ -299,6 +360,8 @@ def main() -> None:
         trigger_section(args)
     if "image" in sections:
         image_section(args)
+    if "front" in sections:
+        front_section(args)
 
 
 def parse_section(args: argparse.Namespace) -> None:
@@ -333,6 +396,21 @@ def trigger_section(args: argparse.Namespace) -> None:
     print(f"  median trigger call -> first task start: {statistics.median(x[0] for x in lat):.2f} s")
     print(f"  median run end -> client exit:           {statistics.median(x[1] for x in lat):.2f} s")
     print(f"  median run (first task start -> end):    {statistics.median(x[2] for x in lat):.1f} s")
+
+
+def front_section(args: argparse.Namespace) -> None:
+    n = 2000
+    print(
+        f"\ntraffic front (HAProxy) on loopback: {n} sequential keep-alive 5-row requests per path, interleaved"
+    )
+    timings = front_cost(n)
+    for k, values in timings.items():
+        q = statistics.quantiles(values, n=100)
+        print(f"  {k:<7} p50 {statistics.median(values):6.2f} ms, p99 {q[98]:6.2f} ms")
+    d, f = timings["direct"], timings["front"]
+    print(f"  the front adds {statistics.median(f) - statistics.median(d):+.2f} ms at p50 "
+          f"(ratio {statistics.median(f) / statistics.median(d):.3f}), "
+          f"{statistics.quantiles(f, n=100)[98] - statistics.quantiles(d, n=100)[98]:+.2f} ms at p99")  # fmt: skip
 
 
 def image_section(args: argparse.Namespace) -> None:

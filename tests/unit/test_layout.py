@@ -43,6 +43,7 @@ LAYERS = [
     ["mlcicd.deploy*"],
     ["mlcicd.tasks*"],
     ["mlcicd.trigger", "mlcicd.devserver"],
+    ["mlcicd.approvals"],
     ["mlcicd.cli*", "mlcicd.__main__"],
 ]
 

@@ -98,12 +98,12 @@ def run_trigger(args: argparse.Namespace) -> int:
 
 
 def run_answer(args: argparse.Namespace) -> int:
-    from mlcicd import trigger
+    from mlcicd import approvals
 
     try:
         if not args.url:
             raise TriggerError("no Airflow URL: pass --url or set MLCICD_AIRFLOW_URL", ExitCode.USAGE)
-        done = trigger.answer_approval(args.url, args.run_id, args.approve, args.dag)
+        done = approvals.answer_approval(args.url, args.run_id, args.approve, args.dag)
     except TriggerError as exc:
         print(json.dumps({"error": {"message": str(exc)}}) if args.json else f"error: {exc}",
               file=sys.stdout if args.json else sys.stderr)  # fmt: skip
