@@ -55,28 +55,31 @@ def test_a_healthy_canary_walks_its_steps_and_a_broken_one_is_aborted_at_its_fir
     e, endpoint = env
     code, first = run(e, "synthetic_seed=1")
     assert code == 0 and first["outcome"] == "promoted", first
-    with Load(
-        endpoint, payload(), clients=2, pause_s=0.02
-    ) as load:  # below saturation: p99 well under 500 ms
-        load.mark("1", "2")
+    # The MLflow store may be the test session's, shared with other tests: versions are read, not assumed.
+    v1 = first["champion_version"]
+    v2, v3 = str(int(v1) + 1), str(int(v1) + 2)  # the registry numbers a model's versions in sequence
+    with Load(endpoint, payload(), clients=2, pause_s=0.02) as load:  # below saturation
+        load.mark(v1, v2)
         code, healthy = run(e, "synthetic_seed=2", "rollout=canary", "rollout_steps=[20, 60]", *FAST)
-        load.mark("2", "3")
+        load.mark(v2, v3)
         code_bad, broken = run(e, "synthetic_seed=3", "rollout=canary", "rollout_steps=[20, 60]",
                                "rollout_max_p99_ms=0.001", *FAST)  # fmt: skip
-        load.mark("2")  # aborted: only the champion answers from here on
+        load.mark(v2)  # aborted: only the champion answers from here on
         time.sleep(1)
         after = champion(endpoint)
     assert code == 0 and healthy["outcome"] == "promoted", json.dumps(healthy.get("rollout"), indent=1)[:4000]
+    assert healthy["candidate"]["model_version"] == healthy["champion_version"] == v2
     steps = healthy["rollout"]["steps"]
     assert [s["percent"] for s in steps] == [20, 60] and {s["verdict"] for s in steps} == {"passed"}
     assert all(m["candidate"]["requests"] >= 5 for s in steps for m in s["measurements"])
 
     assert code_bad == 4 and broken["outcome"] == "rolled_back", broken
+    assert broken["candidate"]["model_version"] == v3
     assert [s["verdict"] for s in broken["rollout"]["steps"]] == ["failed"]  # its first step
     assert "p99 latency" in broken["rollout"]["steps"][0]["measurements"][0]["note"]
-    assert after == "2" and broken["champion_version"] == "2"
+    assert after == v2 and broken["champion_version"] == v2
 
     assert load.failures() == [], load.failures()[:5]
     assert load.misrouted() == [], load.misrouted()[:5]
     counts = load.versions()
-    assert counts.get("3", 0) > 0, counts  # the broken canary did take its share before the abort
+    assert counts.get(v3, 0) > 0, counts  # the broken canary did take its share before the abort
