@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PARSE_BUDGET_S = 0.15
@@ -168,16 +169,13 @@ def trigger_latency(n: int) -> list[tuple[float, float, float]]:
     return results
 
 
-def logging_cost(requests_n: int) -> tuple[float, float]:
-    """Median latency (ms) of a 20-row /invocations call without and with the prediction log."""
+def served_model_dir(root: Path) -> Any:
+    """A model directory as the deploy targets prepare it (MLflow model + release.json); its features."""
     import mlflow.sklearn
-    from fastapi.testclient import TestClient
     from mlflow.models import infer_signature
 
     from mlcicd import synthetic, training
-    from mlcicd.serving import server as serving
 
-    root = Path(tempfile.mkdtemp(prefix="mlcicd-bench-serve-"))
     df = synthetic.generate(2000, 3)
     x, y = df.drop(columns="churned"), df.churned
     model = training.build_pipeline(x, training.TrainParams()).fit(x, y)
@@ -186,6 +184,17 @@ def logging_cost(requests_n: int) -> tuple[float, float]:
         skops_trusted_types=training.trusted_types(model), pip_requirements=training.pip_requirements(),
     )  # fmt: skip
     (root / "release.json").write_text(json.dumps({"model_name": "bench", "version": "1"}))
+    return x
+
+
+def logging_cost(requests_n: int) -> tuple[float, float]:
+    """Median latency (ms) of a 20-row /invocations call without and with the prediction log."""
+    from fastapi.testclient import TestClient
+
+    from mlcicd.serving import server as serving
+
+    root = Path(tempfile.mkdtemp(prefix="mlcicd-bench-serve-"))
+    x = served_model_dir(root)
     body = {"dataframe_split": json.loads(x.head(20).to_json(orient="split", index=False))}
     clients = {
         False: TestClient(serving.create_app(root)),
@@ -203,23 +212,13 @@ def logging_cost(requests_n: int) -> tuple[float, float]:
 
 def front_cost(requests_n: int) -> dict[str, list[float]]:
     """Latencies (ms) of 5-row requests straight to a model server and through an HAProxy front to it."""
-    import mlflow.sklearn
     import requests
-    from mlflow.models import infer_signature
 
-    from mlcicd import synthetic, training
     from mlcicd.deploy.front import Front, SlotConfig
     from mlcicd.settings import load
 
     root = Path(tempfile.mkdtemp(prefix="mlcicd-bench-front-"))
-    df = synthetic.generate(2000, 3)
-    x, y = df.drop(columns="churned"), df.churned
-    model = training.build_pipeline(x, training.TrainParams()).fit(x, y)
-    mlflow.sklearn.save_model(
-        model, str(root / "model"), signature=infer_signature(x.head(), model.predict(x.head())),
-        skops_trusted_types=training.trusted_types(model), pip_requirements=training.pip_requirements(),
-    )  # fmt: skip
-    (root / "release.json").write_text(json.dumps({"model_name": "bench", "version": "1"}))
+    x = served_model_dir(root)
     server_port, front_port = free_port(), free_port()
     front = Front(root / "front")
     front.write(f"127.0.0.1:{front_port}", {"a": SlotConfig(("127.0.0.1", server_port), 100)}, None, "bench")
