@@ -118,7 +118,7 @@ def retrain_params() -> dict[str, Param]:
             D["rollout"], type="string", enum=list(ROLLOUTS), title="Rollout",
             description="switch: all traffic at once after the smoke test; canary: traffic in steps, each "
             "analysed on live traffic; shadow: a copy of live traffic, answers compared, never returned. "
-            "canary and shadow need the local or docker target.",
+            "shadow needs the local or docker target (on kubernetes, canary is by replica ratio).",
         ),
         "rollout_steps": Param(
             D["rollout_steps"], type="array", items={"type": "integer", "minimum": 1, "maximum": 99},

@@ -64,6 +64,13 @@ class Figures:
     buckets: dict[float, float] = field(default_factory=dict)  # le -> cumulative count (2xx)
     classes: dict[str, float] = field(default_factory=dict)
 
+    def plus(self, other: Figures) -> Figures:
+        return Figures(
+            self.requests + other.requests, self.errors + other.errors,
+            {le: self.buckets.get(le, 0) + other.buckets.get(le, 0) for le in {*self.buckets, *other.buckets}},
+            {c: self.classes.get(c, 0) + other.classes.get(c, 0) for c in {*self.classes, *other.classes}},
+        )  # fmt: skip
+
     def minus(self, before: Figures) -> Figures:
         return Figures(
             self.requests - before.requests, self.errors - before.errors,
@@ -86,6 +93,19 @@ class Figures:
     def from_dict(cls, d: dict[str, Any]) -> Figures:
         return cls(int(d["requests"]), int(d["errors"]), {float(k): v for k, v in d["buckets"].items()},
                    dict(d["classes"]))  # fmt: skip
+
+
+def increase(after: dict[str, Figures], before: dict[str, Figures]) -> Figures:
+    """What the sources of one version (servers, pods) served between two scrapes, summed.
+
+    A source seen only in ``after`` (a new pod) counts from zero; one whose request counter went
+    down restarted, and counts from zero too, as Prometheus' ``increase`` does.
+    """
+    total = Figures()
+    for source, now in after.items():
+        then = before.get(source)
+        total = total.plus(now if then is None or now.requests < then.requests else now.minus(then))
+    return total
 
 
 def quantile(buckets: dict[float, float], q: float) -> float:

@@ -64,6 +64,61 @@ def test_deploys_to_a_real_cluster_and_the_service_answers(monkeypatch, engine_f
     assert "@sha256:" in d.spec.template.spec.containers[0].image  # pushed, so pinned by digest
     assert d.status.ready_replicas == 1
 
+    # A canary: staged as <name>-canary, 50 % of the pods in the Service, analysed on live traffic
+    # (sent through the API server's service proxy), then promoted; a broken one is taken out.
+    fast = {"rollout": "canary", "rollout_steps": [50], "rollout_interval_s": 5, "rollout_checks": 1,
+            "rollout_min_requests": 5, "max_degradation": 0.05}  # fmt: skip
+    with ServiceLoad(resource_name(MODEL)) as load:
+        healthy = run_pipeline({**CONF, **fast, "synthetic_seed": 2})
+        broken = run_pipeline({**CONF, **fast, "synthetic_seed": 3, "rollout_max_p99_ms": 0.001})
+    assert load.sent > 0
+    assert healthy["outcome"] == "promoted", healthy.get("error")
+    assert [s["verdict"] for s in healthy["rollout"]["steps"]] == ["passed"]
+    assert healthy["rollout"]["steps"][0]["share"] == 50.0  # 1 canary pod beside 1 stable pod
+    assert broken["outcome"] == "rolled_back" and broken["champion_version"] == healthy["champion_version"]
+    apps = client.AppsV1Api()
+    d = apps.read_namespaced_deployment(resource_name(MODEL), "mlcicd")
+    assert d.spec.template.metadata.annotations["mlcicd.io/model-version"] == healthy["champion_version"]
+    with pytest.raises(client.exceptions.ApiException) as gone:
+        apps.read_namespaced_deployment(f"{resource_name(MODEL)}-canary", "mlcicd")
+    assert gone.value.status == 404
+
+
+class ServiceLoad:
+    """Requests to the model's Service through the API server's service proxy, in a thread."""
+
+    def __init__(self, service: str) -> None:
+        import threading
+
+        self.service, self.stop, self.sent = service, threading.Event(), 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        from kubernetes import client
+
+        from mlcicd import synthetic
+
+        rows = synthetic.generate(5, 1).drop(columns="churned")
+        body = {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}
+        api = client.CoreV1Api()
+        while not self.stop.is_set():
+            try:
+                api.connect_post_namespaced_service_proxy_with_path(
+                    f"{self.service}:8080", "mlcicd", "invocations", body=body, _preload_content=False
+                )
+                self.sent += 1
+            except client.exceptions.ApiException:
+                pass  # the Service may have no ready pod for a moment; the analysis judges the errors
+            self.stop.wait(0.1)
+
+    def __enter__(self) -> ServiceLoad:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
 
 @pytest.fixture
 def engine_for_cluster():

@@ -64,7 +64,7 @@ def test_switch_and_canary_under_load_drop_nothing(front):
         staged = time.monotonic()
         time.sleep(0.5)  # staged: the candidate takes no traffic yet
         load.mark("1", "2")
-        target.promote()
+        target.promote(release("2"), smokes["2"])
         load.mark("2")
         switched = time.monotonic()
         time.sleep(1)
@@ -73,7 +73,7 @@ def test_switch_and_canary_under_load_drop_nothing(front):
             load.mark("2", "3")
             target.shift(percent)
             time.sleep(1.5)
-        target.promote()
+        target.promote(release("3"), smokes["3"])
         load.mark("3")
         time.sleep(1)
     assert load.failures() == [], load.failures()[:5]

@@ -183,6 +183,8 @@ def served_model(tmp_path_factory):
 
 
 def run_script(tmp_path: Path, url: str, payload: dict, expected: list, version: str = "7", **fake: str):
+    """Run the deploy script; lower-case ``fake`` keys steer the fake kubectl, upper-case ones are
+    the pod's environment (ACTION, CANARY, REPLICAS, ...)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     kubectl = bin_dir / "kubectl"
@@ -196,6 +198,7 @@ def run_script(tmp_path: Path, url: str, payload: dict, expected: list, version:
         "NAMESPACE": "models", "DEPLOYMENT": "mlcicd-m", "SERVICE_URL": url, "MODEL_VERSION": version,
         "MANIFESTS": "kind: Deployment", "SMOKE_PAYLOAD": json.dumps(payload),
         "SMOKE_EXPECTED": json.dumps(expected), "ROLLOUT_TIMEOUT": "5s",
+        **{k: v for k, v in fake.items() if k.isupper()},
     }  # fmt: skip
     out = subprocess.run(
         ["bash", str(k8s_target.DEPLOY_SCRIPT)], env=env, capture_output=True, text=True, timeout=120

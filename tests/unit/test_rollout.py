@@ -10,6 +10,7 @@ from mlcicd.rollout import (
     Figures,
     Plan,
     figures_from_metrics,
+    increase,
     live_accuracy,
     measure,
     quantile,
@@ -112,3 +113,16 @@ def test_live_accuracy_joins_labels_on_request_and_row_and_is_judged_once_both_h
     few = {"candidate": {"labelled": 9, "accuracy": 0.0}, "stable": {"labelled": 200, "accuracy": 0.80}}
     m = measure(PLAN, figures(100), figures(400), few)
     assert m["verdict"] == "successful" and len(m["conditions"]) == 3 and m["accuracy"] == few
+
+
+def test_increase_sums_sources_and_counts_a_restarted_or_new_one_from_zero():
+    before = {"pod-a": figures(100, 1), "pod-b": figures(50)}
+    after = {
+        "pod-a": figures(130, 2),  # served 30 more, 1 more error
+        "pod-b": figures(8),  # restarted: its counters began again at zero
+        "pod-c": figures(5),  # new since the last scrape
+    }
+    got = increase(after, before)
+    assert (got.requests, got.errors) == (30 + 8 + 5, 1)
+    assert got.buckets[math.inf] == (128 - 99) + 8 + 5  # the successful answers, timed
+    assert increase({}, before).requests == 0  # a version whose pods are gone served nothing since

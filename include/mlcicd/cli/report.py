@@ -50,12 +50,17 @@ def render(summary: dict[str, Any]) -> str:
     if r and r.get("steps"):
         lines.append(f"  rollout     {r['mode']}: {r['state']}")
         for i, step in enumerate(r["steps"], 1):
-            lines.append(f"                step {i}: {step['percent']} % of traffic, {step['verdict']}")
+            share = step.get("share")
+            got = (
+                f" ({share} % given)" if share is not None and float(share) != float(step["percent"]) else ""
+            )
+            lines.append(f"                step {i}: {step['percent']} % of traffic{got}, {step['verdict']}")
             for m in step["measurements"]:
                 cand, stable = m["candidate"], m["stable"]
                 lines.append(
                     f"                  {m['verdict']}: candidate {cand['requests']} req, {cand['errors']} err, "
-                    f"p99 {cand['p99_ms']} ms; stable {stable['requests']} req, p99 {stable['p99_ms']} ms ({m['note']})"
+                    f"p99 {cand['p99_ms']} ms; stable {stable['requests']} req, p99 {stable['p99_ms']} ms"
+                    f"{_accuracy(m.get('accuracy'))} ({m['note']})"
                 )
     if r and r.get("approval"):
         a = r["approval"]
@@ -85,3 +90,12 @@ def render(summary: dict[str, Any]) -> str:
             stop = "(a ClusterIP Service: kubectl port-forward svc/<name> to reach it from outside)"
         lines.append(f"  try it      curl -s {d['endpoint']}/version ; {stop}")
     return "\n".join(lines)
+
+
+def _accuracy(accuracy: dict[str, Any] | None) -> str:
+    """Live accuracy of both versions on the labelled rows of the step, where labels arrived."""
+    if not accuracy:
+        return ""
+    parts = [f"{role} {a['accuracy']:.3f} on {a['labelled']}" for role, a in accuracy.items()
+             if a and a.get("accuracy") is not None]  # fmt: skip
+    return f"; live accuracy {', '.join(parts)} labelled" if parts else ""

@@ -31,6 +31,8 @@ FULL = 100  # the weight of a slot that takes all traffic
 
 class FrontedTarget:
     name = "?"
+    rollouts = ("switch", "canary", "shadow")
+    stages_switch = True  # a switch, too, stages the candidate beside the stable version first
 
     def __init__(self, settings: Settings, model_name: str) -> None:
         self.settings = settings
@@ -134,6 +136,28 @@ class FrontedTarget:
             if state.get(r)
         }
 
+    def scrape(self) -> dict[str, dict[str, Any]]:
+        """Role -> {version, sources: {url: {text, lost}}}: each server's ``/metrics`` and the requests
+        the front lost on its way to it (connection and response errors)."""
+        import requests
+
+        stats = self.front.stats()
+        out = {}
+        for role, server in self.servers().items():
+            try:
+                text = requests.get(f"{server['url']}/metrics", timeout=5).text
+            except requests.RequestException as exc:
+                raise DeployError(
+                    f"the {role} v{server['version']} did not answer at {server['url']}: {exc}"
+                ) from exc
+            slot = stats.get(server["slot"], {})
+            lost = int(slot.get("eresp") or 0) + int(slot.get("econ") or 0)
+            out[role] = {
+                "version": str(server["version"]),
+                "sources": {server["url"]: {"text": text, "lost": lost}},
+            }
+        return out
+
     def traffic(self) -> dict[str, Any]:
         state = self._state()
         return {
@@ -154,7 +178,7 @@ class FrontedTarget:
                 log.info("v%s already serves at %s", release.version, self.endpoint)
                 return self._deployment(stable, state)
         self.stage(release, smoke, mode="switch")
-        return self.promote()
+        return self.promote(release, smoke)
 
     def stage(self, release: Release, smoke: SmokeTest, mode: str) -> Deployment:
         """Start ``release`` beside the stable version, health- and smoke-test it directly, and put it
@@ -202,8 +226,8 @@ class FrontedTarget:
         )
         return self._deployment(server, state)
 
-    def shift(self, percent: int) -> None:
-        """Send ``percent`` of requests to the candidate (the rest to the stable version)."""
+    def shift(self, percent: int) -> float:
+        """Send ``percent`` of requests to the candidate (the rest to the stable version); return the share."""
         state = self._state()
         cand, stable = state.get("candidate"), state.get("stable")
         if not cand:
@@ -214,6 +238,7 @@ class FrontedTarget:
             weights[stable["slot"]] = FULL - percent
         self.front.weigh(weights)
         self._save({**state, "weight": percent})
+        return float(percent)
 
     def mirror(self, on: bool) -> None:
         """Copy live traffic to the candidate (its answers are logged, never returned)."""
@@ -224,12 +249,17 @@ class FrontedTarget:
         self.front.mirror(_seen_by_front(cand) if on else None)
         self._save({**state, "mirror": on})
 
-    def promote(self) -> Deployment:
-        """All traffic to the candidate; the old version drains and stops; the candidate becomes stable."""
+    def promote(self, release: Release, smoke: SmokeTest) -> Deployment:
+        """All traffic to the staged ``release``; the old version drains and stops; it becomes stable.
+
+        ``smoke`` is not sent again: the candidate passed it when staged, and has not changed since.
+        """
         state = self._state()
         cand, stable = state.get("candidate"), state.get("stable")
         if not cand:
             raise DeployError("no candidate is staged: nothing to promote")
+        if str(cand["version"]) != str(release.version):
+            raise DeployError(f"v{cand['version']} is staged, not v{release.version}: nothing was promoted")
         if not self._server_alive(cand):
             self.abort()
             raise DeployError(

@@ -16,36 +16,31 @@ from typing import Any
 from mlcicd import record
 from mlcicd.errors import DeployError
 from mlcicd.names import Task
-from mlcicd.rollout import Figures, measure, step_verdict
+from mlcicd.rollout import Figures, increase, measure, step_verdict
 from mlcicd.tasks import params as p
 from mlcicd.tasks.boundary import run_dir, stage
 
 log = logging.getLogger("mlcicd")
 
 
-def snapshot(target: Any, mode: str) -> dict[str, dict[str, Any]]:
-    """Both versions' counters now: each server's ``/metrics``, plus the front's errors for the candidate."""
-    import requests
+def snapshot(target: Any, mode: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """Both versions' counters now, per source (a server, a pod): role -> source -> figures.
 
+    ``target.scrape()`` gives each source's ``/metrics`` text and the requests it lost before they
+    reached it (the front's connection and response errors); those count as errors.
+    """
     from mlcicd.rollout import figures_from_metrics
 
     out = {}
-    servers = target.servers()
-    stats = target.front.stats()
-    for role, server in servers.items():
+    for role, scraped in target.scrape().items():
         traffic = "shadow" if role == "candidate" and mode == "shadow" else "live"
-        try:
-            text = requests.get(f"{server['url']}/metrics", timeout=5).text
-            figures = figures_from_metrics(text, str(server["version"]), traffic)
-        except requests.RequestException as exc:
-            raise DeployError(
-                f"the {role} v{server['version']} did not answer at {server['url']}: {exc}"
-            ) from exc
-        slot = stats.get(server["slot"], {})
-        lost = int(slot.get("eresp") or 0) + int(slot.get("econ") or 0)  # never reached the server's metrics
-        figures.errors += lost
-        figures.requests += lost
-        out[role] = figures.to_dict()
+        sources = {}
+        for source, got in scraped["sources"].items():
+            figures = figures_from_metrics(got["text"], str(scraped["version"]), traffic)
+            figures.errors += got.get("lost", 0)
+            figures.requests += got.get("lost", 0)
+            sources[source] = figures.to_dict()
+        out[role] = sources
     return out
 
 
@@ -98,7 +93,8 @@ def analyze(run_id: str, params: dict[str, Any]) -> tuple[bool, dict[str, Any] |
         if not state.get("steps"):  # the first poke: the baseline of step 1
             state = {"plan": plan.to_dict(), "state": "running", "step": 0, "since": now,
                      "baseline": snapshot(target, plan.mode),
-                     "steps": [{"percent": stages[0], "measurements": [], "verdict": "running", "started": now}]}  # fmt: skip
+                     "steps": [{"percent": stages[0], "share": target.traffic().get("weight"), "measurements": [],
+                                "verdict": "running", "started": now}]}  # fmt: skip
             record.update(path, rollout=state)
             return False, None
         if now - state["since"] < plan.interval_s:
@@ -107,8 +103,10 @@ def analyze(run_id: str, params: dict[str, Any]) -> tuple[bool, dict[str, Any] |
         before = state["baseline"]
         step = state["steps"][state["step"]]
         cand, stable = (
-            Figures.from_dict(after[r]).minus(Figures.from_dict(before[r])) for r in ("candidate", "stable")
-        )
+            increase({k: Figures.from_dict(f) for k, f in after.get(r, {}).items()},
+                     {k: Figures.from_dict(f) for k, f in before.get(r, {}).items()})
+            for r in ("candidate", "stable")
+        )  # fmt: skip
         accuracy = labelled_accuracy(settings, str(params["model_name"]), target.servers(), plan.mode,
                                      step.get("started", state["since"]), now)  # fmt: skip
         m = measure(plan, cand, stable, accuracy)
@@ -141,8 +139,9 @@ def analyze(run_id: str, params: dict[str, Any]) -> tuple[bool, dict[str, Any] |
                         "started": now,
                     }
                 )
-                target.shift(stages[state["step"]])
-                log.info("advanced to %d %% of traffic", stages[state["step"]])
+                share = target.shift(stages[state["step"]])
+                state["steps"][-1]["share"] = share
+                log.info("advanced to %s %% of traffic (%d %% asked)", share, stages[state["step"]])
             else:
                 state["state"] = "passed"
         record.update(path, rollout=state)

@@ -112,14 +112,17 @@ def deploy(
         smoke = dep.SmokeTest.of(sample, expected)
         c, _ = mlflow_client(settings)
         plan = p.rollout_plan(params)
-        staged = hasattr(target, "stage")
-        if not staged and plan.mode != "switch":
-            raise ConfigError(f"rollout={plan.mode} needs the local or docker target (its traffic front); "
-                              f"the {target.name} target switches only")  # fmt: skip
-        if not staged and params.get("approval"):
-            raise ConfigError(
-                f"approval needs the local or docker target; the {target.name} target switches at once"
-            )
+        offered = getattr(target, "rollouts", ("switch",))
+        if plan.mode not in offered:
+            raise ConfigError(f"rollout={plan.mode} is not available on the {target.name} target (it offers "
+                              f"{', '.join(offered)}); shadow needs the local or docker target's traffic front")  # fmt: skip
+        if not hasattr(target, "stage") and params.get("approval"):
+            raise ConfigError(f"approval needs a target that can stage a version; the {target.name} target "
+                              "switches at once")  # fmt: skip
+        # Staged beside the champion (promote_champion moves all traffic), or switched here at once.
+        staged = hasattr(target, "stage") and (
+            target.stages_switch or plan.mode != "switch" or bool(params.get("approval"))
+        )
         gated = release.get("gated_against", serving.UNKNOWN)
         try:
             if staged:  # beside the champion; promote_champion gives it all traffic
@@ -131,7 +134,8 @@ def deploy(
                         plan = replace(plan, mode="switch")
                     deployment = target.stage(rel, smoke, plan.mode)
                     if plan.mode == "canary":
-                        target.shift(plan.steps[0])
+                        share = target.shift(plan.steps[0])
+                        log.info("the canary takes %s %% of traffic (%s %% asked)", share, plan.steps[0])
                     elif plan.mode == "shadow":
                         target.mirror(True)
                 replaced = None
@@ -195,7 +199,7 @@ def promote(
             try:
                 _, replaced = serving.deploy_and_promote(
                     settings, c, target, rel, smoke, gated,
-                    switch=lambda: target.promote() if _staged(target, version) else target.deploy(rel, smoke),
+                    switch=lambda: target.promote(rel, smoke) if _staged(target, version) else target.deploy(rel, smoke),
                 )  # fmt: skip
             except MlcicdError:
                 _mark_failed(c, name, version, "mlcicd.deploy", "rolled_back")
