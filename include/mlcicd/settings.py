@@ -64,6 +64,9 @@ class Settings:
     docker_conn_id: str
     docker_network: str
     docker_port: int
+    docker_memory_mb: int  # each model-server container's limits, as the Kubernetes template's
+    docker_cpus: float
+    docker_pids: int
     build_timeout_s: float
     kube_conn_id: str
     kube_namespace: str
@@ -155,6 +158,9 @@ def load() -> Settings:
         docker_conn_id=os.getenv("MLCICD_DOCKER_CONN_ID", "docker_default"),
         docker_network=os.getenv("MLCICD_DOCKER_NETWORK", "host"),
         docker_port=_port("MLCICD_DOCKER_PORT", 5200),
+        docker_memory_mb=_number("MLCICD_DOCKER_MEMORY_MB", 1024, int, minimum=128),
+        docker_cpus=_number("MLCICD_DOCKER_CPUS", 1.0, float, minimum=0.1),
+        docker_pids=_number("MLCICD_DOCKER_PIDS", 256, int, minimum=16),
         build_timeout_s=_number("MLCICD_BUILD_TIMEOUT_S", 1800.0, float, minimum=1),
         kube_conn_id=os.getenv("MLCICD_KUBE_CONN_ID", "kubernetes_default"),
         kube_namespace=os.getenv("MLCICD_KUBE_NAMESPACE", "mlcicd"),

@@ -124,6 +124,10 @@ def test_promoted_model_is_built_into_an_image_and_served_by_its_container(engin
     assert container["Image"] == image["reference"]
     inspected = engine.inspect_container(container["Id"])
     assert inspected["HostConfig"]["ReadonlyRootfs"] is True
+    # Limits as the Kubernetes template's: memory (no swap beyond it), CPU, processes.
+    host = inspected["HostConfig"]
+    assert host["Memory"] == host["MemorySwap"] == 1024 * 2**20
+    assert host["NanoCpus"] == 10**9 and host["PidsLimit"] == 256
     assert wait_healthy(engine, container["Id"]) == "healthy"
     # HAProxy on the stable port; the server on a port of its own.
     (front,) = model_containers(engine, "front")

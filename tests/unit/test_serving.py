@@ -92,7 +92,7 @@ def test_a_failing_log_sink_drops_records_and_never_fails_requests(tmp_path, cli
         assert client.post("/invocations", json=body).json() == {"predictions": expected}
     app.state.prediction_log.close()
     assert app.state.prediction_log.dropped == 12 and app.state.prediction_log.written == 0
-    assert "mlcicd_prediction_log_dropped 12.0" in client.get("/metrics").text
+    assert "mlcicd_prediction_log_dropped_total 12.0" in client.get("/metrics").text
 
 
 def test_malformed_log_lines_are_counted_not_fatal(tmp_path):

@@ -39,6 +39,8 @@ log = logging.getLogger("mlcicd")
 
 CONTAINER_PORT = 8080
 PREDICTIONS_IN_CONTAINER = "/var/log/mlcicd/predictions"
+# The model server's own settings (limits, workers, batching), passed on from where Airflow runs.
+SERVER_SETTINGS = ("MLCICD_SERVER_", "MLCICD_PREDICTION_LOG_")
 FRONT_IN_CONTAINER = "/front"
 IMAGE_UID = 10001  # the image's USER
 
@@ -133,7 +135,8 @@ class DockerTarget(FrontedTarget):
         name = f"mlcicd-{self._safe_name}-v{release.version}-{digest}"
         self._remove(name)  # left by an interrupted deploy
         port = free_port(self.host) if self.network == "host" else CONTAINER_PORT
-        env = {"PORT": str(port), "MLCICD_PREDICTION_LOG_DIR": PREDICTIONS_IN_CONTAINER}
+        env = {**{k: v for k, v in os.environ.items() if k.startswith(SERVER_SETTINGS)},
+               "PORT": str(port), "MLCICD_PREDICTION_LOG_DIR": PREDICTIONS_IN_CONTAINER}  # fmt: skip
         if self.network == "host":  # on the host's network, listen where the target says, not on 0.0.0.0
             env["HOST"] = self.host
         log_dir = self.prediction_log_dir
@@ -143,6 +146,8 @@ class DockerTarget(FrontedTarget):
             network_mode=self.network, read_only=True, tmpfs={"/tmp": "size=64m"},
             binds={str(log_dir): {"bind": PREDICTIONS_IN_CONTAINER, "mode": "rw"}},
             security_opt=["no-new-privileges"], cap_drop=["ALL"],  # restarted by the engine once promoted
+            mem_limit=f"{self.settings.docker_memory_mb}m", memswap_limit=f"{self.settings.docker_memory_mb}m",
+            nano_cpus=int(self.settings.docker_cpus * 1e9), pids_limit=self.settings.docker_pids,
         )  # fmt: skip
         self._create(release.image, name, self._labels(release, "server"), host_config, user=user, env=env)
         if self.network == "host":

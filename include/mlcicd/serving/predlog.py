@@ -1,8 +1,10 @@
 """Prediction log: every served prediction as one JSON line, written off the request path.
 
-Records are queued and written by a background thread to hourly files
-``predictions-YYYYmmddTHH.jsonl`` (a file is also rolled over past ``max_bytes``). A full queue or
-a failing disk drops records and counts them; it never slows or fails a request.
+Records are queued and written by a background thread to hourly files, one per worker process,
+``predictions-YYYYmmddTHH.<pid>.jsonl`` (a file is also rolled over past ``max_bytes``); old files
+go after ``MLCICD_PREDICTION_LOG_RETENTION_HOURS`` (30 days) or when the folder passes
+``MLCICD_PREDICTION_LOG_MAX_BYTES`` (10 GiB). A full queue, a bad record or a failing disk drops
+records and counts them; it never slows or fails a request, and never leaves a partial line.
 
 Record: ``{"request_id", "row", "time" (ISO 8601 UTC), "model_name", "model_version",
 "features": {...}, "prediction"}``. Ground-truth labels that arrive later are joined on
@@ -11,10 +13,14 @@ Record: ``{"request_id", "row", "time" (ISO 8601 UTC), "model_name", "model_vers
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import queue
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,13 +28,27 @@ from typing import Any
 
 
 class PredictionLogger:
+    """Writes records off the request path. Bounded three ways: the queue (``max_queue`` items), each
+    file (``max_bytes``, then the hour's next file), and the folder (``retention_hours`` and
+    ``max_total_bytes``: the oldest files go first). Every record lost, whatever the reason (a full
+    queue, a value that is not JSON, a failing disk), is counted in ``dropped`` and reported to
+    ``on_drop``; a failed write is cut back, so no line is ever partial."""
+
     def __init__(
-        self, directory: Path | None, max_queue: int = 100_000, max_bytes: int = 100 * 2**20
-    ) -> None:
+        self, directory: Path | None, max_queue: int = 100_000, max_bytes: int = 100 * 2**20,
+        on_drop: Callable[[int], Any] | None = None, retention_hours: float | None = None,
+        max_total_bytes: int | None = None,
+    ) -> None:  # fmt: skip
         self.directory = directory
         self.max_bytes = max_bytes
+        self.retention_hours = retention_hours if retention_hours is not None else _setting(
+            "MLCICD_PREDICTION_LOG_RETENTION_HOURS", 24 * 30)  # fmt: skip
+        self.max_total_bytes = int(max_total_bytes if max_total_bytes is not None else _setting(
+            "MLCICD_PREDICTION_LOG_MAX_BYTES", 10 * 2**30))  # fmt: skip
+        self.on_drop = on_drop
         self.dropped = 0
         self.written = 0
+        self._current: Path | None = None
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
         if directory is not None:
@@ -40,13 +60,14 @@ class PredictionLogger:
         return self._thread is not None
 
     def log_frame(self, header: dict[str, Any], frame: Any, predictions: list[Any]) -> None:
-        """Queue one request's rows as a single item: turning them into records happens off the request path."""
+        """Queue one request's rows (a DataFrame, or column name -> array) as a single item: turning
+        them into records happens off the request path."""
         if not self.enabled:
             return
         try:
             self._queue.put_nowait({"__frame__": (header, frame, predictions)})
         except queue.Full:
-            self.dropped += len(predictions)
+            self._drop(len(predictions))
 
     def close(self, timeout_s: float = 5.0) -> None:
         if self._thread is not None:
@@ -55,6 +76,11 @@ class PredictionLogger:
             except queue.Full:
                 return
             self._thread.join(timeout_s)
+
+    def _drop(self, n: int) -> None:
+        self.dropped += n
+        if self.on_drop is not None and n:
+            self.on_drop(n)
 
     def _run(self) -> None:
         assert self.directory is not None
@@ -75,24 +101,80 @@ class PredictionLogger:
             self._write(batch)
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
-        batch = [r for item in batch for r in _expand(item)]
+        lines = []
+        for item in batch:
+            try:
+                records = _expand(item)
+            except Exception:  # a frame that cannot be read: its rows are lost, counted
+                self._drop(len(item["__frame__"][2]) if "__frame__" in item else 1)
+                continue
+            for r in records:
+                try:
+                    lines.append(json.dumps(r, default=_plain, allow_nan=False) + "\n")
+                except (TypeError, ValueError):
+                    self._drop(1)
+        if not lines:
+            return
+        data = "".join(lines).encode()
+        path, size = None, 0
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self._path()
-            with path.open("a", encoding="utf-8") as fh:
-                fh.writelines(json.dumps(r, default=str) + "\n" for r in batch)
-            self.written += len(batch)
+            with path.open("ab") as fh:
+                size = fh.tell()
+                fh.write(data)
+            self.written += len(lines)
         except OSError:
-            self.dropped += len(batch)
+            self._drop(len(lines))
+            if path is not None:
+                with contextlib.suppress(OSError), path.open("r+b") as fh:
+                    fh.truncate(size)  # no partial line left behind
 
     def _path(self) -> Path:
-        stem = f"predictions-{datetime.now(UTC):%Y%m%dT%H}"
+        stem = f"predictions-{datetime.now(UTC):%Y%m%dT%H}.{os.getpid()}"  # a file per worker process
         path = self.directory / f"{stem}.jsonl"
         n = 0
         while path.exists() and path.stat().st_size >= self.max_bytes:
             n += 1
             path = self.directory / f"{stem}.{n}.jsonl"
+        if path != self._current:
+            self._current = path
+            self._prune()
         return path
+
+    def _prune(self) -> None:
+        """Delete files past the retention, then the oldest while the folder exceeds its byte bound."""
+        assert self.directory is not None
+        cutoff = time.time() - self.retention_hours * 3600
+        files = []
+        for f in self.directory.glob("predictions-*.jsonl"):
+            with contextlib.suppress(OSError):
+                st = f.stat()
+                files.append((st.st_mtime, st.st_size, f))
+        files.sort()
+        total = sum(size for _, size, _ in files)
+        for mtime, size, f in files:
+            if f == self._current:
+                continue
+            if mtime < cutoff or total > self.max_total_bytes:
+                with contextlib.suppress(OSError):
+                    f.unlink()
+                    total -= size
+
+
+def _setting(name: str, default: float) -> float:
+    raw = os.getenv(name, "").strip()
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        return default
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars as Python values; anything else is not a record value."""
+    if hasattr(v, "item"):
+        return v.item()
+    raise TypeError(f"{type(v).__name__} is not JSON")
 
 
 # Reading a window is bounded whatever clients sent: lines longer than this are hostile and never
@@ -242,8 +324,20 @@ def _expand(item: dict[str, Any]) -> list[dict[str, Any]]:
     if "__frame__" not in item:
         return [item]
     header, frame, predictions = item["__frame__"]
-    rows = frame.to_dict(orient="records")
+    if isinstance(frame, dict):  # column name -> array
+        names = list(frame)
+        rows = [
+            dict(zip(names, values, strict=True))
+            for values in zip(*(frame[n].tolist() for n in names), strict=True)
+        ]
+    else:
+        rows = frame.to_dict(orient="records")
     return [
-        {**header, "row": i, "features": f, "prediction": p}
+        {**header, "row": i, "features": _finite(f), "prediction": p}
         for i, (f, p) in enumerate(zip(rows, predictions, strict=True))
     ]
+
+
+def _finite(features: dict[str, Any]) -> dict[str, Any]:
+    """Missing values as null (JSON has no NaN)."""
+    return {k: None if isinstance(v, float) and v != v else v for k, v in features.items()}

@@ -1,9 +1,18 @@
-"""The model server: ``/invocations`` (MLflow scoring payloads), ``/health`` and ``/version``.
+"""The model server: ``/invocations`` (MLflow scoring payloads), the Open Inference Protocol
+(``/v2/...``), ``/health``, ``/version`` and ``/metrics``.
 
 It serves one model version from a local directory (``<dir>/model`` is an MLflow model,
 ``<dir>/release.json`` says which version it is), so it never needs the registry at start-up and
-the same directory can be baked into an image. Input is checked against the model's signature;
-malformed requests get a 4xx with a message, never a 500.
+the same directory can be baked into an image. Input is checked against the model's signature
+(:mod:`.inputs`); malformed requests get a 4xx with a message, never a 500. Concurrent requests
+are scored together (:mod:`.batching`), by the fast path where it was proven equal to the
+pipeline (:mod:`.fastpath`), in ``MLCICD_SERVER_WORKERS`` processes (default: the cores the server
+is given), each with the model loaded once.
+
+Limits (environment): ``MLCICD_SERVER_MAX_BODY_BYTES`` (413), ``MLCICD_SERVER_MAX_ROWS`` (413),
+``MLCICD_SERVER_MAX_CONCURRENCY`` per worker (503 with ``Retry-After``, so that ``/health`` always
+answers), ``MLCICD_SERVER_TIMEOUT_S`` (503), ``MLCICD_SERVER_BATCH_ROWS`` and
+``MLCICD_SERVER_BATCH_WAIT_MS`` (the batcher's bounds).
 
 Run it with ``python -m mlcicd.serving --model-dir DIR --port 5100``.
 
@@ -26,17 +35,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-PAYLOAD_HINT = (
-    "send a JSON object with exactly one of 'dataframe_split', 'dataframe_records', 'instances' or "
-    "'inputs', as for MLflow's scoring server"
-)
-
+from mlcicd.serving.inputs import BadInput
+from mlcicd.serving.limits import Limits, server_workers
 
 VERSION_HEADER = "X-Model-Version"  # on every response: the version that answered
 PROBE_HEADER = "x-mlcicd-probe"  # a smoke test sent straight to this server (the front strips it)
 SHADOW_HEADER = "x-shadow"  # a copy mirrored by the front (which strips it from callers' requests)
 SHADOW_DIR = "shadow"
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 def traffic_of(request: Any) -> str:
@@ -56,69 +61,51 @@ def server_threads() -> int:
     return max(1, int(os.getenv("MLCICD_SERVER_THREADS", "1")))
 
 
-def create_app(model_dir: Path, prediction_log: Path | None = None) -> FastAPI:
+def create_app(model_dir: Path, prediction_log: Path | None = None, limits: Limits | None = None) -> FastAPI:
     """Load the model in ``model_dir`` and build the ASGI app.
 
     ``prediction_log``: folder for the prediction log (see :mod:`mlcicd.serving.predlog`); None disables it.
     """
-    import mlflow.pyfunc
-    from mlflow.exceptions import MlflowException
-    from mlflow.pyfunc.scoring_server import infer_and_parse_data
+    import asyncio
 
-    release = read_release(model_dir)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = mlflow.pyfunc.load_model(str(model_dir / "model"))
+    import mlflow.sklearn
+    import numpy as np
+    from mlflow.models import Model
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(limits=server_threads())  # the libraries the model loaded, in this thread
-    input_schema = model.metadata.get_input_schema()
-    app = FastAPI(title=f"mlcicd model server: {release.get('model_name')} v{release.get('version')}")
-    from prometheus_client import (
-        CONTENT_TYPE_LATEST,
-        CollectorRegistry,
-        Counter,
-        Gauge,
-        Histogram,
-        generate_latest,
-    )
-    from starlette.responses import Response
-
+    from mlcicd.serving import inputs, v2
+    from mlcicd.serving.batching import Batcher
+    from mlcicd.serving.fastpath import Scorer
+    from mlcicd.serving.metrics import ServerMetrics
     from mlcicd.serving.predlog import PredictionLogger
 
-    registry = CollectorRegistry()
-    served = str(release.get("version"))
-    # Labelled by version, and by traffic: live (through the front), shadow (a mirrored copy),
-    # probe (a smoke test sent straight to this server).
-    labels = ["status", "model_version", "traffic"]
-    requests_total = Counter("mlcicd_requests", "Requests to /invocations", labels, registry=registry)
-    latency = Histogram("mlcicd_request_seconds", "Latency of /invocations", labels, registry=registry,
-                        buckets=LATENCY_BUCKETS)  # fmt: skip
-    predictions_total = Counter(
-        "mlcicd_predictions", "Predictions served", ["class_", "model_version", "traffic"], registry=registry
-    )
-    Gauge("mlcicd_model_info", "The served model", ["model_name", "model_version"], registry=registry).labels(
-        str(release.get("model_name")), str(release.get("version"))
-    ).set(1)
-    predlog = PredictionLogger(prediction_log)
+    limits = limits or Limits.from_env()
+    release = read_release(model_dir)
+    name, served = str(release.get("model_name")), str(release.get("version"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipeline = mlflow.sklearn.load_model(str(model_dir / "model"))
+        columns = inputs.columns_of(Model.load(str(model_dir / "model")).get_input_schema())
+    threadpool_limits(limits=server_threads())  # the libraries the model loaded, in this thread
+    scorer = Scorer(pipeline, columns)
+    output_type = v2.datatype_of(np.asarray(getattr(pipeline, "classes_", [0])))
+    metrics = ServerMetrics(name, served)
+    batcher = Batcher(scorer.predict, limits.batch_rows, limits.batch_wait_ms / 1000, metrics.batch)
+    predlog = PredictionLogger(prediction_log, on_drop=metrics.dropped.inc)
     # Answers to mirrored copies: beside the live log, never in it (the monitor reads only the live one).
-    shadow_log = PredictionLogger(prediction_log / SHADOW_DIR if prediction_log else None)
-    Gauge("mlcicd_prediction_log_dropped", "Prediction records dropped", registry=registry).set_function(
-        lambda: predlog.dropped
+    shadow_log = PredictionLogger(
+        prediction_log / SHADOW_DIR if prediction_log else None, on_drop=metrics.dropped.inc
     )
-    app.state.prediction_log = predlog
-    app.state.shadow_log = shadow_log
+    app = FastAPI(title=f"mlcicd model server: {name} v{served}")
+    app.state.model_dir, app.state.prediction_log, app.state.shadow_log = model_dir, predlog, shadow_log
+    app.state.scorer, app.state.batcher, app.state.limits = scorer, batcher, limits
+    inflight = 0
 
     @app.middleware("http")
     async def name_the_version(request: Request, call_next: Any) -> Any:
         response = await call_next(request)
         response.headers[VERSION_HEADER] = served
         return response
-
-    app.state.model_dir = model_dir
-
-    def error(status: int, code: str, message: str) -> JSONResponse:
-        return JSONResponse(status_code=status, content={"error_code": code, "message": message})
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -133,53 +120,142 @@ def create_app(model_dir: Path, prediction_log: Path | None = None) -> FastAPI:
         return release
 
     @app.get("/metrics")
-    def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    def metrics_page() -> Any:
+        return metrics.page()
 
     @app.post("/invocations")
     async def invocations(request: Request) -> Any:
+        return await handle(request, v2_model=None)
+
+    @app.get("/v2")
+    def v2_server() -> dict[str, Any]:
+        return v2.server_metadata(_package_version())
+
+    @app.get("/v2/health/live")
+    @app.get("/v2/health/ready")
+    def v2_health() -> dict[str, Any]:
+        return {"live": True, "ready": True}
+
+    @app.get("/v2/models/{model}")
+    @app.get("/v2/models/{model}/versions/{model_version}")
+    def v2_model(model: str, model_version: str | None = None) -> Any:
+        return unknown(model, model_version) or v2.model_metadata(name, served, columns, output_type)
+
+    @app.get("/v2/models/{model}/ready")
+    @app.get("/v2/models/{model}/versions/{model_version}/ready")
+    def v2_ready(model: str, model_version: str | None = None) -> Any:
+        return unknown(model, model_version) or {"name": name, "ready": True}
+
+    @app.post("/v2/models/{model}/infer")
+    @app.post("/v2/models/{model}/versions/{model_version}/infer")
+    async def v2_infer(request: Request, model: str, model_version: str | None = None) -> Any:
+        return unknown(model, model_version) or await handle(request, v2_model=model)
+
+    def unknown(model: str, model_version: str | None) -> JSONResponse | None:
+        if model != name or model_version not in (None, served):
+            wanted = f"{model} v{model_version}" if model_version else model
+            return JSONResponse({"error": f"model {wanted} is not served here; this server serves {name} v{served}"},
+                                status_code=404)  # fmt: skip
+        return None
+
+    async def handle(request: Request, v2_model: str | None) -> Any:
+        nonlocal inflight
         started = time.perf_counter()
         traffic = traffic_of(request)
-        response = await score(request, traffic)
-        status = str(response.status_code)
-        requests_total.labels(status, served, traffic).inc()
-        latency.labels(status, served, traffic).observe(time.perf_counter() - started)
+        if inflight >= limits.max_concurrency:
+            response = _error(v2_model, 503, "OVERLOADED", f"{inflight} requests are in progress on this worker "
+                              "(MLCICD_SERVER_MAX_CONCURRENCY); retry shortly", retry=True)  # fmt: skip
+        else:
+            inflight += 1
+            try:
+                response = await score(request, traffic, v2_model)
+            finally:
+                inflight -= 1
+        metrics.request(str(response.status_code), traffic, time.perf_counter() - started)
         return response
 
-    async def score(request: Request, traffic: str) -> Any:
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            return error(
-                415, "UNSUPPORTED_MEDIA_TYPE", f"Content-Type must be application/json; {PAYLOAD_HINT}"
+    async def score(request: Request, traffic: str, v2_model: str | None) -> Any:
+        batcher.arriving += 1
+        arriving = True
+        try:
+            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if content_type != "application/json" and not (v2_model and content_type == ""):
+                raise BadInput(f"Content-Type must be application/json; {inputs.PAYLOAD_HINT}", status=415)
+            payload = inputs.parse_json(await _body(request, limits.max_body_bytes))
+            if v2_model is None:
+                table, rows = inputs.table_from_mlflow(payload, columns)
+            else:
+                table, rows = inputs.table_from_v2(payload, columns)
+            cols = inputs.typed(table, rows, columns, limits.max_rows)
+            batcher.arriving, arriving = batcher.arriving - 1, False
+            predictions = await asyncio.wait_for(batcher.predict(cols, rows), limits.timeout_s)
+        except BadInput as exc:
+            return _error(
+                v2_model, exc.status, "BAD_REQUEST" if exc.status == 400 else "INVALID_INPUT", exc.message
             )
-        body = await request.body()
-        try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return error(400, "BAD_REQUEST", f"the body is not valid JSON ({exc}); {PAYLOAD_HINT}")
-        if not isinstance(payload, dict):
-            return error(400, "BAD_REQUEST", f"the body is a JSON {type(payload).__name__}; {PAYLOAD_HINT}")
-        try:
-            data = infer_and_parse_data(payload, input_schema)
-            if hasattr(data, "__len__") and len(data) == 0:
-                return error(400, "BAD_REQUEST", "the request holds no rows")
-            predictions = model.predict(data)
-        except MlflowException as exc:
-            return error(400, "INVALID_INPUT", exc.message)
-        except (ValueError, TypeError, KeyError) as exc:
-            return error(400, "INVALID_INPUT", f"{type(exc).__name__}: {exc}")
-        values = predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
-        for v in values:
-            predictions_total.labels(str(v), served, traffic).inc()
+        except TimeoutError:
+            return _error(v2_model, 503, "TIMEOUT", f"not scored within {limits.timeout_s:g} s "
+                          "(MLCICD_SERVER_TIMEOUT_S); retry shortly", retry=True)  # fmt: skip
+        except (ValueError, TypeError, KeyError) as exc:  # the model refused values the signature allowed
+            return _error(v2_model, 400, "INVALID_INPUT", f"{type(exc).__name__}: {str(exc)[:500]}")
+        finally:
+            if arriving:
+                batcher.arriving -= 1
+        values = predictions.tolist()
+        metrics.predictions(values, traffic)
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         logger = {"live": predlog, "shadow": shadow_log}.get(traffic)
-        if logger is not None and logger.enabled and hasattr(data, "to_dict"):
+        if logger is not None and logger.enabled:
             header = {"request_id": request_id, "time": datetime.now(UTC).isoformat(),
                       "model_name": release.get("model_name"), "model_version": release.get("version")}  # fmt: skip
-            logger.log_frame(header, data, values)
-        return JSONResponse({"predictions": values}, headers={"X-Request-ID": request_id})
+            logger.log_frame(header, cols, values)
+        headers = {"X-Request-ID": request_id}
+        if v2_model is None:
+            return JSONResponse({"predictions": values}, headers=headers)
+        body = v2.infer_response(name, served, payload.get("id"), predictions)
+        return JSONResponse(body, headers=headers)
+
+    @app.on_event("shutdown")
+    def close() -> None:
+        batcher.close()
 
     return app
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BadInput(f"the body has {int(declared)} bytes; at most {limit} are accepted "
+                       "(MLCICD_SERVER_MAX_BODY_BYTES): split it into smaller requests", status=413)  # fmt: skip
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadInput(f"the body exceeds {limit} bytes (MLCICD_SERVER_MAX_BODY_BYTES)", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(v2_model: str | None, status: int, code: str, message: str, retry: bool = False) -> JSONResponse:
+    """MLflow's error body on ``/invocations``, the protocol's ``{"error": ...}`` on ``/v2``."""
+    body = {"error": message} if v2_model is not None else {"error_code": code, "message": message}
+    return JSONResponse(body, status_code=status, headers={"Retry-After": "1"} if retry else None)
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mlcicd")
+    except PackageNotFoundError:
+        return "0"
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker process (``uvicorn --factory``): its model directory from the environment."""
+    log_dir = os.getenv("MLCICD_PREDICTION_LOG_DIR")
+    return create_app(Path(os.environ["MLCICD_MODEL_DIR"]), Path(log_dir) if log_dir else None)
 
 
 def check_health(port: int) -> int:
@@ -215,14 +291,35 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--model-dir (or MLCICD_MODEL_DIR) is required")
     for var in THREAD_VARS:  # before the native libraries start: every thread of the process
         os.environ[var] = str(server_threads())
+    limits = Limits.from_env()  # refuse a bad setting here, once, not in every worker
+    workers = server_workers()
     import uvicorn
 
-    app = create_app(args.model_dir, args.prediction_log)
+    if workers == 1:
+        app = create_app(args.model_dir, args.prediction_log, limits)
+        try:
+            uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        finally:
+            app.state.prediction_log.close()
+            app.state.shadow_log.close()
+        return
+    # Several processes, each with the model loaded once; their metrics are merged from files.
+    import shutil
+    import tempfile
+
+    metrics_dir = tempfile.mkdtemp(prefix="mlcicd-metrics-")
+    os.environ.update(
+        {"PROMETHEUS_MULTIPROC_DIR": metrics_dir, "MLCICD_MODEL_DIR": str(args.model_dir.resolve())}
+    )
+    if args.prediction_log is not None:
+        os.environ["MLCICD_PREDICTION_LOG_DIR"] = str(args.prediction_log.resolve())
+    else:
+        os.environ.pop("MLCICD_PREDICTION_LOG_DIR", None)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        uvicorn.run("mlcicd.serving.server:app_from_env", factory=True, workers=workers, host=args.host,
+                    port=args.port, log_level="warning")  # fmt: skip
     finally:
-        app.state.prediction_log.close()
-        app.state.shadow_log.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
