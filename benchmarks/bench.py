@@ -17,6 +17,9 @@ Also measured (issue #11, `--only front`): what the traffic front (HAProxy) adds
 2,000 sequential keep-alive 5-row requests, alternately straight to a model server and through
 its front, p50 and p99 of each.
 
+Also measured (issue #13, `--only server`, see benchmarks/serving.py): the model server against
+`mlflow models serve` on the same model, 1 and 20 rows, 1 and 8 clients.
+
 Budgets (issue #2): each DAG file parses in at most 0.15 s more than `from airflow.sdk import dag,
 task` alone; `make run` on the default data takes under 60 s on 2 cores once set up.
 """
@@ -329,12 +332,16 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=300, help="requests per variant for the logging cost")
     parser.add_argument(
-        "--only", choices=["parse", "run", "trigger", "monitoring", "image", "front"], help="one section only"
+        "--only",
+        choices=["parse", "run", "trigger", "monitoring", "image", "front", "server"],
+        help="one section only",
     )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
 
-    sections = {args.only} if args.only else {"parse", "run", "trigger", "monitoring", "image", "front"}
+    sections = (
+        {args.only} if args.only else {"parse", "run", "trigger", "monitoring", "image", "front", "server"}
+    )
     if "monitoring" in sections:
         without, with_log = logging_cost(args.requests)
         print(
@@ -361,6 +368,10 @@ def main() -> None:
         image_section(args)
     if "front" in sections:
         front_section(args)
+    if "server" in sections:
+        from serving import section as server_section
+
+        server_section(free_port, served_model_dir)
 
 
 def parse_section(args: argparse.Namespace) -> None:

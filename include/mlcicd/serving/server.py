@@ -24,6 +24,7 @@ process (a retraining on the same machine) made a 7 ms prediction take up to 1.7
 # No `from __future__ import annotations` here: FastAPI reads the endpoint annotations at run time.
 import argparse
 import json
+import logging
 import os
 import time
 import uuid
@@ -38,6 +39,7 @@ from fastapi.responses import JSONResponse
 from mlcicd.serving.inputs import BadInput
 from mlcicd.serving.limits import Limits, server_workers
 
+log = logging.getLogger("mlcicd.serving")
 VERSION_HEADER = "X-Model-Version"  # on every response: the version that answered
 PROBE_HEADER = "x-mlcicd-probe"  # a smoke test sent straight to this server (the front strips it)
 SHADOW_HEADER = "x-shadow"  # a copy mirrored by the front (which strips it from callers' requests)
@@ -169,6 +171,9 @@ def create_app(model_dir: Path, prediction_log: Path | None = None, limits: Limi
             inflight += 1
             try:
                 response = await score(request, traffic, v2_model)
+            except Exception as exc:  # a bug, not the caller's input: answered, counted and logged
+                log.exception("scoring failed")
+                response = _error(v2_model, 500, "INTERNAL_ERROR", f"the server failed: {type(exc).__name__}")
             finally:
                 inflight -= 1
         metrics.request(str(response.status_code), traffic, time.perf_counter() - started)
