@@ -260,3 +260,27 @@ def test_beyond_the_concurrency_limit_callers_get_503_with_retry_after(tmp_path)
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_a_body_that_never_arrives_is_answered_408_and_frees_its_place(tmp_path):
+    import socket
+
+    make_model_dir(tmp_path, rows=300, seed=8)
+    port = free_port("127.0.0.1")
+    env = {**__import__("os").environ, "MLCICD_SERVER_WORKERS": "1", "MLCICD_SERVER_TIMEOUT_S": "1",
+           "MLCICD_SERVER_MAX_CONCURRENCY": "1"}  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "mlcicd.serving", "--model-dir", str(tmp_path), "--port", str(port)],
+                            env=env)  # fmt: skip
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n{")  # fmt: skip
+            answer = slow.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 408") and "did not arrive" in answer
+        body = {"dataframe_records": [{"x": 1}]}
+        r = requests.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=10)
+        assert r.status_code == 400  # its place is free again: a real answer, not 503
+    finally:
+        proc.terminate()
+        proc.wait(20)

@@ -89,6 +89,10 @@ def hostile_bodies(x) -> list[tuple[str, bytes, dict]]:
         ("null row", body({"dataframe_split": {"columns": split["columns"], "data": [None]}}), JSON),
         ("null everywhere but numbers as strings", body({"dataframe_records": [{k: str(v) for k, v in rec.items()}]}), JSON),
         ("columnar of nulls for a bool-free model but strings", body({"inputs": {k: ["x"] for k in rec}}), JSON),
+        ("a null beside an integer beyond int64", body({"inputs": {**{k: [v, v] for k, v in rec.items()}, num: [None, 10**400]}}), JSON),
+        ("one wide record, then thousands of empty ones", body({"dataframe_records": [{f"c{i}": 1 for i in range(3000)}] + [{}] * 3000}), JSON),
+        ("a lone surrogate as a column name", b'{"dataframe_records": [{"\\ud800": 1}]}', JSON),
+        ("instances of numbers", body({"instances": [1, 2]}), JSON),
     ]  # fmt: skip
     return cases
 
@@ -237,3 +241,25 @@ def test_v2_bad_requests_are_400_with_an_error(served, request_body, message):
     client, _, _ = served
     r = client.post("/v2/models/m/infer", json=request_body)
     assert r.status_code == 400 and message in r.json()["error"], r.text
+
+
+def test_v2_echoes_any_string_id_and_refuses_what_it_cannot_answer(served):
+    client, x, _ = served
+    rows = x.head(1)
+    inputs = [{"name": c, "shape": [1], "datatype": "BYTES", "data": rows[c].tolist()} for c in rows.columns]
+    r = client.post("/v2/models/m/infer", content=b'{"id": "\\ud800", "inputs": ' + json.dumps(inputs).encode() + b"}",
+                    headers=JSON)  # fmt: skip
+    assert r.status_code == 200 and r.json()["id"] == "\ud800"  # escaped, not a 500
+    for bad, message in (({"id": 7}, "'id' must be a string"),
+                         ({"outputs": [{"name": "predict_proba"}]}, "one output, 'predict'"),
+                         ({"inputs": [{**inputs[0], "datatype": "FLOAT"}, *inputs[1:]]}, "'datatype' must be one of")):  # fmt: skip
+        r = client.post("/v2/models/m/infer", json={"inputs": inputs, **bad})
+        assert r.status_code == 400 and message in r.json()["error"], r.text
+    assert (
+        client.post(
+            "/v2/models/m/infer", json={"inputs": inputs, "outputs": [{"name": "predict"}]}
+        ).status_code
+        == 200
+    )
+    unknown = client.get("/v2/nothing/here")
+    assert unknown.status_code == 404 and "error" in unknown.json()  # the protocol's body, not FastAPI's

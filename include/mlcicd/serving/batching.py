@@ -12,6 +12,7 @@ If a batch fails, its requests are scored one by one, so one caller's input neve
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,17 +22,20 @@ import numpy as np
 
 from mlcicd.serving.inputs import Columns
 
+log = logging.getLogger("mlcicd.serving")
+
 
 class Batcher:
     def __init__(
         self, score: Callable[[Columns], np.ndarray], max_rows: int, max_wait_s: float,
-        observe: Callable[[int, int], None] | None = None,
+        observe: Callable[[int, int], None] | None = None, initializer: Callable[[], Any] | None = None,
     ) -> None:  # fmt: skip
         self.score, self.max_rows, self.max_wait_s = score, max_rows, max_wait_s
         self.observe = observe  # (requests, rows) of each batch scored
         self.arriving = 0  # requests being read or parsed: worth a short wait for
         self._queue: asyncio.Queue[tuple[Columns, int, asyncio.Future[np.ndarray]]] | None = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="score")
+        # ``initializer`` runs in the scoring thread (native thread-pool limits are per thread).
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="score", initializer=initializer)
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -40,6 +44,11 @@ class Batcher:
         loop = asyncio.get_running_loop()
         if self._queue is None or self._loop is not loop:  # the first request, or a new event loop
             self._loop, self._queue = loop, asyncio.Queue()
+            self._task = loop.create_task(self._run())
+        elif self._task is None or self._task.done():  # it died: start again on what is queued
+            log.error(
+                "the batcher had stopped (%s): starting it again", self._task and self._task.exception()
+            )
             self._task = loop.create_task(self._run())
         future: asyncio.Future[np.ndarray] = loop.create_future()
         await self._queue.put((cols, rows, future))
@@ -76,8 +85,11 @@ class Batcher:
     async def _score(
         self, loop: Any, batch: list[tuple[Columns, int, asyncio.Future[np.ndarray]]], rows: int
     ) -> None:
-        if self.observe is not None:
-            self.observe(len(batch), sum(b[1] for b in batch))
+        try:
+            if self.observe is not None:
+                self.observe(len(batch), sum(b[1] for b in batch))
+        except Exception as exc:  # metrics must never stop scoring
+            log.warning("could not record a batch's size: %s", exc)
         try:
             if len(batch) == 1:
                 results = [await loop.run_in_executor(self._executor, self.score, batch[0][0])]

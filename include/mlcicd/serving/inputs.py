@@ -37,6 +37,10 @@ V2_TYPES = {"long": "INT64", "integer": "INT32", "double": "FP64", "float": "FP3
             "string": "BYTES"}  # fmt: skip
 
 
+V2_DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32",
+                "FP64", "BYTES")  # fmt: skip
+
+
 class BadInput(ValueError):
     """A request the model cannot take; ``status`` is the HTTP status to answer with."""
 
@@ -92,7 +96,9 @@ def _no_constant(name: str) -> Any:
 # -- MLflow's formats ---------------------------------------------------------------------------
 
 
-def table_from_mlflow(payload: Any, columns: list[Column]) -> tuple[dict[str, list[Any]], int]:
+def table_from_mlflow(
+    payload: Any, columns: list[Column], max_rows: int | None = None
+) -> tuple[dict[str, list[Any]], int]:
     """Column name -> values, and the number of rows, from an MLflow scoring payload."""
     if not isinstance(payload, dict):
         raise BadInput(f"the body is a JSON {type(payload).__name__}; {PAYLOAD_HINT}")
@@ -102,6 +108,9 @@ def table_from_mlflow(payload: Any, columns: list[Column]) -> tuple[dict[str, li
         raise BadInput(f"found {found}; {PAYLOAD_HINT}")
     fmt = present[0]
     data = payload[fmt]
+    rows = data.get("data") if fmt == "dataframe_split" and isinstance(data, dict) else data
+    if max_rows is not None and isinstance(rows, list) and len(rows) > max_rows:  # before any per-row work
+        _too_many(len(rows), max_rows)
     if fmt == "dataframe_split":
         if (
             not isinstance(data, dict)
@@ -120,7 +129,9 @@ def table_from_mlflow(payload: Any, columns: list[Column]) -> tuple[dict[str, li
         return _from_records(data, fmt)
     if all(isinstance(r, list) for r in data):
         return _from_rows([c.name for c in columns], data, fmt)
-    raise BadInput(f"{fmt!r} mixes records and rows; send a list of records (objects) or of rows (lists)")
+    raise BadInput(
+        f"{fmt!r} must be a list of records (objects) or of rows (lists), not of anything else or a mix"
+    )
 
 
 def _from_rows(names: list[Any], rows: list[Any], fmt: str) -> tuple[dict[str, list[Any]], int]:
@@ -140,13 +151,12 @@ def _from_records(records: list[dict[str, Any]], fmt: str) -> tuple[dict[str, li
     names: dict[str, None] = {}
     for r in records:
         names.update(dict.fromkeys(r))
-    missing_in = {n: [i for i, r in enumerate(records) if n not in r][:5] for n in names}
-    ragged = {n: rows for n, rows in missing_in.items() if rows}
-    if ragged:
-        n, rows = next(iter(ragged.items()))
-        raise BadInput(
-            f"{fmt!r}: record(s) {rows} have no {n!r}; every record needs every column (null when missing)"
-        )
+    for i, r in enumerate(records):  # linear: only the first ragged record is looked into
+        if len(r) != len(names):
+            n = next(n for n in names if n not in r)
+            raise BadInput(
+                f"{fmt!r}: record {i} has no {n!r}; every record needs every column (null when missing)"
+            )
     return {n: [r[n] for r in records] for n in names}, len(records)
 
 
@@ -166,6 +176,12 @@ def table_from_v2(payload: Any, columns: list[Column]) -> tuple[dict[str, list[A
     """Column name -> values from an OIP request: one input per column, or one ``[n, k]`` tensor."""
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
         raise BadInput("an inference request is an object with a non-empty 'inputs' list")
+    if "id" in payload and payload["id"] is not None and not isinstance(payload["id"], str):
+        raise BadInput("'id' must be a string")
+    asked = payload.get("outputs")
+    if asked is not None and (not isinstance(asked, list) or any(not isinstance(o, dict) or o.get("name") != "predict"
+                                                                  for o in asked)):  # fmt: skip
+        raise BadInput("this model has one output, 'predict'; leave 'outputs' out or ask for it by name")
     inputs = payload["inputs"]
     for x in inputs:
         if not isinstance(x, dict) or not isinstance(x.get("name"), str) or "data" not in x:
@@ -173,8 +189,8 @@ def table_from_v2(payload: Any, columns: list[Column]) -> tuple[dict[str, list[A
         shape = x.get("shape")
         if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and d >= 0 for d in shape):
             raise BadInput(f"input {x['name']!r}: 'shape' must be a list of non-negative integers")
-        if not isinstance(x.get("datatype"), str):
-            raise BadInput(f"input {x['name']!r}: 'datatype' must be a string such as FP64, INT64 or BYTES")
+        if x.get("datatype") not in V2_DATATYPES:
+            raise BadInput(f"input {x['name']!r}: 'datatype' must be one of {', '.join(V2_DATATYPES)}")
     if (
         len(inputs) == 1
         and len(inputs[0]["shape"]) == 2
@@ -220,19 +236,27 @@ def typed(table: dict[str, list[Any]], rows: int, columns: list[Column], max_row
     if rows == 0:
         raise BadInput("the request holds no rows")
     if rows > max_rows:
-        raise BadInput(
-            f"the request holds {rows} rows; at most {max_rows} are accepted (MLCICD_SERVER_MAX_ROWS): "
-            "split it into smaller requests",
-            status=413,
-        )
+        _too_many(rows, max_rows)
     present = {c.name: _array(c, table[c.name]) for c in columns if c.name in table}  # type errors first
-    missing = [c.name for c in columns if c.name not in table]
+    missing = [c.name for c in columns if c.name not in table and c.required]
     if missing:
+        extra = sorted(set(table) - {c.name for c in columns})[:10]
         raise BadInput(
-            f"Model is missing inputs {missing}. Note that there were extra inputs: "
-            f"{sorted(set(table) - {c.name for c in columns})[:10]}"
+            f"Model is missing inputs {missing}."
+            + (f" Note that there were extra inputs: {extra}" if extra else "")
         )
+    for c in columns:  # optional columns may be left out, as MLflow allows: all missing
+        if c.name not in present:
+            present[c.name] = _array(c, [None] * rows)
     return present
+
+
+def _too_many(rows: int, max_rows: int) -> None:
+    raise BadInput(
+        f"the request holds {rows} rows; at most {max_rows} are accepted (MLCICD_SERVER_MAX_ROWS): "
+        "split it into smaller requests",
+        status=413,
+    )
 
 
 def _array(column: Column, values: list[Any]) -> np.ndarray:
@@ -241,7 +265,8 @@ def _array(column: Column, values: list[Any]) -> np.ndarray:
     if kind in INT_RANGE:
         lo, hi = INT_RANGE[kind]
         if any(v is None for v in values):
-            bad = next(((i, v) for i, v in enumerate(values) if v is not None and not _is_int(v)), None)
+            bad = next(((i, v) for i, v in enumerate(values)
+                        if v is not None and (not _is_int(v) or not lo <= v <= hi)), None)  # fmt: skip
             if bad is None:
                 # Missing values make an integer column float, as pandas does; the pipeline imputes them.
                 return np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)

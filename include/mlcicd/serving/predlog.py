@@ -1,7 +1,7 @@
 """Prediction log: every served prediction as one JSON line, written off the request path.
 
 Records are queued and written by a background thread to hourly files, one per worker process,
-``predictions-YYYYmmddTHH.<pid>.jsonl`` (a file is also rolled over past ``max_bytes``); old files
+``predictions-YYYYmmddTHH.<host>-<pid>.jsonl`` (a file is also rolled over past ``max_bytes``); old files
 go after ``MLCICD_PREDICTION_LOG_RETENTION_HOURS`` (30 days) or when the folder passes
 ``MLCICD_PREDICTION_LOG_MAX_BYTES`` (10 GiB). A full queue, a bad record or a failing disk drops
 records and counts them; it never slows or fails a request, and never leaves a partial line.
@@ -18,6 +18,7 @@ import json
 import math
 import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -116,7 +117,7 @@ class PredictionLogger:
         if not lines:
             return
         data = "".join(lines).encode()
-        path, size = None, 0
+        path, size = None, None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self._path()
@@ -126,12 +127,13 @@ class PredictionLogger:
             self.written += len(lines)
         except OSError:
             self._drop(len(lines))
-            if path is not None:
+            if path is not None and size is not None:  # opened: cut back what this write added
                 with contextlib.suppress(OSError), path.open("r+b") as fh:
                     fh.truncate(size)  # no partial line left behind
 
     def _path(self) -> Path:
-        stem = f"predictions-{datetime.now(UTC):%Y%m%dT%H}.{os.getpid()}"  # a file per worker process
+        # A file per worker process: containers sharing the folder have their own PID numbering.
+        stem = f"predictions-{datetime.now(UTC):%Y%m%dT%H}.{socket.gethostname()}-{os.getpid()}"
         path = self.directory / f"{stem}.jsonl"
         n = 0
         while path.exists() and path.stat().st_size >= self.max_bytes:

@@ -34,8 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
+from mlcicd.serving.http import ERROR_CODES, SafeJSON, error_response, read_body
 from mlcicd.serving.inputs import BadInput
 from mlcicd.serving.limits import Limits, server_workers
 
@@ -92,7 +94,8 @@ def create_app(model_dir: Path, prediction_log: Path | None = None, limits: Limi
     scorer = Scorer(pipeline, columns)
     output_type = v2.datatype_of(np.asarray(getattr(pipeline, "classes_", [0])))
     metrics = ServerMetrics(name, served)
-    batcher = Batcher(scorer.predict, limits.batch_rows, limits.batch_wait_ms / 1000, metrics.batch)
+    batcher = Batcher(scorer.predict, limits.batch_rows, limits.batch_wait_ms / 1000, metrics.batch,
+                      initializer=lambda: threadpool_limits(limits=server_threads()))  # fmt: skip
     predlog = PredictionLogger(prediction_log, on_drop=metrics.dropped.inc)
     # Answers to mirrored copies: beside the live log, never in it (the monitor reads only the live one).
     shadow_log = PredictionLogger(
@@ -153,10 +156,10 @@ def create_app(model_dir: Path, prediction_log: Path | None = None, limits: Limi
     async def v2_infer(request: Request, model: str, model_version: str | None = None) -> Any:
         return unknown(model, model_version) or await handle(request, v2_model=model)
 
-    def unknown(model: str, model_version: str | None) -> JSONResponse | None:
+    def unknown(model: str, model_version: str | None) -> SafeJSON | None:
         if model != name or model_version not in (None, served):
             wanted = f"{model} v{model_version}" if model_version else model
-            return JSONResponse({"error": f"model {wanted} is not served here; this server serves {name} v{served}"},
+            return SafeJSON({"error": f"model {wanted} is not served here; this server serves {name} v{served}"},
                                 status_code=404)  # fmt: skip
         return None
 
@@ -165,7 +168,7 @@ def create_app(model_dir: Path, prediction_log: Path | None = None, limits: Limi
         started = time.perf_counter()
         traffic = traffic_of(request)
         if inflight >= limits.max_concurrency:
-            response = _error(v2_model, 503, "OVERLOADED", f"{inflight} requests are in progress on this worker "
+            response = error_response(v2_model, 503, "OVERLOADED", f"{inflight} requests are in progress on this worker "
                               "(MLCICD_SERVER_MAX_CONCURRENCY); retry shortly", retry=True)  # fmt: skip
         else:
             inflight += 1
@@ -173,36 +176,53 @@ def create_app(model_dir: Path, prediction_log: Path | None = None, limits: Limi
                 response = await score(request, traffic, v2_model)
             except Exception as exc:  # a bug, not the caller's input: answered, counted and logged
                 log.exception("scoring failed")
-                response = _error(v2_model, 500, "INTERNAL_ERROR", f"the server failed: {type(exc).__name__}")
+                response = error_response(
+                    v2_model, 500, "INTERNAL_ERROR", f"the server failed: {type(exc).__name__}"
+                )
             finally:
                 inflight -= 1
         metrics.request(str(response.status_code), traffic, time.perf_counter() - started)
         return response
 
     async def score(request: Request, traffic: str, v2_model: str | None) -> Any:
-        batcher.arriving += 1
-        arriving = True
+        # Being read and parsed: worth a short wait for (bounded by the batch wait and the body timeout).
+        batcher.arriving, arriving, reading = batcher.arriving + 1, True, True
         try:
             content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if content_type != "application/json" and not (v2_model and content_type == ""):
                 raise BadInput(f"Content-Type must be application/json; {inputs.PAYLOAD_HINT}", status=415)
-            payload = inputs.parse_json(await _body(request, limits.max_body_bytes))
+            body = await asyncio.wait_for(read_body(request, limits.max_body_bytes), limits.timeout_s)
+            reading = False
+            payload = inputs.parse_json(body)
             if v2_model is None:
-                table, rows = inputs.table_from_mlflow(payload, columns)
+                table, rows = inputs.table_from_mlflow(payload, columns, limits.max_rows)
             else:
                 table, rows = inputs.table_from_v2(payload, columns)
             cols = inputs.typed(table, rows, columns, limits.max_rows)
             batcher.arriving, arriving = batcher.arriving - 1, False
             predictions = await asyncio.wait_for(batcher.predict(cols, rows), limits.timeout_s)
         except BadInput as exc:
-            return _error(
-                v2_model, exc.status, "BAD_REQUEST" if exc.status == 400 else "INVALID_INPUT", exc.message
+            return error_response(
+                v2_model, exc.status, ERROR_CODES.get(exc.status, "BAD_REQUEST"), exc.message
+            )
+        except ClientDisconnect:
+            return error_response(
+                v2_model, 400, "CLIENT_DISCONNECTED", "the client left before its body arrived"
             )
         except TimeoutError:
-            return _error(v2_model, 503, "TIMEOUT", f"not scored within {limits.timeout_s:g} s "
-                          "(MLCICD_SERVER_TIMEOUT_S); retry shortly", retry=True)  # fmt: skip
-        except (ValueError, TypeError, KeyError) as exc:  # the model refused values the signature allowed
-            return _error(v2_model, 400, "INVALID_INPUT", f"{type(exc).__name__}: {str(exc)[:500]}")
+            if not reading:
+                return error_response(v2_model, 503, "TIMEOUT", f"not scored within {limits.timeout_s:g} s "
+                              "(MLCICD_SERVER_TIMEOUT_S); retry shortly", retry=True)  # fmt: skip
+            return error_response(
+                v2_model, 408, "REQUEST_TIMEOUT", f"the body did not arrive within {limits.timeout_s:g} s"
+            )
+        except (
+            ValueError,
+            TypeError,
+            KeyError,
+            OverflowError,
+        ) as exc:  # the model refused what the signature allowed
+            return error_response(v2_model, 400, "INVALID_INPUT", f"{type(exc).__name__}: {str(exc)[:500]}")
         finally:
             if arriving:
                 batcher.arriving -= 1
@@ -216,36 +236,23 @@ def create_app(model_dir: Path, prediction_log: Path | None = None, limits: Limi
             logger.log_frame(header, cols, values)
         headers = {"X-Request-ID": request_id}
         if v2_model is None:
-            return JSONResponse({"predictions": values}, headers=headers)
-        body = v2.infer_response(name, served, payload.get("id"), predictions)
-        return JSONResponse(body, headers=headers)
+            return SafeJSON({"predictions": values}, headers=headers)
+        return SafeJSON(v2.infer_response(name, served, payload.get("id"), predictions), headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def frameworkerror_response(request: Request, exc: StarletteHTTPException) -> Any:
+        """Unknown paths and methods: the protocol's error body under /v2, FastAPI's elsewhere."""
+        if request.url.path.startswith("/v2"):
+            return SafeJSON({"error": str(exc.detail)}, status_code=exc.status_code)
+        return SafeJSON({"detail": exc.detail}, status_code=exc.status_code)
 
     @app.on_event("shutdown")
     def close() -> None:
         batcher.close()
+        predlog.close()
+        shadow_log.close()
 
     return app
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise BadInput(f"the body has {int(declared)} bytes; at most {limit} are accepted "
-                       "(MLCICD_SERVER_MAX_BODY_BYTES): split it into smaller requests", status=413)  # fmt: skip
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadInput(f"the body exceeds {limit} bytes (MLCICD_SERVER_MAX_BODY_BYTES)", status=413)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _error(v2_model: str | None, status: int, code: str, message: str, retry: bool = False) -> JSONResponse:
-    """MLflow's error body on ``/invocations``, the protocol's ``{"error": ...}`` on ``/v2``."""
-    body = {"error": message} if v2_model is not None else {"error_code": code, "message": message}
-    return JSONResponse(body, status_code=status, headers={"Retry-After": "1"} if retry else None)
 
 
 def _package_version() -> str:
