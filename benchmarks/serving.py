@@ -106,7 +106,8 @@ def compare(root_dir: Path, x: Any, free_port: Any, seconds: float = 8.0) -> dic
     for name, (cmd, port_flag, health) in servers.items():
         port = free_port()
         proc = subprocess.Popen([*cmd, port_flag, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env={**os.environ, "PYTHONWARNINGS": "ignore"})  # fmt: skip
+                                env={**os.environ, "PYTHONWARNINGS": "ignore",  # mlflow execs `uvicorn`: the venv's
+                                     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})  # fmt: skip
         try:
             wait(port, health)
             load(port, bodies[1], 2, 2.0)  # warm both paths
