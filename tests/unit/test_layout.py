@@ -39,6 +39,9 @@ LAYERS = [
         "mlcicd.release",
         "mlcicd.rollout",
     ],  # fmt: skip
+    ["mlcicd.scan.types"],
+    ["mlcicd.scan.slices", "mlcicd.scan.robustness"],
+    ["mlcicd.scan"],
     ["mlcicd.image*"],
     ["mlcicd.deploy*"],
     ["mlcicd.tasks*"],
