@@ -43,9 +43,9 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, PokeReturnVal
 from mlcicd import settings
 from mlcicd.assets import RETRAIN_REQUEST
 from mlcicd.dag_params import retrain_params
-from mlcicd.links import DataDocsLink, MlflowRunLink, ShiftReportLink
+from mlcicd.links import DataDocsLink, MlflowRunLink, ScanReportLink, ShiftReportLink
 from mlcicd.names import APPROVAL_XCOM, DECISION_XCOM, Task
-from mlcicd.tasks import retrain, rollout, ship
+from mlcicd.tasks import retrain, rollout, scanning, ship
 from mlcicd.tasks.approval import approval_operator
 from mlcicd.tasks.params import params_of
 
@@ -103,10 +103,19 @@ def ml_retrain() -> None:
         """Score candidate and champion on the same holdout."""
         return retrain.evaluate(context["run_id"], batch, trained, params_of(context))
 
+    @task(task_id=Task.SCAN)
+    def scan_model(
+        batch: dict[str, Any], trained: dict[str, Any], evaluated: dict[str, Any], **context: Any
+    ) -> dict[str, Any]:
+        """Scan candidate and champion for hidden weaknesses (weak slices, fragility, leakage)."""
+        return scanning.scan_model(context["run_id"], batch, trained, evaluated, params_of(context))
+
     @task.branch
-    def decide_promotion(trained: dict[str, Any], evaluated: dict[str, Any], **context: Context) -> str:
+    def decide_promotion(
+        trained: dict[str, Any], evaluated: dict[str, Any], scanned: dict[str, Any], **context: Context
+    ) -> str:
         """Apply the promotion gate and branch on its decision."""
-        decision = retrain.decide(context["run_id"], trained, evaluated, params_of(context))
+        decision = retrain.decide(context["run_id"], trained, evaluated, params_of(context), scanned)
         context["ti"].xcom_push(key=DECISION_XCOM, value=decision)
         return Task.REGISTER if decision["promote"] else Task.REJECT
 
@@ -168,7 +177,9 @@ def ml_retrain() -> None:
     validation.operator.operator_extra_links = (DataDocsLink(), ShiftReportLink())
     trained.operator.operator_extra_links = (MlflowRunLink(),)
     evaluated.operator.operator_extra_links = (MlflowRunLink(),)
-    branch = decide_promotion(trained, evaluated)
+    scanned = scan_model(batch, trained, evaluated)
+    scanned.operator.operator_extra_links = (ScanReportLink(),)
+    branch = decide_promotion(trained, evaluated, scanned)
     release = register_model(trained, branch[DECISION_XCOM])
     image = build_image(release)
     deployment = deploy_model(release, image, trained, batch)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from mlcicd.links import DataDocsLink, MlflowRunLink, ShiftReportLink
+from mlcicd.links import DataDocsLink, MlflowRunLink, ScanReportLink, ShiftReportLink
 from mlcicd.settings import DATA_DOCS_URL_PREFIX, load
 
 
@@ -21,5 +21,5 @@ def _data_docs_app():
 
 class MlcicdPlugin(AirflowPlugin):
     name = "mlcicd"
-    operator_extra_links = [MlflowRunLink(), DataDocsLink(), ShiftReportLink()]
+    operator_extra_links = [MlflowRunLink(), DataDocsLink(), ShiftReportLink(), ScanReportLink()]
     fastapi_apps = [{"app": _data_docs_app(), "url_prefix": DATA_DOCS_URL_PREFIX, "name": "mlcicd data docs"}]

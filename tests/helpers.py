@@ -98,6 +98,9 @@ class Load:
                 continue
             allowed: set[str] = set()
             for i, (start, versions) in enumerate(self.phases):
+                # The first phase covers the load from its start: the clients begin before a test
+                # can mark it, and a fast server answers within that moment.
+                start = start if i else float("-inf")
                 end = self.phases[i + 1][0] if i + 1 < len(self.phases) else float("inf")
                 if start <= received and end >= sent:
                     allowed |= versions

@@ -19,6 +19,7 @@ GATED_METRICS = ("roc_auc", "accuracy", "f1")  # those with a threshold param, a
 DEPLOY_TARGETS = ("local", "docker", "kubernetes")
 IMAGE_BUILDERS = ("docker", "kaniko", "none")
 ROLLOUTS = ("switch", "canary", "shadow")
+SCAN_MAJOR = ("reject", "warn")  # what a new MAJOR scan issue does to the candidate
 
 # ml_retrain's defaults (the trigger form, `mlcicd run`, and the stages' own defaults).
 RETRAIN_DEFAULTS: dict[str, Any] = {
@@ -56,6 +57,10 @@ RETRAIN_DEFAULTS: dict[str, Any] = {
     "rollout_max_prediction_shift": 0.1,
     "rollout_max_accuracy_drop": 0.05,
     "approval": False,
+    "scan_major": "reject",
+    "scan_allow_major_without_champion": False,
+    "scan_slice_drop": 0.05,
+    "scan_major_slice_drop": 0.10,
 }
 
 # ml_monitor's defaults.

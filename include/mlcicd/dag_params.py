@@ -21,6 +21,7 @@ from mlcicd.choices import (
     NAME_PATTERN,
     RETRAIN_DEFAULTS,
     ROLLOUTS,
+    SCAN_MAJOR,
 )
 from mlcicd.errors import ConfigError
 
@@ -166,6 +167,23 @@ def retrain_params() -> dict[str, Param]:
             D["approval"], type="boolean", title="Human approval before the last traffic step",
             description="Ask in the UI's Required Actions (or `python -m mlcicd approve|reject`); no answer "
             "within MLCICD_APPROVAL_TIMEOUT_MINUTES rejects. Needs a scheduler (not `mlcicd run`).",
+        ),
+        "scan_major": Param(
+            D["scan_major"], type="string", enum=list(SCAN_MAJOR), title="A new MAJOR scan issue",
+            description="reject: a MAJOR issue of the scan that the champion does not have rejects the "
+            "candidate; warn: it is reported and the other rules decide.",
+        ),
+        "scan_allow_major_without_champion": Param(
+            D["scan_allow_major_without_champion"], type="boolean", title="Allow MAJOR scan issues with no champion",
+            description="With no champion to compare with, MAJOR scan issues reject the first model unless this is on.",
+        ),
+        "scan_slice_drop": Param(
+            D["scan_slice_drop"], type="number", minimum=0.0, maximum=1.0, title="Weak slice: relative drop",
+            description="A slice whose accuracy is surely worse than the whole holdout's by more than this is an issue.",
+        ),
+        "scan_major_slice_drop": Param(
+            D["scan_major_slice_drop"], type="number", minimum=0.0, maximum=1.0, title="Weak slice: MAJOR drop",
+            description="Worse by more than this is a MAJOR issue.",
         ),
     }  # fmt: skip
 

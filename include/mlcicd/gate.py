@@ -68,10 +68,23 @@ class Decision:
         return {"decision": self.verdict, **asdict(self)}
 
 
+@dataclass(frozen=True)
+class ScanFindings:
+    """The scan's word for the gate: the candidate's MAJOR issues the champion does not have."""
+
+    new_major: list[str]
+    champion_version: str | None
+    reject: bool = True  # False: new MAJOR issues are warnings (the scan_major=warn param)
+    allow_without_champion: bool = False
+    minor: int = 0
+    report: str | None = None
+
+
 def decide(
     candidate_metrics: dict[str, float],
     comparison: Comparison | None,
     policy: Policy,
+    scan: ScanFindings | None = None,
 ) -> Decision:
     """Decide whether to promote the candidate.
 
@@ -127,9 +140,30 @@ def decide(
                 f"pass {c.metric} not worse than champion v{c.champion_version} by more than "
                 f"{policy.max_degradation:g}: difference {c.difference:+.4f}, {interval}"
             )
+    if scan is not None:
+        ok = _judge_scan(scan, reasons) and ok
     return Decision(
         promote=ok,
         reasons=reasons,
         policy=asdict(policy),
         comparison=comparison.to_dict() if comparison else None,
     )
+
+
+def _judge_scan(scan: ScanFindings, reasons: list[str]) -> bool:
+    """Append the scan's reasons; False when its new MAJOR issues reject the candidate."""
+    where = f" (report: {scan.report})" if scan.report else ""
+    if not scan.new_major:
+        against = f"that champion v{scan.champion_version} does not have" if scan.champion_version else ""
+        reasons.append(f"pass scan: no MAJOR issue {against}".rstrip() + f" ({scan.minor} minor){where}")
+        return True
+    if scan.champion_version:
+        why, rejects = f"a MAJOR issue champion v{scan.champion_version} does not have", scan.reject
+        allow = "scan_major=warn"
+    else:
+        why, rejects = "a MAJOR issue, and no champion to compare with", not scan.allow_without_champion
+        allow = "scan_allow_major_without_champion=true"
+    for message in scan.new_major:
+        reasons.append(f"FAIL scan: {message}: {why}{where}" if rejects
+                       else f"warn scan: {message}: {why}; a warning because {allow}")  # fmt: skip
+    return not rejects

@@ -1,4 +1,4 @@
-"""Operator extra links shown on task pages in the Airflow UI: the MLflow run, the GX reports.
+"""Operator extra links shown on task pages in the Airflow UI: the MLflow run, the GX reports, the scan.
 
 Tasks leave their links in the ``mlcicd_links`` XCom (see :func:`mlcicd.tasks.boundary.push_links`);
 Airflow calls ``get_link`` at the end of the task and stores the result for the UI. The classes
@@ -39,3 +39,10 @@ class ShiftReportLink(_XComLink):
 
     name = "Data shift report"
     entry = "data_shift"
+
+
+class ScanReportLink(_XComLink):
+    """The scan's page: the candidate's hidden weaknesses, slice by slice."""
+
+    name = "Model scan report"
+    entry = "scan_report"

@@ -19,6 +19,7 @@ class Task:
     VALIDATE = "validate_data"
     TRAIN = "train_model"
     EVALUATE = "evaluate_candidate"
+    SCAN = "scan_model"
     DECIDE = "decide_promotion"
     REGISTER = "register_model"
     BUILD = "build_image"
@@ -35,7 +36,7 @@ class Task:
 
 
 RETRAIN_STAGES = (
-    Task.RECONCILE, Task.INGEST, Task.VALIDATE, Task.TRAIN, Task.EVALUATE, Task.DECIDE,
+    Task.RECONCILE, Task.INGEST, Task.VALIDATE, Task.TRAIN, Task.EVALUATE, Task.SCAN, Task.DECIDE,
     Task.REGISTER, Task.BUILD, Task.DEPLOY, Task.ANALYZE, Task.ASK_APPROVAL, Task.APPROVE, Task.PROMOTE,
     Task.ABORT, Task.REJECT,
 )  # fmt: skip

@@ -45,3 +45,19 @@ def rollout_view(rollout: dict[str, Any] | None) -> dict[str, Any] | None:
         "steps": rollout.get("steps", []),
         "approval": rollout.get("approval"),
     }
+
+
+def scan_view(scan: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The scan part of a summary: counts, the new MAJOR issues, the report."""
+    if not scan:
+        return None
+    issues = scan.get("issues", [])
+    return {
+        "major": [i["message"] for i in issues if i["severity"] == "major"],
+        "minor": sum(i["severity"] != "major" for i in issues),
+        "new_major": scan.get("new_major", []),
+        "champion_version": scan.get("champion_version"),
+        "notes": scan.get("notes", []),
+        "report": scan.get("report_url") or scan.get("report_path"),
+        "seconds": scan.get("seconds"),
+    }

@@ -126,3 +126,41 @@ def test_a_comparison_at_a_lower_confidence_than_the_policy_is_refused():
     weak = Comparison("roc_auc", "3", 0.9, 0.9, 0.0, -0.001, 0.001, confidence=0.5, resamples=1000)
     d = decide({"roc_auc": 0.9, "accuracy": 0.9}, weak, Policy(thresholds={}, confidence=0.9))
     assert not d.promote and "FAIL the comparison's interval is at 50%; the policy needs 90%" in d.reasons
+
+
+# -- the scan's word -----------------------------------------------------------------------------
+
+WEST = "region = west: accuracy 0.57 against 0.75 overall (767 rows, 24% worse)"
+
+
+def better_than_champion():
+    return comparison(0.01, 0.0, 0.02)
+
+
+def test_a_new_major_scan_issue_rejects_and_names_the_slice_in_words():
+    from mlcicd.gate import ScanFindings
+
+    d = decide(GOOD, better_than_champion(), POLICY, ScanFindings([WEST], "3", report="http://r"))
+    assert not d.promote
+    assert f"FAIL scan: {WEST}: a MAJOR issue champion v3 does not have (report: http://r)" in d.reasons
+    assert any(r.startswith("pass roc_auc not worse") for r in d.reasons)  # the other rules are still shown
+
+
+def test_a_major_issue_the_champion_shares_is_left_to_the_other_rules():
+    from mlcicd.gate import ScanFindings
+
+    d = decide(GOOD, better_than_champion(), POLICY, ScanFindings([], "3", minor=2))
+    assert d.promote and "pass scan: no MAJOR issue that champion v3 does not have (2 minor)" in d.reasons
+
+
+def test_scan_major_warn_and_the_first_model_allowance_turn_failures_into_warnings():
+    from mlcicd.gate import ScanFindings
+
+    warned = decide(GOOD, better_than_champion(), POLICY, ScanFindings([WEST], "3", reject=False))
+    assert warned.promote and any(
+        r.startswith("warn scan:") and "scan_major=warn" in r for r in warned.reasons
+    )
+    first = decide(GOOD, None, POLICY, ScanFindings([WEST], None))
+    assert not first.promote and any("no champion to compare with" in r for r in first.reasons)
+    allowed = decide(GOOD, None, POLICY, ScanFindings([WEST], None, allow_without_champion=True))
+    assert allowed.promote and any("scan_allow_major_without_champion=true" in r for r in allowed.reasons)

@@ -40,7 +40,7 @@ LAYERS = [
         "mlcicd.rollout",
     ],  # fmt: skip
     ["mlcicd.scan.types"],
-    ["mlcicd.scan.slices", "mlcicd.scan.robustness"],
+    ["mlcicd.scan.slices", "mlcicd.scan.robustness", "mlcicd.scan.report"],
     ["mlcicd.scan"],
     ["mlcicd.image*"],
     ["mlcicd.deploy*"],

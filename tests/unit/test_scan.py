@@ -32,11 +32,11 @@ def test_the_default_synthetic_data_raises_no_major_issue(seed):
 
 
 def test_a_planted_weakness_is_found_and_named_in_words():
-    df = synthetic.generate(8000, 5)
+    df = synthetic.generate(12000, 5)
     noisy = (df.region == "west") | df.tenure_months.between(30, 40)
     flip = noisy & (np.random.default_rng(0).random(len(df)) < 0.4)
     df.loc[flip, "churned"] = 1 - df.loc[flip, "churned"]
-    train, holdout = split(df, 5000)
+    train, holdout = split(df, 6000)  # bands are learnt on half the holdout and tested on the other
     result = scan.scan(fitted(train), *holdout_xy(holdout))
     weak = [i for i in result.major if i.detector == "weak_slice"]
     assert any(i.slice == "region = west" and i.metric == "accuracy" for i in weak), [i.message for i in weak]

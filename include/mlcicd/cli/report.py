@@ -32,6 +32,15 @@ def render(summary: dict[str, Any]) -> str:
         version = f" v{cand['model_version']}" if cand.get("model_version") else ""
         lines.append(f"  candidate  {version} {cand.get('estimator') or ''}: {m}")
         lines.append(f"              MLflow run {cand.get('mlflow_run_id')}")
+    sc = s.get("scan")
+    if sc:
+        lines.append(f"  scan        {len(sc['major'])} MAJOR, {sc['minor']} minor issue(s)"
+                     + (f"; new against champion v{sc['champion_version']}: {len(sc['new_major'])}"
+                        if sc.get("champion_version") else "") + f" ({sc.get('seconds')} s)")  # fmt: skip
+        lines += [f"                ! {m}" for m in sc["major"]]
+        lines += [f"                ({n})" for n in sc.get("notes", [])]
+        if sc.get("report"):
+            lines.append(f"              report: {sc['report']}")
     g = s.get("gate")
     if g:
         lines.append(f"  gate        {g['decision'].upper()}")

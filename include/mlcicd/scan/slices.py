@@ -77,42 +77,48 @@ def weak_slices(
     positive = classes[-1]
     shares = np.array([(y == c).mean() for c in classes])
     first = "balanced_accuracy" if shares.min() < t.unbalanced_share else "accuracy"
-    tests = []  # (slice, metric, slice value, global value, rows, p)
+    tests = []  # (slice, metric, slice value, global value, rows, p of "worse by > issue", p of "> MAJOR")
     for s in found:
         ys, ps, mask = s.within(y, pred)
         for metric in (first, "precision", "recall"):
             got = _metric_test(metric, ys, ps, positive, mask, t.slice_drop)
             if got is not None:
-                tests.append((s, metric, *got))
+                major = _metric_test(metric, ys, ps, positive, mask, t.major_slice_drop)
+                tests.append((s, metric, *got, major[-1] if major else 1.0))
     if not tests:
         return [], []
-    # One family per metric: precision and recall differ between slices by their base rates, and
-    # those real differences must not loosen the control of the accuracy tests.
-    adjusted = np.ones(len(tests))
+    # One family per metric and per threshold: precision and recall differ between slices by their
+    # base rates, and those real differences must not loosen the control of the accuracy tests.
+    adjusted = np.ones((len(tests), 2))
     for metric in {m for _, m, *_ in tests}:
         at = [i for i, test in enumerate(tests) if test[1] == metric]
-        adjusted[at] = false_discovery_control([max(min(tests[i][-1], 1.0), 0.0) for i in at])
+        for col, k in ((0, -2), (1, -1)):
+            adjusted[at, col] = false_discovery_control([max(min(tests[i][k], 1.0), 0.0) for i in at])
     issues, tested = [], []
-    for (s, metric, value, whole, rows, _), p in zip(tests, adjusted, strict=True):
+    for (s, metric, value, whole, rows, _, _), (p, p_major) in zip(tests, adjusted, strict=True):
         drop = (whole - value) / whole if whole > 0 else 0.0
         tested.append({"slice": s.name, "metric": metric, "value": value, "overall": whole, "rows": rows,
-                       "p_adjusted": float(p), "drop": drop})  # fmt: skip
+                       "p_adjusted": float(p), "p_major_adjusted": float(p_major), "drop": drop})  # fmt: skip
         if drop > t.slice_drop and p <= t.fdr:
-            # Precision and recall move with a slice's share of positives (few positives, low recall at
-            # the same threshold): that is the base rate, not a weakness, so they are minor; the
-            # slice's accuracy (balanced when the classes are unbalanced) decides what is major.
-            severity = MAJOR if drop > t.major_slice_drop and metric == first else MINOR
-            issues.append(Issue("weak_slice", severity, f"{s.name}: {metric} {value:.2f} against {whole:.2f} overall "
-                                f"({rows} rows, {drop:.0%} worse)", s.name, metric, value, whole, rows, float(p)))  # fmt: skip
+            # MAJOR when the slice is surely worse by more than the MAJOR drop (a harder slice, such as
+            # one whose classes are near even, is worse by a little; a weakness by a lot). Precision and
+            # recall move with a slice's share of positives (few positives, low recall at the same
+            # threshold): the base rate, not a weakness, so they are minor; the accuracy (balanced
+            # when the classes are unbalanced) decides what is MAJOR.
+            major = drop > t.major_slice_drop and p_major <= t.fdr and metric == first
+            issues.append(Issue("weak_slice", MAJOR if major else MINOR, f"{s.name}: {metric} {value:.2f} against "
+                                f"{whole:.2f} overall ({rows} rows, {drop:.0%} worse)", s.name, metric, value, whole,
+                                rows, float(p_major if major else p)))  # fmt: skip
     return issues, tested
 
 
 def _metric_test(
     metric: str, y: np.ndarray, pred: np.ndarray, positive: Any, mask: np.ndarray, margin: float
 ) -> tuple[float, float, int, float] | None:
-    """(slice value, whole value, slice rows, one-sided p of "the slice is worse than the rest by more
-    than ``margin``, relative"): a slice is an issue when it is *surely* worse than the threshold,
-    not merely surely different (slices differ in how hard they are, and large slices always do)."""
+    """(slice value, whole value, slice rows, one-sided p of "the slice is worse than the whole holdout
+    by more than ``margin``, relative"): a slice is an issue when it is *surely* worse than the
+    threshold, not merely surely different (slices differ in how hard they are, and a large slice's
+    small difference is always significant)."""
     from scipy.stats import norm
 
     def parts(m: np.ndarray) -> tuple[float, float, float]:  # value, its variance, denominator
@@ -142,11 +148,14 @@ def _metric_test(
     inside, rest, whole = parts(mask), parts(~mask), parts(np.ones_like(mask))
     if inside[2] < 10 or rest[2] < 10 or math.isnan(inside[0]) or math.isnan(rest[0]):
         return None
-    spread = math.sqrt(inside[1] + rest[1])
+    # Against the whole holdout's value, as the drop is defined (the rest of an easy holdout can be
+    # far better than the whole); the whole's own error is small beside the slice's.
+    spread = math.sqrt(inside[1] + whole[1])
+    bound = whole[0] * (1 - margin)
     if spread == 0:
-        p = 1.0 if inside[0] >= rest[0] * (1 - margin) else 0.0
+        p = 1.0 if inside[0] >= bound else 0.0
     else:
-        p = float(norm.sf((rest[0] * (1 - margin) - inside[0]) / spread))
+        p = float(norm.sf((bound - inside[0]) / spread))
     return float(inside[0]), float(whole[0]), int(mask.sum()), p
 
 

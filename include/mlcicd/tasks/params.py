@@ -99,6 +99,28 @@ def params_from_events(params: dict[str, Any], extras: list[dict[str, Any]]) -> 
     return merged
 
 
+def scan_thresholds(params: dict[str, Any]) -> Any:
+    """The scan's thresholds, with the ones the run's params set."""
+    from mlcicd.scan import Thresholds
+
+    return Thresholds(
+        slice_drop=float(params["scan_slice_drop"]), major_slice_drop=float(params["scan_major_slice_drop"])
+    )
+
+
+def scan_verdict(params: dict[str, Any], scanned: dict[str, Any] | None) -> Any:
+    """What the gate needs of the scan: its new MAJOR issues and how to treat them."""
+    from mlcicd.gate import ScanFindings
+
+    if not scanned:
+        return None
+    return ScanFindings(
+        new_major=list(scanned["new_major"]), champion_version=scanned.get("champion_version"),
+        reject=params["scan_major"] == "reject", allow_without_champion=bool(params["scan_allow_major_without_champion"]),
+        minor=sum(i["severity"] != "major" for i in scanned["issues"]), report=scanned.get("report_url") or scanned.get("report_path"),
+    )  # fmt: skip
+
+
 def rollout_plan(params: dict[str, Any]) -> Plan:
     """The rollout the run asked for (``rollout`` and its ``rollout_*`` knobs)."""
     from mlcicd.rollout import Plan

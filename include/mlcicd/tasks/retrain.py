@@ -248,6 +248,33 @@ def evaluate(
         return result.to_dict()
 
 
+def load_champion(champ: Any, model_name: str, tracking_uri: str, attempts: int = 3) -> Any:
+    """The champion's model, tried ``attempts`` times; ChampionUnusable (the gate fails closed) after."""
+    from mlcicd import registry
+
+    what = f"champion v{champ.version} of {model_name} ({champ.model_uri})"
+    for attempt in range(1, attempts + 1):
+        try:
+            return registry.load_sklearn(champ.model_uri, tracking_uri)
+        except Exception as exc:  # any failure to load: MLflow away, artifact missing or corrupt
+            if attempt == attempts:
+                raise ChampionUnusable(
+                    f"{what} could not be loaded after {attempts} attempts ({type(exc).__name__}: {exc}). "
+                    f"{_fail_closed(champ, model_name)}"
+                ) from exc
+            log.warning("loading %s failed (%s); retrying", what, exc)
+            time.sleep(2 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _fail_closed(champ: Any, model_name: str) -> str:
+    return (
+        f"The gate fails closed: nothing was promoted and v{champ.version} keeps serving. Repair or "
+        f"re-register that version's model, or, to let the thresholds alone decide, remove the alias: "
+        f"MlflowClient().delete_registered_model_alias({model_name!r}, 'champion')"
+    )
+
+
 def champion_scores(champ: Any, model_name: str, x: Any, tracking_uri: str, attempts: int = 3) -> Any:
     """The serving champion's scores on the holdout; ChampionUnusable when it cannot give them.
 
@@ -255,43 +282,32 @@ def champion_scores(champ: Any, model_name: str, x: Any, tracking_uri: str, atte
     lets the thresholds alone decide. Loading is tried ``attempts`` times (the tracking server or
     the artifact store may be briefly away); scoring is deterministic and tried once.
     """
-    from mlcicd import evaluation, registry
+    from mlcicd import evaluation
 
-    what = f"champion v{champ.version} of {model_name} ({champ.model_uri})"
-    todo = (
-        f"The gate fails closed: nothing was promoted and v{champ.version} keeps serving. Repair or "
-        f"re-register that version's model, or, to let the thresholds alone decide, remove the alias: "
-        f"MlflowClient().delete_registered_model_alias({model_name!r}, 'champion')"
-    )
-    for attempt in range(1, attempts + 1):
-        try:
-            model = registry.load_sklearn(champ.model_uri, tracking_uri)
-            break
-        except Exception as exc:  # any failure to load: MLflow away, artifact missing or corrupt
-            if attempt == attempts:
-                raise ChampionUnusable(
-                    f"{what} could not be loaded after {attempts} attempts ({type(exc).__name__}: {exc}). {todo}"
-                ) from exc
-            log.warning("loading %s failed (%s); retrying", what, exc)
-            time.sleep(2 * attempt)
+    model = load_champion(champ, model_name, tracking_uri, attempts)
     try:
         return evaluation.score(model, x)
     except Exception as exc:  # e.g. the batch's columns no longer fit the champion
         raise ChampionUnusable(
-            f"{what} could not score this holdout ({type(exc).__name__}: {exc}). {todo}"
+            f"champion v{champ.version} of {model_name} ({champ.model_uri}) could not score this holdout "
+            f"({type(exc).__name__}: {exc}). {_fail_closed(champ, model_name)}"
         ) from exc
 
 
 def decide(
-    run_id: str, trained: dict[str, Any], evaluated: dict[str, Any], params: dict[str, Any]
-) -> dict[str, Any]:
+    run_id: str, trained: dict[str, Any], evaluated: dict[str, Any], params: dict[str, Any],
+    scanned: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Apply the gate and record the decision on the MLflow run and logged model."""
     from mlcicd import gate, registry
 
     with stage(run_id, Task.DECIDE) as settings:
         comparison = gate.Comparison(**evaluated["comparison"]) if evaluated.get("comparison") else None
         decision = gate.decide(
-            evaluated["candidate_metrics"], comparison, p.policy(params, settings)
+            evaluated["candidate_metrics"],
+            comparison,
+            p.policy(params, settings),
+            p.scan_verdict(params, scanned),
         ).to_dict()
         c, _ = mlflow_client(settings)
         registry.tag_decision(

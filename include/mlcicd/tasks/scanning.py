@@ -1,0 +1,78 @@
+"""``ml_retrain``'s ``scan_model``: the candidate and the champion scanned on the same holdout.
+
+The scan (:mod:`mlcicd.scan`) runs on the candidate, and on the champion that ``evaluate_candidate``
+compared it with (loaded as the gate loads it: a champion that cannot be loaded fails the run);
+the gate then rejects a candidate with a MAJOR issue the champion does not have. The report is
+a page beside the data validation reports (an extra link on the task), and both the page and
+the JSON record are logged with the candidate's MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from mlcicd import record
+from mlcicd.names import Task
+from mlcicd.tasks import params as p
+from mlcicd.tasks.boundary import mlflow_client, push_links, run_dir, stage
+
+log = logging.getLogger("mlcicd")
+
+
+def scan_model(
+    run_id: str,
+    batch: dict[str, Any],
+    trained: dict[str, Any],
+    evaluated: dict[str, Any],
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    import pandas as pd
+
+    from mlcicd import data, registry, scan
+    from mlcicd.scan.report import render
+    from mlcicd.tasks.retrain import load_champion
+
+    with stage(run_id, Task.SCAN) as settings:
+        ref = data.BatchRef.from_dict(batch)
+        holdout = pd.read_parquet(trained["holdout_path"])
+        x, y = holdout.drop(columns=[ref.target]), holdout[ref.target].to_numpy()
+        thresholds = p.scan_thresholds(params)
+        seed = int(params["random_seed"])
+        candidate = scan.scan(
+            registry.load_sklearn(trained["model_uri"], settings.tracking_uri), x, y, thresholds, seed
+        )
+        champion, version = None, evaluated.get("champion_version")
+        if version:
+            c, _ = mlflow_client(settings)
+            champ_ref = registry.champion(c, str(params["model_name"]))
+            if champ_ref is not None and champ_ref.version == version:
+                model = load_champion(champ_ref, str(params["model_name"]), settings.tracking_uri)
+                champion = scan.scan(model, x, y, thresholds, seed).to_dict()
+        found = candidate.to_dict()
+        new = scan.new_major(found, champion)
+        page = render(found, champion, new, f"Scan of {params['model_name']}, run {run_id}", version)
+        path = settings.data_docs_dir / "scans" / f"{record.run_key(run_id)}.html"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page)
+        c, _ = mlflow_client(settings)
+        c.log_text(trained["mlflow_run_id"], page, "scan/report.html")
+        c.log_text(trained["mlflow_run_id"], json.dumps({"candidate": found, "champion": champion}, indent=1, default=str),
+                   "scan/scan.json")  # fmt: skip
+        url = settings.data_docs_url(str(path))
+        out = {
+            "issues": [{k: i[k] for k in ("key", "detector", "severity", "message")} for i in found["issues"]],
+            "notes": found["notes"], "seconds": found["seconds"], "rows": found["rows"],
+            "new_major": [i["message"] for i in new], "champion_version": version if champion else None,
+            "champion_issues": len(champion["issues"]) if champion else None,
+            "report_path": str(path), "report_url": url,
+        }  # fmt: skip
+        record.update(run_dir(settings, run_id), scan=out)
+        push_links(scan_report=url)
+        majors = sum(i["severity"] == scan.MAJOR for i in found["issues"])
+        log.info("scan: %d MAJOR, %d minor issue(s), %d new against the champion, in %.1f s; report %s",
+                 majors, len(found["issues"]) - majors, len(new), found["seconds"], path)  # fmt: skip
+        for i in found["issues"]:
+            log.info("  %s %s", i["severity"].upper(), i["message"])
+        return out
