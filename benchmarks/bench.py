@@ -20,6 +20,9 @@ its front, p50 and p99 of each.
 Also measured (issue #13, `--only server`, see benchmarks/serving.py): the model server against
 `mlflow models serve` on the same model, 1 and 20 rows, 1 and 8 clients.
 
+Also measured (issue #12, `--only scan`, see benchmarks/scanning.py): the scan's time on a 5,000-row
+and a 100,000-row holdout (budgets 5 s and 30 s).
+
 Budgets (issue #2): each DAG file parses in at most 0.15 s more than `from airflow.sdk import dag,
 task` alone; `make run` on the default data takes under 60 s on 2 cores once set up.
 """
@@ -333,14 +336,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="requests per variant for the logging cost")
     parser.add_argument(
         "--only",
-        choices=["parse", "run", "trigger", "monitoring", "image", "front", "server"],
+        choices=["parse", "run", "trigger", "monitoring", "image", "front", "server", "scan"],
         help="one section only",
     )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
 
     sections = (
-        {args.only} if args.only else {"parse", "run", "trigger", "monitoring", "image", "front", "server"}
+        {args.only}
+        if args.only
+        else {"parse", "run", "trigger", "monitoring", "image", "front", "server", "scan"}
     )
     if "monitoring" in sections:
         without, with_log = logging_cost(args.requests)
@@ -372,6 +377,10 @@ def main() -> None:
         from serving import section as server_section
 
         server_section(free_port, served_model_dir)
+    if "scan" in sections:
+        from scanning import section as scan_section
+
+        scan_section()
 
 
 def parse_section(args: argparse.Namespace) -> None:

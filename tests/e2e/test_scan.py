@@ -84,6 +84,8 @@ def test_a_new_major_weakness_rejects_the_candidate_and_a_shared_one_does_not(en
     assert first["outcome"] == "promoted", first.get("gate")
     assert first["scan"]["major"] == [] and first["scan"]["report"].endswith(".html")
     v1 = first["champion_version"]
+    tags = registry.client(tracking_uri(e, state)).get_model_version(MODEL, v1).tags
+    assert tags["mlcicd.scan_report"].endswith(".html") and tags["mlcicd.scan_issues"].startswith("0 major")
 
     # A linear candidate: fine on average, useless in the west, where the champion is good.
     linear = run_pipeline(e, {**LENIENT, **data, "estimator": "logistic_regression",

@@ -36,6 +36,13 @@ def register(
         # The data reference this version brings: the suite inferred from the batch that trained it.
         c.set_model_version_tag(name, version, "mlcicd.validation_suite",
                                 f"runs:/{trained['mlflow_run_id']}/{REFERENCE_SUITE_ARTIFACT}")  # fmt: skip
+        scanned = record.read(run_dir(settings, run_id)).get("scan") or {}
+        if scanned.get("report_url") or scanned.get("report_path"):  # the scan's report, from the version
+            c.set_model_version_tag(
+                name, version, "mlcicd.scan_report", scanned.get("report_url") or scanned["report_path"]
+            )
+            c.set_model_version_tag(name, version, "mlcicd.scan_issues", ", ".join(
+                f"{sum(i['severity'] == s for i in scanned.get('issues', []))} {s}" for s in ("major", "minor")))  # fmt: skip
         release = Release(name, version, f"models:/{name}/{version}", trained["mlflow_run_id"], run_id)
         record.update(run_dir(settings, run_id), candidate={"model_version": version})
         log.info("registered %s v%s as %s", name, version, registry.CHALLENGER)
