@@ -121,12 +121,17 @@ def _metric_test(
     small difference is always significant)."""
     from scipy.stats import norm
 
+    def share(hits: np.ndarray) -> tuple[float, float]:
+        """A proportion and its variance, the variance from the Agresti-Coull adjusted proportion
+        (a slice with 0 of 5 right is not *surely* at 0: the plain estimate's variance would be 0)."""
+        n, k = len(hits), int(hits.sum())
+        adjusted = (k + 2) / (n + 4)
+        return k / n, adjusted * (1 - adjusted) / (n + 4)
+
     def parts(m: np.ndarray) -> tuple[float, float, float]:  # value, its variance, denominator
         if metric == "accuracy":
-            ok, n = (pred[m] == y[m]), m.sum()
-            v = ok.mean() if n else math.nan
-            return v, v * (1 - v) / max(n, 1), n
-        if metric == "precision":
+            sel = m
+        elif metric == "precision":
             sel = m & (pred == positive)
         elif metric == "recall":
             sel = m & (y == positive)
@@ -134,16 +139,17 @@ def _metric_test(
             recalls, var = [], 0.0
             for c in np.unique(y):
                 sel = m & (y == c)
-                if sel.sum() < 5:
+                if sel.sum() < 10:
                     return math.nan, math.nan, 0
-                r = (pred[sel] == c).mean()
+                r, v = share(pred[sel] == c)
                 recalls.append(r)
-                var += r * (1 - r) / sel.sum()
-            k = len(recalls)
-            return float(np.mean(recalls)), var / k**2, m.sum()
+                var += v
+            return float(np.mean(recalls)), var / len(recalls) ** 2, m.sum()
         n = sel.sum()
-        v = (pred[sel] == y[sel]).mean() if n else math.nan
-        return v, v * (1 - v) / max(n, 1), n
+        if not n:
+            return math.nan, math.nan, 0
+        v, var = share(pred[sel] == y[sel])
+        return v, var, n
 
     inside, rest, whole = parts(mask), parts(~mask), parts(np.ones_like(mask))
     if inside[2] < 10 or rest[2] < 10 or math.isnan(inside[0]) or math.isnan(rest[0]):
