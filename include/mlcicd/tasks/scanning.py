@@ -43,9 +43,9 @@ def scan_model(
         candidate = scan.scan(
             registry.load_sklearn(trained["model_uri"], settings.tracking_uri), x, y, thresholds, seed
         )
+        c, _ = mlflow_client(settings)
         champion, version = None, evaluated.get("champion_version")
         if version:
-            c, _ = mlflow_client(settings)
             champ_ref = registry.champion(c, str(params["model_name"]))
             if champ_ref is not None and champ_ref.version == version:
                 model = load_champion(champ_ref, str(params["model_name"]), settings.tracking_uri)
@@ -56,7 +56,6 @@ def scan_model(
         path = settings.data_docs_dir / "scans" / f"{record.run_key(run_id)}.html"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(page)
-        c, _ = mlflow_client(settings)
         c.log_text(trained["mlflow_run_id"], page, "scan/report.html")
         c.log_text(trained["mlflow_run_id"], json.dumps({"candidate": found, "champion": champion}, indent=1, default=str),
                    "scan/scan.json")  # fmt: skip
