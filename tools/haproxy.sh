@@ -18,7 +18,8 @@ MIN_MINOR=6
 
 new_enough() {  # $1: a haproxy binary
     local v
-    v=$("$1" -v 2>/dev/null | sed -n 's/^HA-\?Proxy version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p' | head -1)
+    # `sed -n 1p`, not `head -1`: head exits early, and under pipefail the writer's SIGPIPE (141) fails the install.
+    v=$("$1" -v 2>/dev/null | sed -n 's/^HA-\?Proxy version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p' | sed -n 1p)
     [[ -n "$v" ]] || return 1
     read -r major minor <<<"$v"
     (( major > MIN_MAJOR || (major == MIN_MAJOR && minor >= MIN_MINOR) ))
@@ -54,7 +55,7 @@ EOF
     chmod +x "$BIN"
     rm -rf "$DIR/debs" "$DIR/root"
     new_enough "$BIN" || { echo "the unpacked haproxy does not run:"; "$BIN" -v; exit 1; }
-    "$BIN" -v | head -1
+    "$BIN" -v | sed -n 1p
     ;;
 path)
     echo "$BIN"
