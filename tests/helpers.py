@@ -27,8 +27,28 @@ def make_model_dir(root: Path, rows: int, seed: int, version: str = "7") -> tupl
         model, str(root / "model"), signature=infer_signature(x.head(), model.predict(x.head())),
         skops_trusted_types=training.trusted_types(model), pip_requirements=training.pip_requirements(),
     )  # fmt: skip
-    (root / "release.json").write_text(json.dumps({"model_name": "m", "version": version}))
+    release = {"model_name": "m", "version": version, "model_digest": bundle_digest(root)}
+    (root / "release.json").write_text(json.dumps(release))
     return model, x
+
+
+def load_registered(name: str, version_or_alias: str, tracking_uri: str) -> Any:
+    """A registered version's model, through the verified loader and the digest its version records."""
+    from mlcicd import registry
+    from mlcicd.serving.modelfile import DIGEST_TAG
+
+    c = registry.client(tracking_uri)
+    v = version_or_alias
+    mv = c.get_model_version(name, v) if v.isdigit() else c.get_model_version_by_alias(name, v)
+    what = f"{name} v{mv.version}"
+    return registry.load_verified(f"models:/{name}/{mv.version}", mv.tags.get(DIGEST_TAG), tracking_uri, what)
+
+
+def bundle_digest(root: Path) -> str:
+    """The digest of the model in a bundle folder, as training records it."""
+    from mlcicd.serving import modelfile
+
+    return modelfile.digest(root / "model")
 
 
 def wait_for(url: str, timeout_s: float = 60) -> None:

@@ -28,6 +28,7 @@ class ChampionRef:
     version: str
     model_uri: str
     run_id: str | None
+    digest: str | None = None  # of the model's files, recorded when it was trained
 
 
 def client(tracking_uri: str, registry_uri: str | None = None) -> MlflowClient:
@@ -62,7 +63,10 @@ def champion(c: MlflowClient, model_name: str) -> ChampionRef | None:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
         raise
-    return ChampionRef(model_name, str(mv.version), f"models:/{model_name}/{mv.version}", mv.run_id)
+    from mlcicd.serving.modelfile import DIGEST_TAG
+
+    uri = f"models:/{model_name}/{mv.version}"
+    return ChampionRef(model_name, str(mv.version), uri, mv.run_id, (mv.tags or {}).get(DIGEST_TAG))
 
 
 class ChampionMoved(Exception):
@@ -104,6 +108,7 @@ def version_tags(c: MlflowClient, model_name: str, version: str) -> dict[str, st
 def release_of(c: MlflowClient, model_name: str, version: str) -> Any:
     """The :class:`~mlcicd.release.Release` of a registered version, from its registry record."""
     from mlcicd.release import Release
+    from mlcicd.serving.modelfile import DIGEST_TAG
 
     mv = c.get_model_version(model_name, version)
     tags = mv.tags or {}
@@ -111,12 +116,18 @@ def release_of(c: MlflowClient, model_name: str, version: str) -> Any:
     return Release(
         model_name, str(version), f"models:/{model_name}/{version}", mv.run_id or "", tags.get(RUN_ID_TAG, ""),
         image=image if image and image != "build_failed" else None, image_digest=tags.get("mlcicd.image_digest"),
+        model_digest=tags.get(DIGEST_TAG),
     )  # fmt: skip
 
 
-def register(c: MlflowClient, model_name: str, model_uri: str, run_id: str, airflow_run_id: str) -> str:
-    """Register the candidate once per Airflow run (a retried task finds the version it made)."""
+def register(
+    c: MlflowClient, model_name: str, model_uri: str, run_id: str, airflow_run_id: str, digest: str
+) -> str:
+    """Register the candidate once per Airflow run (a retried task finds the version it made),
+    with the digest of its files that every later load checks."""
     from mlflow.exceptions import MlflowException
+
+    from mlcicd.serving.modelfile import DIGEST_TAG
 
     try:
         c.create_registered_model(model_name, description="Trained and gated by the mlcicd ml_retrain DAG.")
@@ -127,7 +138,7 @@ def register(c: MlflowClient, model_name: str, model_uri: str, run_id: str, airf
         if (mv.tags or {}).get(RUN_ID_TAG) == airflow_run_id:
             return str(mv.version)
     mv = c.create_model_version(
-        model_name, source=model_uri, run_id=run_id, tags={RUN_ID_TAG: airflow_run_id}
+        model_name, source=model_uri, run_id=run_id, tags={RUN_ID_TAG: airflow_run_id, DIGEST_TAG: digest}
     )
     return str(mv.version)
 
@@ -174,15 +185,41 @@ def log_validation(c: MlflowClient, run_id: str, validated: dict[str, Any], suit
     c.set_tag(run_id, "mlcicd.validation_reference", validated.get("reference", ""))
 
 
-def load_sklearn(model_uri: str, tracking_uri: str) -> Any:
-    """Load a logged scikit-learn model from ``tracking_uri``, without skops' deprecation warnings.
+def model_digest(model_uri: str, tracking_uri: str) -> str:
+    """The digest of a logged model's files as the artifact store holds them now."""
+    import tempfile
 
-    The URI is set here because each Airflow task runs in its own process.
+    import mlflow.artifacts
+
+    from mlcicd.serving import modelfile
+
+    with tempfile.TemporaryDirectory(prefix="mlcicd-model-") as tmp:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=model_uri, dst_path=tmp, tracking_uri=tracking_uri
+        )
+        return modelfile.digest(Path(path))
+
+
+def load_verified(model_uri: str, expected_digest: str | None, tracking_uri: str, what: str) -> Any:
+    """Load a logged scikit-learn model, once its files match ``expected_digest`` (see
+    :mod:`mlcicd.serving.modelfile`); ``what`` names it in errors, e.g. ``mlcicd_churn v3``.
+
+    Raises:
+        UntrustedModel: tampered files, a pickle, or types this project does not train.
     """
-    import mlflow.sklearn
+    import tempfile
 
-    mlflow.set_tracking_uri(tracking_uri)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        return mlflow.sklearn.load_model(model_uri)
+    import mlflow.artifacts
+
+    from mlcicd.serving import modelfile
+
+    with tempfile.TemporaryDirectory(prefix="mlcicd-model-") as tmp:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=model_uri, dst_path=tmp, tracking_uri=tracking_uri
+        )
+        if not (Path(path) / "MLmodel").is_file():  # MLflow returns an empty folder for missing artifacts
+            raise FileNotFoundError(f"the artifact store has no model files for {model_uri}")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            return modelfile.load(Path(path), expected_digest, what)

@@ -24,6 +24,7 @@ class Release:
     airflow_run_id: str
     image: str | None = None  # the model-server image (repository:tag), for the targets that run one
     image_digest: str | None = None  # repository@sha256:..., once pushed to a registry
+    model_digest: str | None = None  # of the model's files (serving.modelfile), checked before each load
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,8 +43,14 @@ class Release:
 
 
 def prepare_bundle(settings: Settings, release: Release, version_dir: Path) -> Path:
-    """Download the version's model to ``version_dir/model`` beside a ``release.json``: all the server reads."""
+    """Download the version's model to ``version_dir/model`` beside a ``release.json``: all the server reads.
+
+    Raises:
+        UntrustedModel: the files (downloaded now or found from before) are not the ones recorded.
+    """
     import mlflow.artifacts
+
+    from mlcicd.serving import modelfile
 
     model_dir = version_dir / "model"
     if not (model_dir / "MLmodel").exists():
@@ -54,5 +61,6 @@ def prepare_bundle(settings: Settings, release: Release, version_dir: Path) -> P
             artifact_uri=release.model_uri, dst_path=str(tmp), tracking_uri=settings.tracking_uri
         )
         tmp.rename(model_dir)
+    modelfile.verify(model_dir, release.model_digest, f"{release.model_name} v{release.version}")
     (version_dir / "release.json").write_text(json.dumps(release.to_dict(), indent=2))
     return version_dir

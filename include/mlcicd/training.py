@@ -49,6 +49,7 @@ class TrainResult:
     train_rows: int
     holdout_rows: int
     train_metrics: dict[str, float]
+    model_digest: str  # of the logged model's files (serving.modelfile), checked before each load
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -216,13 +217,20 @@ def train_and_log(
         mlflow.log_artifact(str(ref_path), artifact_path="reference")
         info = mlflow.sklearn.log_model(
             pipeline,
-            skops_trusted_types=trusted_types(pipeline),
+            skops_trusted_types=trusted_types(pipeline),  # for MLflow's loader; ours has its own list
             name="model",
             signature=signature,
             input_example=example,
             pip_requirements=pip_requirements(),
         )
+    from mlcicd import registry
+    from mlcicd.serving.modelfile import DIGEST_TAG
+
+    # Read back from the store the moment it was written: every later load checks this digest.
+    model_digest = registry.model_digest(info.model_uri, tracking_uri)
+    mlflow.set_logged_model_tags(info.model_id, {DIGEST_TAG: model_digest})
     return TrainResult(
+        model_digest=model_digest,
         mlflow_run_id=run.info.run_id,
         model_uri=info.model_uri,
         model_id=info.model_id,

@@ -24,7 +24,7 @@ from mlcicd.deploy.docker import DockerTarget
 from mlcicd.errors import ConfigError
 from mlcicd.image.docker import docker_client
 from mlcicd.settings import load
-from tests.helpers import Load, wait_for
+from tests.helpers import Load, load_registered, wait_for
 
 pytestmark = pytest.mark.e2e
 MODEL = "dock_churn"
@@ -81,7 +81,7 @@ def champion_version() -> str | None:
 def offline(version: str, rows: pd.DataFrame) -> list:
     s = load()
     registry.client(s.tracking_uri)
-    return registry.load_sklearn(f"models:/{MODEL}/{version}", s.tracking_uri).predict(rows).tolist()
+    return load_registered(MODEL, version, s.tracking_uri).predict(rows).tolist()
 
 
 def served(endpoint: str, rows: pd.DataFrame) -> tuple[str, list]:
@@ -168,6 +168,7 @@ def test_a_retried_deploy_of_the_serving_image_leaves_its_container_alone(engine
     release = Release(
         model_name=MODEL, version=serving.version, model_uri=f"models:/{MODEL}/{serving.version}",
         mlflow_run_id="-", airflow_run_id="retry", image=serving.detail["image"],
+        model_digest=Release.from_dict(serving.detail["release"]).model_digest,
     )  # fmt: skip
     smoke = SmokeTest(
         payload={"dataframe_split": json.loads(rows.to_json(orient="split", index=False))},

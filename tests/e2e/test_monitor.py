@@ -15,6 +15,7 @@ from mlcicd import registry, synthetic
 from mlcicd.cli.env import load_dag
 from mlcicd.cli.run import run_pipeline
 from mlcicd.settings import load
+from tests.helpers import load_registered
 
 pytestmark = pytest.mark.e2e
 MODEL = "mon_churn"
@@ -32,7 +33,7 @@ def champion(tmp_path_factory):
     assert summary["outcome"] == "promoted", summary
     s = load()
     registry.client(s.tracking_uri)
-    model = registry.load_sklearn(f"models:/{MODEL}@champion", s.tracking_uri)
+    model = load_registered(MODEL, "champion", s.tracking_uri)
     return {
         "model": model,
         "version": summary["champion_version"],

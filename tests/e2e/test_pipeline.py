@@ -20,14 +20,15 @@ from mlcicd import registry
 from mlcicd.cli.run import exit_code, run_pipeline
 from mlcicd.errors import UsageError
 from mlcicd.settings import PROJECT_ROOT, load
+from tests.helpers import load_registered
 
 pytestmark = pytest.mark.e2e
 MODEL = "mlcicd_churn"
 
 
 def load_model(uri: str):
-    registry.client(load().tracking_uri)  # points the mlflow module at the session's store
-    return registry.load_sklearn(uri, load().tracking_uri)
+    name, _, ref = uri.removeprefix("models:/").replace("@", "/").partition("/")
+    return load_registered(name, ref, load().tracking_uri)
 
 
 def champion_version() -> str | None:
@@ -203,8 +204,10 @@ def test_cli_bad_param_exit_code_and_message():
     assert code == 2 and s["outcome"] == "usage_error" and "test_size" in s["error"]["message"]
 
 
-def test_a_champion_that_cannot_be_loaded_stops_the_run(first, sample, monkeypatch):
-    """The gate fails closed: it never lets the thresholds alone promote past a broken champion."""
+def test_a_champion_that_cannot_be_loaded_or_was_tampered_with_stops_the_run(first, sample, monkeypatch):
+    """The gate fails closed: it never lets the thresholds alone promote past a broken champion, and
+    a champion whose files changed after training is not loaded at all (no retries: they will not
+    change back)."""
     from mlcicd import deploy
     from mlcicd.ports import free_port
 
@@ -214,8 +217,17 @@ def test_a_champion_that_cannot_be_loaded_stops_the_run(first, sample, monkeypat
     assert s["outcome"] == "promoted", s.get("error")
     c = registry.client(load().tracking_uri)
     logged = c.get_logged_model(c.get_model_version(model, "1").source.removeprefix("models:/"))
-    (Path(logged.artifact_location.removeprefix("file://")) / "MLmodel").write_text("not: [a model")
+    artifacts = Path(logged.artifact_location.removeprefix("file://"))
+    original = (artifacts / "MLmodel").read_text()
+    (artifacts / "MLmodel").write_text(original.replace("predict_fn: predict", "predict_fn: predict_proba"))
     try:
+        s = run_pipeline({"model_name": model, "synthetic_seed": 12, "max_degradation": 0.5})
+        assert s["outcome"] == "failed" and s["error"]["kind"] == "champion", s
+        assert "champion v1 of broken_champion" in s["error"]["message"]
+        assert "files changed after it was logged" in s["error"]["message"]
+        assert "attempts" not in s["error"]["message"]
+        (artifacts / "MLmodel").write_text(original)  # the files are back; now the store loses them
+        artifacts.rename(artifacts.with_name("moved-away"))
         s = run_pipeline({"model_name": model, "synthetic_seed": 12, "max_degradation": 0.5})
         assert s["outcome"] == "failed" and exit_code(s) == 1
         assert s["error"]["stage"] == "evaluate_candidate" and s["error"]["kind"] == "champion"

@@ -20,7 +20,7 @@ from mlcicd.deploy import SmokeTest
 from mlcicd.deploy.local import LocalProcessTarget
 from mlcicd.ports import free_port
 from mlcicd.release import Release
-from tests.helpers import Load, make_model_dir
+from tests.helpers import Load, bundle_digest, make_model_dir
 
 pytestmark = pytest.mark.e2e
 MODEL = "front_m"
@@ -49,7 +49,8 @@ def front(tmp_path_factory):
 
 
 def release(v: str) -> Release:
-    return Release(MODEL, v, f"models:/{MODEL}/{v}", "-", f"front-{v}")
+    digest = bundle_digest(settings.load().state_dir / "deployments" / "local" / MODEL / f"v{v}")
+    return Release(MODEL, v, f"models:/{MODEL}/{v}", "-", f"front-{v}", model_digest=digest)
 
 
 def test_switch_and_canary_under_load_drop_nothing(front):

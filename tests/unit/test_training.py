@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from mlcicd import data, registry, training
 from mlcicd.errors import ConfigError
+from mlcicd.serving import modelfile
 
 
 @pytest.fixture(scope="module")
@@ -85,5 +87,6 @@ def test_model_has_signature_example_and_pinned_requirements(logged, tmp_path):
     reqs = open(f"{local}/requirements.txt").read().split()
     assert any(r.startswith("scikit-learn==") for r in reqs) and all("==" in r for r in reqs)
     assert json.load(open(f"{local}/input_example.json"))
-    model = registry.load_sklearn(result.model_uri, uri)
+    assert result.model_digest == modelfile.digest(Path(local))  # what every later load checks
+    model = registry.load_verified(result.model_uri, result.model_digest, uri, "the candidate")
     assert hasattr(model, "predict_proba")

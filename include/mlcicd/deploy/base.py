@@ -61,6 +61,25 @@ class DeployTarget(Protocol):
         """Stop serving."""
 
 
+# What a model server is given of the environment: its own settings, nothing of Airflow's (the
+# Fernet key, the database URI, cloud credentials stay with the task that starts it).
+SERVER_SETTINGS = ("MLCICD_SERVER_", "MLCICD_PREDICTION_LOG_")
+PROCESS_BASICS = ("PATH", "PYTHONPATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "TZ")
+
+
+def server_env(release: Release, environ: dict[str, str], *, process: bool = False) -> dict[str, str]:
+    """The variables a server for ``release`` gets: ``MLCICD_SERVER_*``, ``MLCICD_PREDICTION_LOG_*``,
+    the digest its bundle must have, and for a local process (``process``) what Python needs to run."""
+    from mlcicd.serving.modelfile import DIGEST_ENV
+
+    env = {k: v for k, v in environ.items() if k.startswith(SERVER_SETTINGS)}
+    if process:
+        env.update({k: environ[k] for k in PROCESS_BASICS if k in environ})
+    if release.model_digest:
+        env[DIGEST_ENV] = release.model_digest
+    return env
+
+
 # Sent by the smoke test straight to a server: it answers, but does not log the rows as live
 # traffic. The traffic front removes it from callers' requests.
 PROBE_HEADER = "X-Mlcicd-Probe"

@@ -24,6 +24,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from mlcicd.deploy.base import server_env
 from mlcicd.deploy.fronted import FrontedTarget
 from mlcicd.errors import ConfigError, DeployError
 from mlcicd.image import front as front_image
@@ -40,7 +41,6 @@ log = logging.getLogger("mlcicd")
 CONTAINER_PORT = 8080
 PREDICTIONS_IN_CONTAINER = "/var/log/mlcicd/predictions"
 # The model server's own settings (limits, workers, batching), passed on from where Airflow runs.
-SERVER_SETTINGS = ("MLCICD_SERVER_", "MLCICD_PREDICTION_LOG_")
 FRONT_IN_CONTAINER = "/front"
 IMAGE_UID = 10001  # the image's USER
 
@@ -135,8 +135,8 @@ class DockerTarget(FrontedTarget):
         name = f"mlcicd-{self._safe_name}-v{release.version}-{digest}"
         self._remove(name)  # left by an interrupted deploy
         port = free_port(self.host) if self.network == "host" else CONTAINER_PORT
-        env = {**{k: v for k, v in os.environ.items() if k.startswith(SERVER_SETTINGS)},
-               "PORT": str(port), "MLCICD_PREDICTION_LOG_DIR": PREDICTIONS_IN_CONTAINER}  # fmt: skip
+        env = {**server_env(release, dict(os.environ)), "PORT": str(port),
+               "MLCICD_PREDICTION_LOG_DIR": PREDICTIONS_IN_CONTAINER}  # fmt: skip
         if self.network == "host":  # on the host's network, listen where the target says, not on 0.0.0.0
             env["HOST"] = self.host
         log_dir = self.prediction_log_dir

@@ -87,6 +87,7 @@ def render_manifests(settings: Settings, release: Release, *, canary: bool = Fal
         "version": str(release.version),
         "airflow_run_id": release.airflow_run_id,
         "image": image_ref(release),
+        "model_digest": release.model_digest or "",
         "replicas": 1 if canary else settings.kube_replicas,
         "image_pull_secrets": list(settings.kube_image_pull_secrets),
     }

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlcicd.deploy.base import server_env
 from mlcicd.deploy.fronted import FrontedTarget
 from mlcicd.errors import DeployError
 from mlcicd.ports import free_port, port_in_use
@@ -123,7 +124,7 @@ class LocalProcessTarget(FrontedTarget):
         ]  # fmt: skip
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            env={**server_env(release, dict(os.environ), process=True), "PYTHONWARNINGS": "ignore"},
         )  # fmt: skip
         log_file.close()
         return {

@@ -72,12 +72,11 @@ def create_app(model_dir: Path, prediction_log: Path | None = None, limits: Limi
     """
     import asyncio
 
-    import mlflow.sklearn
     import numpy as np
     from mlflow.models import Model
     from threadpoolctl import threadpool_limits
 
-    from mlcicd.serving import inputs, v2
+    from mlcicd.serving import inputs, modelfile, v2
     from mlcicd.serving.batching import Batcher
     from mlcicd.serving.fastpath import Scorer
     from mlcicd.serving.metrics import ServerMetrics
@@ -86,9 +85,10 @@ def create_app(model_dir: Path, prediction_log: Path | None = None, limits: Limi
     limits = limits or Limits.from_env()
     release = read_release(model_dir)
     name, served = str(release.get("model_name")), str(release.get("version"))
+    modelfile.verified_release(model_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pipeline = mlflow.sklearn.load_model(str(model_dir / "model"))
+        pipeline = modelfile.load(model_dir / "model", release.get("model_digest"), f"{name} v{served}")
         columns = inputs.columns_of(Model.load(str(model_dir / "model")).get_input_schema())
     threadpool_limits(limits=server_threads())  # the libraries the model loaded, in this thread
     scorer = Scorer(pipeline, columns)
@@ -301,6 +301,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(check_health(args.port))
     if args.model_dir is None:
         parser.error("--model-dir (or MLCICD_MODEL_DIR) is required")
+    from mlcicd.serving.modelfile import UntrustedModel, verified_release
+
+    try:
+        verified_release(args.model_dir)
+    except (UntrustedModel, OSError, ValueError) as exc:
+        raise SystemExit(f"mlcicd model server: not starting: {exc}") from None
     for var in THREAD_VARS:  # before the native libraries start: every thread of the process
         os.environ[var] = str(server_threads())
     limits = Limits.from_env()  # refuse a bad setting here, once, not in every worker

@@ -214,7 +214,8 @@ def evaluate(
         c, _ = mlflow_client(settings)
         holdout = pd.read_parquet(tr.holdout_path)
         x, y = holdout.drop(columns=[ref.target]), holdout[ref.target].to_numpy()
-        cand = evaluation.score(registry.load_sklearn(tr.model_uri, settings.tracking_uri), x)
+        model = registry.load_verified(tr.model_uri, tr.model_digest, settings.tracking_uri, "the candidate")
+        cand = evaluation.score(model, x)
         cand_metrics = evaluation.all_metrics(y, cand)
         champ_ref = registry.champion(c, str(params["model_name"]))
         champ_metrics = comparison = None
@@ -251,11 +252,14 @@ def evaluate(
 def load_champion(champ: Any, model_name: str, tracking_uri: str, attempts: int = 3) -> Any:
     """The champion's model, tried ``attempts`` times; ChampionUnusable (the gate fails closed) after."""
     from mlcicd import registry
+    from mlcicd.serving.modelfile import UntrustedModel
 
     what = f"champion v{champ.version} of {model_name} ({champ.model_uri})"
     for attempt in range(1, attempts + 1):
         try:
-            return registry.load_sklearn(champ.model_uri, tracking_uri)
+            return registry.load_verified(champ.model_uri, champ.digest, tracking_uri, what)
+        except UntrustedModel as exc:  # no retry: the files will not change back
+            raise ChampionUnusable(f"{exc}. {_fail_closed(champ, model_name)}") from exc
         except Exception as exc:  # any failure to load: MLflow away, artifact missing or corrupt
             if attempt == attempts:
                 raise ChampionUnusable(

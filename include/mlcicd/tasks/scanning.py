@@ -41,7 +41,13 @@ def scan_model(
         thresholds = p.scan_thresholds(params)
         seed = int(params["random_seed"])
         candidate = scan.scan(
-            registry.load_sklearn(trained["model_uri"], settings.tracking_uri), x, y, thresholds, seed
+            registry.load_verified(
+                trained["model_uri"], trained["model_digest"], settings.tracking_uri, "the candidate"
+            ),
+            x,
+            y,
+            thresholds,
+            seed,  # fmt: skip
         )
         c, _ = mlflow_client(settings)
         champion, version = None, evaluated.get("champion_version")

@@ -27,7 +27,9 @@ def register(
     with stage(run_id, Task.REGISTER) as settings:
         c, _ = mlflow_client(settings)
         name = str(params["model_name"])
-        version = registry.register(c, name, trained["model_uri"], trained["mlflow_run_id"], run_id)
+        version = registry.register(
+            c, name, trained["model_uri"], trained["mlflow_run_id"], run_id, trained["model_digest"]
+        )
         registry.tag_decision(
             c, run_id=trained["mlflow_run_id"], model_id=trained["model_id"], decision=decision,
             model_name=name, version=version,
@@ -43,7 +45,8 @@ def register(
             )
             c.set_model_version_tag(name, version, "mlcicd.scan_issues", ", ".join(
                 f"{sum(i['severity'] == s for i in scanned.get('issues', []))} {s}" for s in ("major", "minor")))  # fmt: skip
-        release = Release(name, version, f"models:/{name}/{version}", trained["mlflow_run_id"], run_id)
+        release = Release(name, version, f"models:/{name}/{version}", trained["mlflow_run_id"], run_id,
+                          model_digest=trained["model_digest"])  # fmt: skip
         record.update(run_dir(settings, run_id), candidate={"model_version": version})
         log.info("registered %s v%s as %s", name, version, registry.CHALLENGER)
         comparison = decision.get("comparison") or {}
@@ -115,7 +118,9 @@ def deploy(
         rel = Release.from_dict(release).with_image(image)
         target = dep.get_target(p.target_name(params, settings), settings, rel.model_name)
         sample = pd.read_parquet(trained["holdout_path"]).drop(columns=[batch["target"]]).head(SMOKE_ROWS)
-        expected = registry.load_sklearn(trained["model_uri"], settings.tracking_uri).predict(sample)
+        model = registry.load_verified(trained["model_uri"], trained["model_digest"], settings.tracking_uri,
+                                       f"{rel.model_name} v{rel.version}")  # fmt: skip
+        expected = model.predict(sample)
         smoke = dep.SmokeTest.of(sample, expected)
         c, _ = mlflow_client(settings)
         plan = p.rollout_plan(params)

@@ -1,0 +1,117 @@
+"""Loading a model version's files: only when their digest matches, only through skops, only the
+types this project trains.
+
+MLflow's own loader lets the artifact decide how it is loaded: the serialization format, the
+types skops may build and extra code paths all come from the artifact's ``MLmodel``. Anyone who
+can write to the artifact store could swap in a pickle and run code wherever a model is loaded.
+Here nothing in the artifact chooses: the digest is recorded when the model is logged (and kept on
+the registered version), the types are fixed below, and a pickle is refused.
+
+The digest covers every file of the model folder except ``registered_model_meta``, which MLflow
+writes into the artifacts when the model is registered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+DIGEST_TAG = "mlcicd.model_digest"
+DIGEST_ENV = "MLCICD_MODEL_DIGEST"  # a server refuses a bundle whose digest is not this one
+MODEL_FILE = "model.skops"
+UNDIGESTED = frozenset({"registered_model_meta"})
+# Types skops does not trust by default, which the pipelines of ``training.build_pipeline`` hold
+# (one estimator family each: hist_gradient_boosting, random_forest, logistic_regression). A test
+# fits every family and fails if one needs a type that is not here.
+TRUSTED_TYPES = (
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
+)
+
+
+class UntrustedModel(Exception):
+    """The model's files are not the ones recorded, or ask to be loaded in a way we refuse."""
+
+
+def digest(model_dir: Path) -> str:
+    """``sha256:<hex>`` over the model folder's file names and contents (sorted, streamed)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file() or p.is_symlink())
+    for path in files:
+        rel = path.relative_to(model_dir).as_posix()
+        if rel in UNDIGESTED:
+            continue
+        if path.is_symlink():
+            raise UntrustedModel(f"{model_dir}: {rel} is a symbolic link; a model folder holds files only")
+        h.update(rel.encode() + b"\0" + str(path.stat().st_size).encode() + b"\0")
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return f"sha256:{h.hexdigest()}"
+
+
+def verify(model_dir: Path, expected: str | None, what: str) -> None:
+    """Raise :class:`UntrustedModel` naming ``what`` unless ``model_dir`` has digest ``expected``."""
+    if not expected:
+        raise UntrustedModel(
+            f"{what} has no recorded digest ({DIGEST_TAG}): it was not registered by mlcicd's "
+            "training, so it is not loaded. Retrain it, or register it through the ml_retrain DAG."
+        )
+    actual = digest(model_dir)
+    if actual != expected:
+        raise UntrustedModel(
+            f"{what}: the model's files changed after it was logged (digest {actual}, recorded "
+            f"{expected}). It is not loaded; find who wrote to the artifact store."
+        )
+
+
+def load(model_dir: Path, expected: str | None, what: str) -> Any:
+    """The scikit-learn pipeline in the MLflow model folder ``model_dir``, once verified.
+
+    Raises:
+        UntrustedModel: wrong digest, a pickle, extra code paths, or a type outside ``TRUSTED_TYPES``.
+    """
+    import skops.io
+    import yaml
+    from skops.io.exceptions import UntrustedTypesFoundException
+
+    verify(model_dir, expected, what)
+    meta = yaml.safe_load((model_dir / "MLmodel").read_text()) or {}
+    flavor = (meta.get("flavors") or {}).get("sklearn") or {}
+    pyfunc = (meta.get("flavors") or {}).get("python_function") or {}
+    fmt = flavor.get("serialization_format")
+    if fmt != "skops" or flavor.get("pickled_model") != MODEL_FILE:
+        raise UntrustedModel(
+            f"{what} is serialized as {fmt!r} ({flavor.get('pickled_model')!r}); only skops "
+            f"({MODEL_FILE}) is loaded, since a pickle runs code when it is read"
+        )
+    if flavor.get("code") or pyfunc.get("code"):
+        raise UntrustedModel(f"{what} asks for extra code paths; models with code are not loaded")
+    try:
+        return skops.io.load(model_dir / MODEL_FILE, trusted=list(TRUSTED_TYPES))
+    except UntrustedTypesFoundException as exc:
+        raise UntrustedModel(f"{what} holds types this project does not train: {exc}") from None
+
+
+def verified_release(bundle: Path) -> dict[str, Any]:
+    """A bundle's ``release.json``, once ``bundle/model`` matches its digest and the one the deploy
+    target pinned in ``MLCICD_MODEL_DIGEST`` (read from the registry, so a rewritten release.json
+    is caught too).
+
+    Raises:
+        UntrustedModel: the bundle is not the one registered.
+    """
+    release = json.loads((bundle / "release.json").read_text())
+    what = f"{release.get('model_name')} v{release.get('version')}"
+    pinned = os.getenv(DIGEST_ENV)
+    if pinned and pinned != release.get("model_digest"):
+        raise UntrustedModel(
+            f"{what}: release.json names digest {release.get('model_digest')}, the deploy target "
+            f"expects {pinned}; the bundle is not the one registered"
+        )
+    verify(bundle / "model", release.get("model_digest"), what)
+    return release
