@@ -73,3 +73,23 @@ def test_overlapping_deploys_queue_and_the_last_one_serves(setup):
     assert served == state["stable"]["version"] and served in ("2", "3")
     assert {state["previous_version"], served} == {"2", "3"}
     assert state["candidate"] is None
+
+
+def test_the_server_gets_none_of_airflows_environment(setup):
+    """The task that starts a server holds the Fernet key and the database URI; the server must not."""
+    secrets = {"AIRFLOW__CORE__FERNET_KEY": "fernet-key-of-the-test", "AWS_SECRET_ACCESS_KEY": "aws-of-the-test",
+               "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://airflow:pw-of-the-test@db/airflow"}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), MODEL, "1", str(setup["smoke"]["1"])],
+        env={**setup["env"], **secrets, "MLCICD_SERVER_MAX_ROWS": "777"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    done = result(proc)
+    assert done["code"] == 0 and done["version"] == "1", done
+    state = json.loads(front.read_text())
+    environ = Path(f"/proc/{state['stable']['pid']}/environ").read_bytes().decode().split("\0")
+    names = {e.partition("=")[0] for e in environ if e}
+    assert not names & set(secrets), names
+    assert not [e for e in environ if "of-the-test" in e]
+    assert "MLCICD_SERVER_MAX_ROWS=777" in environ  # its own settings do reach it
+    assert any(e.startswith("MLCICD_MODEL_DIGEST=sha256:") for e in environ)
