@@ -27,6 +27,8 @@ for key in ("MLCICD_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLCICD_REGISTRY_URI",
     os.environ.pop(key, None)
 # Some tests loosen the gate on purpose, to make sure of a promotion: this installation allows it.
 os.environ["MLCICD_GATE_MAX_DEGRADATION"] = "0.5"
+# Batches the tests write (pytest's tmp_path) and fsspec's memory filesystem may be read.
+os.environ["MLCICD_DATA_ROOTS"] = f"{tempfile.gettempdir()},memory:///mlcicd"
 
 from mlcicd.cli.env import prepare_environment  # noqa: E402
 from mlcicd.settings import load  # noqa: E402

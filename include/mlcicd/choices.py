@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 DEFAULT_MODEL_NAME = "mlcicd_churn"
-NAME_PATTERN = "^[A-Za-z0-9_.-]+$"
+NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"  # no ".", "..", hidden or over-long names
 
 ESTIMATORS = ("hist_gradient_boosting", "random_forest", "logistic_regression")
 CORRUPTIONS = (

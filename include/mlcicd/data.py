@@ -54,14 +54,54 @@ def dataset_name_for(uri: str, explicit: str | None = None) -> str:
         name = "synthetic_churn"
     else:
         name = Path(uri.rstrip("/").split("/")[-1]).stem or "dataset"
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    # Names the suite's file: never "." or "..", never hidden (as choices.NAME_PATTERN asks of explicit names).
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).lstrip("._-") or "dataset"
 
 
-def read_batch(uri: str, synthetic: SyntheticOptions | None = None) -> pd.DataFrame:
-    """Read a CSV or Parquet batch from a local path, an ObjectStoragePath URI, or ``synthetic:``.
+ROOTS_SETTING = "MLCICD_DATA_ROOTS"
+
+
+def check_within_roots(uri: str, roots: tuple[str, ...]) -> None:
+    """Refuse, before anything is opened, a batch outside the data roots.
+
+    A local root is a folder: the file, symlinks resolved, must be inside it. A URI root
+    (``s3://bucket/prefix``) must be a prefix of the URI at a ``/`` boundary; a URI with ``.`` or
+    ``..`` segments is refused outright.
 
     Raises:
-        DataError: the file is missing, unreadable, of an unknown format or empty.
+        DataError: naming the setting that lists the roots.
+    """
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    if scheme in ("", "file"):
+        path = Path(uri.removeprefix("file://")).expanduser().resolve()
+        local = [Path(r.removeprefix("file://")).expanduser().resolve() for r in roots if _is_local(r)]
+        if any(path.is_relative_to(root) for root in local):
+            return
+    else:
+        segments = uri.split("://", 1)[1].split("?")[0].split("/")
+        if "." not in segments and ".." not in segments:
+            for root in (r.rstrip("/") for r in roots if not _is_local(r)):
+                if uri == root or uri.startswith(root + "/"):
+                    return
+    raise DataError(
+        f"dataset_uri {uri!r} is outside the folders and buckets batches may be read from "
+        f"({', '.join(roots) or 'none set'}); add its folder, bucket or prefix to {ROOTS_SETTING} "
+        "(comma-separated, e.g. /data/batches,s3://my-bucket/batches)"
+    )
+
+
+def _is_local(root: str) -> bool:
+    return "://" not in root or root.startswith("file://")
+
+
+def read_batch(
+    uri: str, synthetic: SyntheticOptions | None = None, *, roots: tuple[str, ...]
+) -> pd.DataFrame:
+    """Read a CSV or Parquet batch from a local path, an ObjectStoragePath URI, or ``synthetic:``;
+    files only from inside ``roots`` (:func:`check_within_roots`).
+
+    Raises:
+        DataError: outside the roots, or the file is missing, unreadable, of an unknown format or empty.
     """
     import pandas as pd
 
@@ -77,6 +117,7 @@ def read_batch(uri: str, synthetic: SyntheticOptions | None = None) -> pd.DataFr
         except ValueError as exc:
             raise DataError(str(exc)) from exc
 
+    check_within_roots(uri, roots)
     suffix = Path(uri.split("?")[0]).suffix.lower()
     if suffix not in READABLE_SUFFIXES:
         raise DataError(

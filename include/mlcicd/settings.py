@@ -57,6 +57,7 @@ class Settings:
     airflow_url: str
     prediction_log_dir: Path | None
     labels_dir: Path | None
+    data_roots: tuple[str, ...]  # where batches may be read from: folders and URI prefixes
     # Images and the docker / kubernetes targets
     image_builder: str
     base_image: str
@@ -152,6 +153,9 @@ def load() -> Settings:
         airflow_url=os.getenv("AIRFLOW__API__BASE_URL", "http://localhost:8080").rstrip("/"),
         prediction_log_dir=_path(os.getenv("MLCICD_PREDICTION_LOG_DIR")),
         labels_dir=_path(os.getenv("MLCICD_LABELS_DIR")),
+        data_roots=tuple(
+            r.strip() for r in os.getenv("MLCICD_DATA_ROOTS", str(state_dir / "data")).split(",") if r.strip()
+        ),
         image_builder=os.getenv("MLCICD_IMAGE_BUILDER", "auto").strip().lower(),
         base_image=os.getenv("MLCICD_BASE_IMAGE", "python:3.11.14-slim-bookworm"),
         docker_url=os.getenv("MLCICD_DOCKER_URL", os.getenv("DOCKER_HOST", "unix:///var/run/docker.sock")),

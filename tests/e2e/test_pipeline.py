@@ -169,8 +169,13 @@ def test_failed_smoke_test_rolls_back(first, sample, monkeypatch):
         (lambda p: p.write_text(""), {}, "the file is empty"),
         (lambda p: p.write_text("a,b\n1,2\n3,4\n"), {}, "target column 'churned' is not in the batch"),
         (lambda p: p.write_text("a,churned\n1,1\n3,1\n"), {}, "single class"),
+        (
+            None,
+            {"dataset_uri": "/etc/../etc/passwd.csv"},
+            "add its folder, bucket or prefix to MLCICD_DATA_ROOTS",
+        ),
     ],
-    ids=["missing-file", "empty-file", "unknown-target", "one-class"],
+    ids=["missing-file", "empty-file", "unknown-target", "one-class", "outside-the-data-roots"],
 )
 def test_bad_input_fails_before_training(first, tmp_path, make, conf, message):
     before = champion_version()
@@ -190,6 +195,9 @@ def test_bad_input_fails_before_training(first, tmp_path, make, conf, message):
         ({"n_estimators": "many"}, "n_estimators"),
         ({"min_roc_auc": 1.5}, "min_roc_auc"),
         ({"estimator": "svm"}, "estimator"),
+        ({"model_name": ".."}, "model_name"),
+        ({"dataset_name": "."}, "dataset_name"),
+        ({"model_name": ".hidden"}, "model_name"),
         ({"no_such_param": 1}, "unknown param(s) no_such_param"),
         ({"approval": True}, "approval=true needs a running Airflow"),
     ],

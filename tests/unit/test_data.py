@@ -6,12 +6,14 @@ import pytest
 from mlcicd import data
 from mlcicd.errors import DataError
 
+MEMORY = ("memory:///mlcicd",)
+
 
 def test_reads_csv_and_parquet_alike(tmp_path, churn_df):
     churn_df.to_csv(tmp_path / "b.csv", index=False)
     churn_df.to_parquet(tmp_path / "b.parquet", index=False)
-    from_csv = data.read_batch(str(tmp_path / "b.csv"))
-    from_parquet = data.read_batch(f"file://{tmp_path / 'b.parquet'}")
+    from_csv = data.read_batch(str(tmp_path / "b.csv"), roots=(str(tmp_path),))
+    from_parquet = data.read_batch(f"file://{tmp_path / 'b.parquet'}", roots=(f"file://{tmp_path}",))
     pd.testing.assert_frame_equal(from_parquet, churn_df)
     assert list(from_csv.columns) == list(churn_df.columns) and len(from_csv) == len(churn_df)
 
@@ -21,14 +23,16 @@ def test_reads_through_object_storage_path(tmp_path, churn_df):
     import fsspec
     from airflow.sdk.io import attach
 
-    assert "cannot open nosuchfs:// here" in _error(lambda: data.read_batch("nosuchfs://bucket/x.csv"))
+    assert "cannot open nosuchfs:// here" in _error(
+        lambda: data.read_batch("nosuchfs://bucket/x.csv", roots=("nosuchfs://bucket",))
+    )
     attach("memory", fs=fsspec.filesystem("memory"))
     with fsspec.filesystem("memory").open("/mlcicd/batch.csv", "w") as fh:
         churn_df.to_csv(fh, index=False)
-    df = data.read_batch("memory:///mlcicd/batch.csv")
+    df = data.read_batch("memory:///mlcicd/batch.csv", roots=MEMORY)
     assert len(df) == len(churn_df)
     with pytest.raises(DataError, match="no such object"):
-        data.read_batch("memory:///mlcicd/absent.csv")
+        data.read_batch("memory:///mlcicd/absent.csv", roots=MEMORY)
 
 
 def _error(call) -> str:
@@ -38,7 +42,7 @@ def _error(call) -> str:
 
 
 def test_synthetic_source(churn_df):
-    df = data.read_batch("synthetic:", data.SyntheticOptions(rows=1200, seed=11))
+    df = data.read_batch("synthetic:", data.SyntheticOptions(rows=1200, seed=11), roots=())
     pd.testing.assert_frame_equal(df, churn_df)
 
 
@@ -57,17 +61,19 @@ def test_unusable_files_are_named(tmp_path, name, content, message):
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)
-    error = _error(lambda: data.read_batch(str(path)))
+    error = _error(lambda: data.read_batch(str(path), roots=(str(tmp_path),)))
     assert message in error and name in error
 
 
 def test_directory_and_unknown_suffix(tmp_path):
     with pytest.raises(DataError, match="is a directory"):
-        data.read_batch(str(tmp_path / "d.csv") if (tmp_path / "d.csv").mkdir() is None else "")
+        data.read_batch(
+            str(tmp_path / "d.csv") if (tmp_path / "d.csv").mkdir() is None else "", roots=(str(tmp_path),)
+        )
     with pytest.raises(DataError, match="cannot tell the format"):
-        data.read_batch(str(tmp_path / "batch.xlsx"))
+        data.read_batch(str(tmp_path / "batch.xlsx"), roots=(str(tmp_path),))
     with pytest.raises(DataError, match="dataset_uri is empty"):
-        data.read_batch("   ")
+        data.read_batch("   ", roots=(str(tmp_path),))
 
 
 def test_target_checks(churn_df):
@@ -100,3 +106,42 @@ def test_store_batch_is_idempotent_and_digest_tracks_content(tmp_path, churn_df)
 )
 def test_dataset_names(uri, explicit, name):
     assert data.dataset_name_for(uri, explicit) == name
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "{outside}/secret.csv",  # another folder
+        "{root}/../secret.csv",  # climbing out of the root
+        "file://{outside}/secret.csv",
+        "{root}/link.csv",  # a symlink inside the root to a file outside
+        "{root}-evil/x.csv",  # a folder whose name merely starts like the root
+        "memory:///mlcicd-evil/x.csv",  # a bucket prefix at no "/" boundary
+        "memory:///mlcicd/../other/x.csv",
+        "memory:///other/x.csv",
+        "s3://bucket/x.csv",  # a scheme with no root at all
+    ],
+)
+def test_a_batch_outside_the_data_roots_is_refused_before_it_is_opened(tmp_path, churn_df, uri):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir(), outside.mkdir()
+    (outside / "secret.csv").write_text("password,churned\nhunter2,1\n")
+    (root / "link.csv").symlink_to(outside / "secret.csv")
+    uri = uri.format(root=root, outside=outside)
+    error = _error(lambda: data.read_batch(uri, roots=(str(root), *MEMORY)))
+    assert "outside the folders and buckets batches may be read from" in error
+    assert "MLCICD_DATA_ROOTS" in error
+    assert "hunter2" not in error and "password" not in error  # nothing of the file is quoted
+
+
+def test_inside_the_roots_relative_paths_and_file_uris_are_read(tmp_path, churn_df, monkeypatch):
+    (tmp_path / "in").mkdir()
+    churn_df.to_csv(tmp_path / "in" / "b.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    assert len(data.read_batch("in/b.csv", roots=(f"file://{tmp_path}/in/",))) == len(churn_df)
+
+
+@pytest.mark.parametrize(("uri", "name"), [("/x/..csv", "dataset"), ("/x/.hidden.csv", "hidden"),
+                                          ("/x/-a.csv", "a"), ("/x/b c.parquet", "b_c")])  # fmt: skip
+def test_derived_dataset_names_are_never_dots_or_hidden(uri, name):
+    assert data.dataset_name_for(uri) == name

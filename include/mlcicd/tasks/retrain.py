@@ -35,7 +35,7 @@ def ingest(run_id: str, params: dict[str, Any], run_date: datetime | None = None
         preflight(deploy_to, settings)
         uri = str(params["dataset_uri"])
         options = p.synthetic_options(params, run_date)
-        df = data.read_batch(uri, options)
+        df = data.read_batch(uri, options, roots=settings.data_roots)
         target = str(params["target_column"])
         data.check_target(df, target)
         ref = data.store_batch(
