@@ -1,4 +1,5 @@
-"""Registers mlcicd's operator extra links and serves the GX Data Docs inside the Airflow API server."""
+"""Registers mlcicd's operator extra links and serves the report pages inside the Airflow API server
+(behind Airflow's login, under a sandboxing Content-Security-Policy: see mlcicd.webreports)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,17 @@ from mlcicd.links import DataDocsLink, MlflowRunLink, ScanReportLink, ShiftRepor
 from mlcicd.settings import DATA_DOCS_URL_PREFIX, load
 
 
-def _data_docs_app():
-    from fastapi import FastAPI
-    from fastapi.staticfiles import StaticFiles
+def _reports_app():
+    from fastapi import Depends
 
-    app = FastAPI(title="mlcicd data validation reports")
+    from mlcicd import webreports
+
     folder = load().data_docs_dir
     folder.mkdir(parents=True, exist_ok=True)
-    app.mount("/", StaticFiles(directory=folder, html=True), name="data_docs")
-    return app
+    return webreports.create_app(folder, dependencies=[Depends(webreports.airflow_reader)])
 
 
 class MlcicdPlugin(AirflowPlugin):
     name = "mlcicd"
     operator_extra_links = [MlflowRunLink(), DataDocsLink(), ShiftReportLink(), ScanReportLink()]
-    fastapi_apps = [{"app": _data_docs_app(), "url_prefix": DATA_DOCS_URL_PREFIX, "name": "mlcicd data docs"}]
+    fastapi_apps = [{"app": _reports_app(), "url_prefix": DATA_DOCS_URL_PREFIX, "name": "mlcicd reports"}]

@@ -189,10 +189,14 @@ def model_digest(model_uri: str, tracking_uri: str) -> str:
     """The digest of a logged model's files as the artifact store holds them now."""
     import tempfile
 
+    import mlflow
     import mlflow.artifacts
 
     from mlcicd.serving import modelfile
 
+    mlflow.set_tracking_uri(
+        tracking_uri
+    )  # models:/ URIs resolve through the global one (each task is a process)
     with tempfile.TemporaryDirectory(prefix="mlcicd-model-") as tmp:
         path = mlflow.artifacts.download_artifacts(
             artifact_uri=model_uri, dst_path=tmp, tracking_uri=tracking_uri
@@ -209,10 +213,14 @@ def load_verified(model_uri: str, expected_digest: str | None, tracking_uri: str
     """
     import tempfile
 
+    import mlflow
     import mlflow.artifacts
 
     from mlcicd.serving import modelfile
 
+    mlflow.set_tracking_uri(
+        tracking_uri
+    )  # models:/ URIs resolve through the global one (each task is a process)
     with tempfile.TemporaryDirectory(prefix="mlcicd-model-") as tmp:
         path = mlflow.artifacts.download_artifacts(
             artifact_uri=model_uri, dst_path=tmp, tracking_uri=tracking_uri

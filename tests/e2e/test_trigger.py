@@ -123,11 +123,21 @@ def test_promotion(airflow):
         )
     report = links(airflow, s["run_id"], "validate_data")["Data validation report"]
     assert report.startswith(airflow["url"] + "/mlcicd/data-docs/validations/synthetic_churn/")
-    page = requests.get(report, timeout=10)
+    # Behind Airflow's login: refused without a token or with a forged one, served with the UI's
+    # cookie or a bearer token, sandboxed.
+    token = airflow["server"].token()
+    assert requests.get(report, timeout=10).status_code == 401
+    assert requests.get(report, headers={"Authorization": "Bearer x.y.z"}, timeout=10).status_code in (
+        401,
+        403,
+    )
+    page = requests.get(report, cookies={"_token": token}, timeout=10)
     assert page.status_code == 200 and "synthetic_churn" in page.text
+    assert "sandbox allow-scripts" in page.headers["Content-Security-Policy"]
+    assert "https://cdn" not in page.text and "https://unpkg" not in page.text
     shift = links(airflow, s["run_id"], "validate_data")["Data shift report"]
     assert shift.startswith(airflow["url"] + "/mlcicd/data-docs/validations/synthetic_churn/profile/")
-    page = requests.get(shift, timeout=10)
+    page = requests.get(shift, headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert page.status_code == 200 and "synthetic_churn.profile" in page.text
 
 

@@ -24,6 +24,7 @@ LAYERS = [
         "mlcicd.summary",
         "mlcicd.assets",
         "mlcicd.links",
+        "mlcicd.webreports",
         "mlcicd.kube",
         "mlcicd.synthetic",
     ],  # fmt: skip

@@ -1,0 +1,85 @@
+"""Report pages: behind a login, no CDN, sandboxed. A real GX report, with a batch whose data tries
+to run script in it, served by the app the plugin mounts in Airflow's API server (the real Airflow
+check is exercised in tests/e2e/test_trigger.py)."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urljoin
+
+import pytest
+from fastapi import Depends, HTTPException, Request
+from fastapi.testclient import TestClient
+
+from mlcicd import synthetic, validation, webreports
+
+TOKEN = "good-token"
+HOSTILE = "</script><script>alert(document.cookie)</script>"
+
+
+async def stand_in_login(request: Request) -> None:
+    """What airflow_reader decides, without an API server: a bearer token or the UI's cookie."""
+    sent = request.headers.get("Authorization", "").removeprefix("Bearer ") or request.cookies.get("_token")
+    if sent != TOKEN:
+        raise HTTPException(status_code=401, detail="Not authenticated")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    docs = tmp_path_factory.mktemp("docs")
+    reference = synthetic.generate(3000, 1)
+    suite = validation.infer_suite(reference, "churn", "churned")
+    df = synthetic.generate(3000, 2)
+    df.loc[:4, "contract"] = HOSTILE  # a cell value GX writes into its page unescaped
+    checked = validation.validate(df, suite, run_name="hostile", docs_dir=docs)
+    page = docs.joinpath(checked.report_path).relative_to(docs) if checked.report_path else None
+    client = TestClient(webreports.create_app(docs, dependencies=[Depends(stand_in_login)]))
+    return client, page, docs
+
+
+def get(client, path: str, **kw):
+    return client.get(f"/{path}", **kw)
+
+
+def test_no_token_no_page(served):
+    client, page, _ = served
+    assert get(client, page.as_posix()).status_code == 401
+    assert get(client, page.as_posix(), headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert get(client, "_assets/jquery.min.js").status_code == 401  # the assets too
+
+
+def test_with_a_token_the_page_is_local_and_sandboxed(served):
+    client, page, docs = served
+    for auth in ({"headers": {"Authorization": f"Bearer {TOKEN}"}}, {"cookies": {"_token": TOKEN}}):
+        client.cookies.clear()
+        r = get(client, page.as_posix(), **auth)
+        assert r.status_code == 200
+        csp = r.headers["Content-Security-Policy"]
+        assert "sandbox allow-scripts allow-popups" in csp and "allow-same-origin" not in csp
+        assert "connect-src 'none'" in csp and "default-src 'none'" in csp and "http" not in csp
+    client.cookies.clear()
+    html = r.text
+    # No script, stylesheet, font or image from another origin is left in the page.
+    external = re.findall(r"""<(?:script|link|img)[^>]*(?:src|href)=["'](https?:)?//""", html)
+    assert external == [], external
+    assert "great-expectations-web-assets" not in html
+    local = re.findall(r"""<(?:script|link)[^>]*(?:src|href)=["']([^"'#]+)["']""", html)
+    assert any("_assets/vega.min.js" in u for u in local)
+    for link in (u for u in local if webreports.ASSET_ROUTE in u):  # every asset rewritten is served
+        url = urljoin(f"/{page.as_posix()}", link)
+        assert client.get(url, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200, url
+
+
+def test_the_hostile_value_is_in_the_page_which_is_why_it_is_sandboxed(served):
+    """GX does not escape it; the sandbox (no same origin, no connections) is what contains it."""
+    client, page, _ = served
+    html = get(client, page.as_posix(), headers={"Authorization": f"Bearer {TOKEN}"}).text
+    assert HOSTILE in html  # if GX starts escaping, this test says so: the policy could then tighten
+
+
+@pytest.mark.parametrize("path", ["../../../../etc/passwd", "%2e%2e/%2e%2e/etc/passwd", "_assets/../../settings.py",
+                                  "_assets/%2e%2e/webreports.py", "no/such/page.html"])  # fmt: skip
+def test_nothing_outside_the_folders_is_served(served, path):
+    client, _, _ = served
+    r = client.get(f"/{path}", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 404 and "root:" not in r.text and "import" not in r.text
