@@ -23,17 +23,20 @@ remove_canary() {
 }
 
 smoke_test() {  # $1: the URL to test through
-    local got="" served
+    local got="" served auth=()
+    # The servers' token, when its Secret exists; in a header curl reads from stdin, not argv.
+    [[ -n "${MLCICD_SERVER_TOKEN:-}" ]] && auth=(-H @-)
     for _ in $(seq 1 30); do
-        if got=$(curl -fsS --max-time 10 -X POST -H 'Content-Type: application/json' \
-            --data "$SMOKE_PAYLOAD" "$1/invocations"); then
+        if got=$(curl -fsS --max-time 10 -X POST -H 'Content-Type: application/json' "${auth[@]}" \
+            --data "$SMOKE_PAYLOAD" "$1/invocations" <<<"Authorization: Bearer ${MLCICD_SERVER_TOKEN:-}"); then
             break
         fi
         got=""
         sleep 2
     done
     [[ -n "$got" ]] || fail "the Service $1 did not answer POST /invocations"
-    served=$(curl -fsS --max-time 10 "$1/version" | jq -r .version) || served="?"
+    served=$(curl -fsS --max-time 10 "${auth[@]}" "$1/version" <<<"Authorization: Bearer ${MLCICD_SERVER_TOKEN:-}" \
+        | jq -r .version) || served="?"
     [[ "$served" == "$MODEL_VERSION" ]] || fail "the Service answers as v$served"
     jq -e --argjson expected "$SMOKE_EXPECTED" '.predictions == $expected' <<<"$got" >/dev/null \
         || fail "the predictions through the Service differ from the offline ones: $got"

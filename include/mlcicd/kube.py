@@ -55,3 +55,14 @@ def pod_operator(settings: Settings, **kwargs: Any) -> KubernetesPodOperator:
         "startup_timeout_seconds": 300,
     }
     return KubernetesPodOperator(**{**defaults, **kwargs})
+
+
+TOKEN_SECRET = (
+    "mlcicd-server-token"  # optional Secret of the model servers' tokens: keys token, metrics-token
+)
+
+
+def token_env(k8s: Any) -> list[Any]:
+    """The server token from its Secret, if there is one (the smoke test sends it)."""
+    ref = k8s.V1SecretKeySelector(name=TOKEN_SECRET, key="token", optional=True)
+    return [k8s.V1EnvVar(name="MLCICD_SERVER_TOKEN", value_from=k8s.V1EnvVarSource(secret_key_ref=ref))]

@@ -31,7 +31,7 @@ K8S_VERSION = "1.31.0"
 RELEASE = Release(
     model_name="Churn_Model", version="3", model_uri="models:/Churn_Model/3", mlflow_run_id="r" * 32,
     airflow_run_id="manual__2026-11-23T10:00:00+00:00", image="registry.local:5000/churn_model:3-0123456789ab",
-    image_digest="registry.local:5000/churn_model@sha256:" + "a" * 64,
+    image_digest="registry.local:5000/churn_model@sha256:" + "a" * 64, model_digest="sha256:" + "b" * 64,
 )  # fmt: skip
 SMOKE = SmokeTest(payload={"dataframe_split": {"columns": ["a"], "data": [[1]]}}, expected=[0])
 
@@ -71,6 +71,11 @@ def test_rendered_manifests_are_valid_and_hardened(kube_settings):
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert [s["name"] for s in pod["imagePullSecrets"]] == ["regcred", "other"]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MLCICD_MODEL_DIGEST"]["value"] == "sha256:" + "b" * 64  # the server refuses another bundle
+    for name, key in (("MLCICD_SERVER_TOKEN", "token"), ("MLCICD_SERVER_METRICS_TOKEN", "metrics-token")):
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "mlcicd-server-token", "key": key, "optional": True}
 
 
 def test_an_unpushed_image_is_referenced_by_tag(kube_settings):
@@ -104,10 +109,16 @@ def test_deploy_pod_built_by_the_provider_is_valid(kube_settings):
     base = spec["containers"][0]
     assert base["image"] == kube_settings.kube_deployer_image
     assert base["args"] == [k8s_target.DEPLOY_SCRIPT.read_text()]
-    env = {e["name"]: e["value"] for e in base["env"]}
+    env = {e["name"]: e.get("value") for e in base["env"]}
     assert env["MANIFESTS"] == k8s_target.render_manifests(kube_settings, RELEASE)
     assert json.loads(env["SMOKE_EXPECTED"]) == [0] and json.loads(env["SMOKE_PAYLOAD"]) == SMOKE.payload
     assert env["SERVICE_URL"] == "http://mlcicd-churn-model.models.svc:8080"
+    (token,) = [e for e in base["env"] if e["name"] == "MLCICD_SERVER_TOKEN"]  # for the smoke test
+    assert token["valueFrom"]["secretKeyRef"] == {
+        "name": "mlcicd-server-token",
+        "key": "token",
+        "optional": True,
+    }
     assert any(c["name"] == "airflow-xcom-sidecar" for c in spec["containers"])  # do_xcom_push
 
 
@@ -118,7 +129,7 @@ def test_kaniko_pod_built_by_the_provider_is_valid(kube_settings):
     pod = pod_of(op)
     validate(pod)
     base = pod["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in base["env"]}
+    env = {e["name"]: e.get("value") for e in base["env"]}
     assert (
         env["DESTINATION"] == "registry.local:5000/churn_model:3-abc" and env["CONTEXT"] == "s3://b/c.tar.gz"
     )

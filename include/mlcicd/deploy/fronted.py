@@ -22,6 +22,7 @@ from mlcicd.deploy.base import Deployment, SmokeTest, smoke_test, wait_healthy
 from mlcicd.deploy.front import SLOTS, Front, SlotConfig
 from mlcicd.errors import DeployError
 from mlcicd.release import Release
+from mlcicd.serving.http import auth_headers
 from mlcicd.settings import Settings
 
 log = logging.getLogger("mlcicd")
@@ -145,7 +146,9 @@ class FrontedTarget:
         out = {}
         for role, server in self.servers().items():
             try:
-                text = requests.get(f"{server['url']}/metrics", timeout=5).text
+                text = requests.get(
+                    f"{server['url']}/metrics", headers=auth_headers(metrics=True), timeout=5
+                ).text
             except requests.RequestException as exc:
                 raise DeployError(
                     f"the {role} v{server['version']} did not answer at {server['url']}: {exc}"

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from mlcicd.deploy.base import Deployment, SmokeTest
 from mlcicd.errors import ConfigError, DeployError
-from mlcicd.kube import check_connection, pod_operator, resource_name
+from mlcicd.kube import TOKEN_SECRET, check_connection, pod_operator, resource_name, token_env
 from mlcicd.release import Release
+from mlcicd.serving.http import token_header
 from mlcicd.settings import PROJECT_ROOT, Settings
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ def render_manifests(settings: Settings, release: Release, *, canary: bool = Fal
         "airflow_run_id": release.airflow_run_id,
         "image": image_ref(release),
         "model_digest": release.model_digest or "",
+        "token_secret": TOKEN_SECRET,
         "replicas": 1 if canary else settings.kube_replicas,
         "image_pull_secrets": list(settings.kube_image_pull_secrets),
     }
@@ -137,13 +139,19 @@ def _pod(
         image=settings.kube_deployer_image,
         cmds=["bash", "-c"],
         arguments=[DEPLOY_SCRIPT.read_text()],
-        env_vars={
-            "ACTION": action,
-            "NAMESPACE": settings.kube_namespace,
-            "DEPLOYMENT": name,
-            "ROLLOUT_TIMEOUT": f"{int(settings.health_timeout_s * 3)}s",
-            **env,
-        },  # fmt: skip
+        env_vars=[
+            *(
+                k8s.V1EnvVar(name=k, value=v)
+                for k, v in {
+                    "ACTION": action,
+                    "NAMESPACE": settings.kube_namespace,
+                    "DEPLOYMENT": name,
+                    "ROLLOUT_TIMEOUT": f"{int(settings.health_timeout_s * 3)}s",
+                    **env,
+                }.items()
+            ),
+            *token_env(k8s),
+        ],  # fmt: skip
         # Not the model's instance label: the Deployment and Service select on that one.
         labels={
             "app.kubernetes.io/name": "mlcicd-deployer",
@@ -254,8 +262,9 @@ class KubernetesTarget:
                 try:
                     # Unparsed: the client would give ``str(bytes)`` of the text, escapes and all.
                     text = api.connect_get_namespaced_pod_proxy_with_path(
-                        f"{pod.metadata.name}:{SERVICE_PORT}", ns, "metrics", _preload_content=False
-                    ).data.decode()
+                        f"{pod.metadata.name}:{SERVICE_PORT}", ns, "metrics", _preload_content=False,
+                        _headers=token_header(metrics=True),
+                    ).data.decode()  # fmt: skip
                 except ApiException as exc:
                     raise DeployError(
                         f"could not read /metrics of the {role} pod {pod.metadata.name} through the API server "

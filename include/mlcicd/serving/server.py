@@ -37,7 +37,7 @@ from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from mlcicd.serving.http import ERROR_CODES, SafeJSON, error_response, read_body
+from mlcicd.serving.http import ERROR_CODES, TOKEN_HEADER, SafeJSON, error_response, read_body, refusal
 from mlcicd.serving.inputs import BadInput
 from mlcicd.serving.limits import Limits, server_workers
 
@@ -107,8 +107,16 @@ def create_app(model_dir: Path, prediction_log: Path | None = None, limits: Limi
     inflight = 0
 
     @app.middleware("http")
-    async def name_the_version(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
+    async def guard_and_name_the_version(request: Request, call_next: Any) -> Any:
+        denied = refusal(
+            request.url.path, request.headers.get("authorization"), request.headers.get(TOKEN_HEADER)
+        )
+        if denied:
+            v2_model = "" if request.url.path.startswith("/v2") else None
+            response: Any = error_response(v2_model, 401, "UNAUTHENTICATED", denied)
+            response.headers["WWW-Authenticate"] = "Bearer"
+        else:
+            response = await call_next(request)
         response.headers[VERSION_HEADER] = served
         return response
 
