@@ -7,13 +7,14 @@ local MAX_INFLIGHT = 200          -- cap concurrent shadow tasks (drop beyond)
 local inflight, sent, dropped, failed, truncated = 0, 0, 0, 0, 0
 local by_status = {}          -- shadow response status histogram (-1 = Lua error)
 
-local function send_copy(url, body, rid, ctype)
+local function send_copy(url, body, rid, ctype, auth)
   return function()
     local hc = core.httpclient()
+    local headers = { ["x-request-id"] = { rid }, ["content-type"] = { ctype }, ["x-shadow"] = { "1" } }
+    if auth ~= "" then headers["authorization"] = { auth } end  -- the servers' token (MLCICD_SERVER_TOKEN)
     local ok, res = pcall(hc.post, hc, {
       url = url .. "/invocations",
-      headers = { ["x-request-id"] = { rid }, ["content-type"] = { ctype },
-                  ["x-shadow"] = { "1" } },
+      headers = headers,
       body = body,
       timeout = 2000,             -- ms, applies to the httpclient stream
     })
@@ -34,8 +35,9 @@ core.register_action("shadow", { "http-req" }, function(txn)
   if cl and #body < cl then truncated = truncated + 1; return end  -- body > buffer: don't mirror a partial copy
   local rid = hdrs["x-request-id"] and hdrs["x-request-id"][0] or ""
   local ct = hdrs["content-type"] and hdrs["content-type"][0] or "application/json"
+  local auth = hdrs["authorization"] and hdrs["authorization"][0] or ""
   inflight = inflight + 1
-  core.register_task(send_copy(url, body, rid, ct))   -- returns immediately
+  core.register_task(send_copy(url, body, rid, ct, auth))   -- returns immediately
 end, 0)
 
 -- "shadow stats" on the stats socket (counters of the shared Lua state)

@@ -20,6 +20,7 @@ from mlcicd.deploy import SmokeTest
 from mlcicd.deploy.local import LocalProcessTarget
 from mlcicd.ports import free_port
 from mlcicd.release import Release
+from mlcicd.serving.http import auth_headers
 from tests.helpers import Load, bundle_digest, make_model_dir
 
 pytestmark = pytest.mark.e2e
@@ -37,7 +38,9 @@ def front(tmp_path_factory):
         smokes[v] = SmokeTest.of(x.head(5), model.predict(x.head(5)))
     port = free_port("127.0.0.1")
     saved = dict(os.environ)
-    os.environ.update({"MLCICD_STATE_DIR": str(state), "MLCICD_LOCAL_PORT": str(port)})
+    # With tokens on: the smoke tests, the analysis' scrapes and the shadow copies must all send them.
+    os.environ.update({"MLCICD_STATE_DIR": str(state), "MLCICD_LOCAL_PORT": str(port),
+                       "MLCICD_SERVER_TOKEN": "front-test-token", "MLCICD_SERVER_METRICS_TOKEN": "front-metrics"})  # fmt: skip
     target = LocalProcessTarget(settings.load(), MODEL)
     payload = {"dataframe_split": json.loads(x.head(3).to_json(orient="split", index=False))}
     try:
@@ -118,7 +121,9 @@ def test_shadow_copies_reach_the_candidate_and_callers_see_only_the_stable_answe
         time.sleep(0.5)
     assert load.failures() == [] and load.misrouted() == []
     assert load.versions() == {stable: len(load.results)}
-    metrics = requests.get(f"{target.candidate().detail['server']}/metrics", timeout=5).text
+    server = target.candidate().detail["server"]
+    assert requests.get(f"{server}/metrics", timeout=5).status_code == 401
+    metrics = requests.get(f"{server}/metrics", headers=auth_headers(metrics=True), timeout=5).text
     shadowed = [
         line for line in metrics.splitlines()
         if line.startswith("mlcicd_requests_total") and 'traffic="shadow"' in line

@@ -12,6 +12,7 @@ from typing import Any
 
 from mlcicd.choices import DEFAULT_MODEL_NAME
 from mlcicd.names import ExitCode
+from mlcicd.serving.http import auth_headers
 from mlcicd.settings import load
 
 
@@ -81,7 +82,7 @@ def send_traffic(args: argparse.Namespace) -> int:
                 )
             }
             try:
-                r = requests.post(f"{endpoint}/invocations", json=body, timeout=30)
+                r = requests.post(f"{endpoint}/invocations", json=body, timeout=30, headers=auth_headers())
             except requests.RequestException as exc:
                 print(
                     f"error: {endpoint} does not answer ({exc}); is a model deployed? (make run)",
