@@ -154,7 +154,9 @@ def load() -> Settings:
         prediction_log_dir=_path(os.getenv("MLCICD_PREDICTION_LOG_DIR")),
         labels_dir=_path(os.getenv("MLCICD_LABELS_DIR")),
         data_roots=tuple(
-            r.strip() for r in os.getenv("MLCICD_DATA_ROOTS", str(state_dir / "data")).split(",") if r.strip()
+            r.strip()
+            for r in (os.getenv("MLCICD_DATA_ROOTS") or str(state_dir / "data")).split(",")
+            if r.strip()
         ),
         image_builder=os.getenv("MLCICD_IMAGE_BUILDER", "auto").strip().lower(),
         base_image=os.getenv("MLCICD_BASE_IMAGE", "python:3.11.14-slim-bookworm"),

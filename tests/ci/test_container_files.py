@@ -60,7 +60,27 @@ def test_compose_has_the_services_a_team_runs():
     )
     assert any(v.endswith(":/opt/airflow/constraints.txt:ro") for v in scheduler["volumes"])
     assert "postgresql" in scheduler["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-    assert any("postgresql://" in arg for arg in services["mlflow"]["command"])
+    mlflow = services["mlflow"]
+    assert "--app-name=basic-auth" in mlflow["command"]
+    assert mlflow["environment"]["MLFLOW_BACKEND_STORE_URI"] == "postgresql://mlcicd@postgres:5432/mlflow"
+    assert scheduler["environment"]["MLFLOW_TRACKING_PASSWORD"].startswith("${MLFLOW_ADMIN_PASSWORD:?")
+
+
+def test_no_secret_on_a_command_line_and_everything_waits_for_the_check():
+    """Command lines are world-readable (ps, /proc): secrets go in the environment only."""
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    secret_vars = re.compile(r"\$\{[A-Z_]*(PASSWORD|SECRET|FERNET|TOKEN)")  # a value compose would interpolate
+    for name, service in services.items():
+        command = service.get("command", [])
+        for arg in [command] if isinstance(command, str) else command:
+            assert not secret_vars.search(arg) and not re.search(r"://[^/@\s]+:[^/@\s]+@", arg), (name, arg)
+    for name in ("postgres", "registry", "airflow-init"):
+        assert services[name]["depends_on"]["check-env"] == {"condition": "service_completed_successfully"}
+    check = services["check-env"]
+    assert check["network_mode"] == "none" and check["read_only"] is True
+    state = [v for v in services["airflow-scheduler"]["volumes"] if "MLCICD_HOST_STATE_DIR" in v]
+    assert state and all(":?" in v for v in state)  # no default folder: the user names one
+    assert 'chown -R 50000:0 "$$MLCICD_STATE_DIR"' not in services["airflow-init"]["command"][1]
 
 
 def test_every_image_can_be_overridden_and_none_is_latest():
