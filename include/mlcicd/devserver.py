@@ -55,6 +55,20 @@ def free_port() -> int:
     return ports.free_port("127.0.0.1")
 
 
+def jwt_secret(home: Path) -> str:
+    """This Airflow home's token-signing secret: random, made once, readable by its owner only
+    (a fixed one would let anyone who reads this file sign tokens for the UI and the reports)."""
+    import secrets
+
+    path = home / "jwt_secret"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
 def server_env(home: Path, port: int, password: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of every component; a caller's AIRFLOW_*, MLCICD_* and MLFLOW_* are replaced."""
     url = f"http://127.0.0.1:{port}"
@@ -68,8 +82,7 @@ def server_env(home: Path, port: int, password: str, extra: dict[str, str] | Non
             "AIRFLOW__CORE__PARALLELISM": "2",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-            # A long secret: PyJWT warns on every token signed with a short one.
-            "AIRFLOW__API_AUTH__JWT_SECRET": "mlcicd-dev-" + "0123456789abcdef" * 4,
+            "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret(home),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__BASE_URL": url,

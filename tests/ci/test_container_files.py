@@ -69,7 +69,9 @@ def test_compose_has_the_services_a_team_runs():
 def test_no_secret_on_a_command_line_and_everything_waits_for_the_check():
     """Command lines are world-readable (ps, /proc): secrets go in the environment only."""
     services = yaml.safe_load(COMPOSE.read_text())["services"]
-    secret_vars = re.compile(r"\$\{[A-Z_]*(PASSWORD|SECRET|FERNET|TOKEN)")  # a value compose would interpolate
+    secret_vars = re.compile(
+        r"\$\{[A-Z_]*(PASSWORD|SECRET|FERNET|TOKEN)"
+    )  # a value compose would interpolate
     for name, service in services.items():
         command = service.get("command", [])
         for arg in [command] if isinstance(command, str) else command:

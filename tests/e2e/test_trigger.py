@@ -17,7 +17,7 @@ import requests
 from mlcicd import devserver
 
 pytestmark = pytest.mark.e2e
-PASSWORD = "trigger-test-password"
+PASSWORD = "trigger-test-password"  # pragma: allowlist secret
 APPROVAL_TIMEOUT_S = 45
 
 

@@ -135,7 +135,7 @@ def test_kaniko_pod_built_by_the_provider_is_valid(kube_settings):
     )
     assert "--destination" in base["args"][0] and "/airflow/xcom/return.json" in base["args"][0]
     (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "push-credentials"]
-    assert volume["secret"]["secretName"] == "registry-push"
+    assert volume["secret"]["secretName"] == "registry-push"  # pragma: allowlist secret
     assert {"name": "push-credentials", "mountPath": "/kaniko/.docker", "readOnly": True} in base[
         "volumeMounts"
     ]
