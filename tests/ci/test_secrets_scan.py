@@ -29,7 +29,7 @@ def test_a_committed_credential_fails_the_scan(tmp_path):
         ROOT / "tests" / f"leak_{tmp_path.name}.py"
     )  # inside the project: the baseline's paths are relative
     key = "AKIA" + "ZQ3DOLPXKQ7RNVHM"
-    password = "S3cr3t-" + "pa55w0rd"
+    password = "S3cr3t-" + "pa55w0rd"  # pragma: allowlist secret
     leak.write_text(f'AWS_ACCESS_KEY_ID = "{key}"\ndb = "postgresql://app:{password}@db/app"\n')
     try:
         done = scan(str(leak.relative_to(ROOT)))
