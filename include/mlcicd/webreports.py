@@ -80,14 +80,21 @@ def localize(html: str, depth: int) -> str:
     return _S3_ANY.sub("none", html)
 
 
+# Public: library files and GX's own images, fonts and styles, none of them data. A sandboxed page
+# has an opaque origin, so its requests for them carry no cookie (Airflow's is SameSite=Lax) and
+# fonts and `crossorigin` scripts need CORS: they are served to anyone, with `*`.
+PUBLIC = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=86400",
+          "X-Content-Type-Options": "nosniff"}  # fmt: skip
+
+
 def create_app(folder: Path, dependencies: Sequence[Any] = ()) -> Any:
-    """The ASGI app serving ``folder``; ``dependencies`` (FastAPI ``Depends``) guard every route."""
+    """The ASGI app serving ``folder``; ``dependencies`` (FastAPI ``Depends``) guard every page (all
+    but the public assets)."""
     from fastapi import FastAPI, HTTPException
     from fastapi.responses import FileResponse, HTMLResponse
 
     root, assets = folder.resolve(), ASSETS.resolve()
-    app = FastAPI(title="mlcicd reports", dependencies=list(dependencies), docs_url=None, redoc_url=None,
-                  openapi_url=None)  # fmt: skip
+    app = FastAPI(title="mlcicd reports", docs_url=None, redoc_url=None, openapi_url=None)
 
     def inside(base: Path, relative: str) -> Path:
         path = (base / relative).resolve()
@@ -101,11 +108,16 @@ def create_app(folder: Path, dependencies: Sequence[Any] = ()) -> Any:
 
     @app.get(f"/{ASSET_ROUTE}/{{relative:path}}")
     def asset(relative: str) -> Any:
-        return FileResponse(
-            inside(assets, relative), headers={**HEADERS, "Cache-Control": "private, max-age=86400"}
-        )
+        return FileResponse(inside(assets, relative), headers=PUBLIC)
 
-    @app.get("/{relative:path}")
+    @app.get("/static/{relative:path}")
+    def gx_static(relative: str) -> Any:
+        path = inside(root / "static", relative)
+        if path.suffix.lower() in (".html", ".htm"):
+            raise HTTPException(status_code=404)
+        return FileResponse(path, headers=PUBLIC)
+
+    @app.get("/{relative:path}", dependencies=list(dependencies))
     def page(relative: str) -> Any:
         path = inside(root, relative)
         if path.suffix.lower() in (".html", ".htm"):

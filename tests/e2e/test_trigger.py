@@ -135,6 +135,8 @@ def test_promotion(airflow):
     assert page.status_code == 200 and "synthetic_churn" in page.text
     assert "sandbox allow-scripts" in page.headers["Content-Security-Policy"]
     assert "https://cdn" not in page.text and "https://unpkg" not in page.text
+    asset = requests.get(f"{airflow['url']}/mlcicd/data-docs/_assets/vega.min.js", timeout=10)  # no cookie
+    assert asset.status_code == 200 and asset.headers["Access-Control-Allow-Origin"] == "*"
     shift = links(airflow, s["run_id"], "validate_data")["Data shift report"]
     assert shift.startswith(airflow["url"] + "/mlcicd/data-docs/validations/synthetic_churn/profile/")
     page = requests.get(shift, headers={"Authorization": f"Bearer {token}"}, timeout=10)

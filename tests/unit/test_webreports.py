@@ -45,7 +45,19 @@ def test_no_token_no_page(served):
     client, page, _ = served
     assert get(client, page.as_posix()).status_code == 401
     assert get(client, page.as_posix(), headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert get(client, "_assets/jquery.min.js").status_code == 401  # the assets too
+    assert get(client, "index.html").status_code == 401 and get(client, "").status_code == 401
+
+
+def test_library_assets_and_gx_static_files_are_public_for_the_sandboxed_page(served):
+    """The sandboxed page's requests carry no cookie (opaque origin; Airflow's is SameSite=Lax), and
+    its fonts and crossorigin scripts need CORS: these files hold no data, so anyone may have them."""
+    client, _, docs = served
+    for path in ("_assets/jquery.min.js", "_assets/fontawesome/webfonts/fa-solid-900.woff2",
+                 "static/styles/data_docs_default_styles.css"):  # fmt: skip
+        r = get(client, path)
+        assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == "*", path
+    (docs / "static" / "leak.html").write_text("<p>not a static asset</p>")
+    assert get(client, "static/leak.html").status_code == 404  # pages never go out without a login
 
 
 def test_with_a_token_the_page_is_local_and_sandboxed(served):
