@@ -168,7 +168,8 @@ def test_data_validation_failure_has_its_own_exit_code(airflow):
     )
     assert s["tasks"]["train_model"] == "upstream_failed"
     report = links(airflow, s["run_id"], "validate_data")["Data validation report"]
-    page = requests.get(report, timeout=10)
+    assert requests.get(report, timeout=10).status_code == 401  # behind the login
+    page = requests.get(report, cookies={"_token": airflow["server"].token()}, timeout=10)
     assert page.status_code == 200 and "monthly_charges" in page.text and "null" in page.text
 
 
