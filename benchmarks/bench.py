@@ -193,7 +193,10 @@ def served_model_dir(root: Path) -> Any:
         model, str(root / "model"), signature=infer_signature(x.head(), model.predict(x.head())),
         skops_trusted_types=training.trusted_types(model), pip_requirements=training.pip_requirements(),
     )  # fmt: skip
-    (root / "release.json").write_text(json.dumps({"model_name": "bench", "version": "1"}))
+    from mlcicd.serving import modelfile
+
+    release = {"model_name": "bench", "version": "1", "model_digest": modelfile.digest(root / "model")}
+    (root / "release.json").write_text(json.dumps(release))
     return x
 
 
@@ -340,7 +343,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="requests per variant for the logging cost")
     parser.add_argument(
         "--only",
-        choices=["parse", "run", "trigger", "monitoring", "image", "front", "server", "scan"],
+        choices=["parse", "run", "trigger", "monitoring", "image", "front", "server", "scan", "trust"],
         help="one section only",
     )
     args = parser.parse_args()
@@ -349,7 +352,7 @@ def main() -> None:
     sections = (
         {args.only}
         if args.only
-        else {"parse", "run", "trigger", "monitoring", "image", "front", "server", "scan"}
+        else {"parse", "run", "trigger", "monitoring", "image", "front", "server", "scan", "trust"}
     )
     if "monitoring" in sections:
         without, with_log = logging_cost(args.requests)
@@ -385,6 +388,10 @@ def main() -> None:
         from scanning import section as scan_section
 
         scan_section()
+    if "trust" in sections:
+        from trust import section as trust_section
+
+        trust_section()
 
 
 def parse_section(args: argparse.Namespace) -> None:
