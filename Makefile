@@ -74,7 +74,7 @@ lint: install ## ruff lint and format check, hadolint on the Dockerfiles, the Co
 	$(VENV)/bin/hadolint include/docker/*.Dockerfile
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yaml
 	@# A test's made-up secret says so with "pragma: allowlist secret"; the baseline lists accepted findings.
-	$(VENV)/bin/detect-secrets-hook --baseline .secrets.baseline $$(git ls-files)
+	git ls-files -z | xargs -0 $(VENV)/bin/detect-secrets-hook --baseline .secrets.baseline
 
 format: install
 	$(VENV)/bin/ruff check --fix .

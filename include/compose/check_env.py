@@ -36,7 +36,7 @@ def problems(env: dict[str, str]) -> list[str]:
             found.append(f"{var} is {'unset' if not value else 'the example value'}: set it in .env ({how})")
         elif len(value) < minimum:
             found.append(f"{var} has {len(value)} characters; use at least {minimum} ({how})")
-    distinct = [env[v] for v in SECRETS if env.get(v)]
+    distinct = [env[v] for v in (*SECRETS, FERNET) if env.get(v)]
     if len(set(distinct)) < len(distinct):
         found.append("two of the secrets have the same value: give each its own")
     key = env.get(FERNET, "")
@@ -47,7 +47,21 @@ def problems(env: dict[str, str]) -> list[str]:
     if not valid:
         found.append(f"{FERNET} is not a Fernet key (32 url-safe base64 bytes): {FERNET_HOW}")
     state = env.get(STATE, "")
-    if not state.startswith("/") or state.rstrip("/") in ("", "/tmp", "/var", "/home", "/root", "/etc"):
+    system = (
+        "",
+        "/tmp",
+        "/var",
+        "/home",
+        "/root",
+        "/etc",
+        "/mnt",
+        "/media",
+        "/srv",
+        "/opt",
+        "/usr",
+        "/var/tmp",
+    )
+    if not state.startswith("/") or state.rstrip("/") in system:
         found.append(f"{STATE} must be an absolute path to a folder of its own, e.g. /srv/mlcicd-state "
                      "(created if missing; run records, reports and prediction logs go there)")  # fmt: skip
     return found

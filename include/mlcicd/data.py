@@ -64,9 +64,10 @@ ROOTS_SETTING = "MLCICD_DATA_ROOTS"
 def check_within_roots(uri: str, roots: tuple[str, ...]) -> None:
     """Refuse, before anything is opened, a batch outside the data roots.
 
-    A local root is a folder: the file, symlinks resolved, must be inside it. A URI root
-    (``s3://bucket/prefix``) must be a prefix of the URI at a ``/`` boundary; a URI with ``.`` or
-    ``..`` segments is refused outright.
+    A local root is a folder: the file, symlinks resolved, must be inside it (checked again on the
+    file actually opened: a symlink swapped in between is caught). A URI root (``s3://bucket/prefix``)
+    must be a prefix of the URI at a ``/`` boundary; a URI with ``.`` or ``..`` segments (also
+    percent-encoded), a backslash or credentials is refused outright.
 
     Raises:
         DataError: naming the setting that lists the roots.
@@ -78,16 +79,44 @@ def check_within_roots(uri: str, roots: tuple[str, ...]) -> None:
         if any(path.is_relative_to(root) for root in local):
             return
     else:
-        segments = uri.split("://", 1)[1].split("?")[0].split("/")
-        if "." not in segments and ".." not in segments:
+        decoded = _fully_unquoted(uri)
+        rest = decoded.split("://", 1)[1].split("?")[0]
+        segments = rest.split("/")
+        plain = (
+            "." not in segments
+            and ".." not in segments
+            and "\\" not in decoded
+            and "@" not in rest.split("/")[0]
+        )
+        if plain:
             for root in (r.rstrip("/") for r in roots if not _is_local(r)):
-                if uri == root or uri.startswith(root + "/"):
+                if uri.lower().startswith(root.split("://")[0].lower() + "://") and (
+                    uri.split("://", 1)[1] == root.split("://", 1)[1]
+                    or uri.split("://", 1)[1].startswith(root.split("://", 1)[1] + "/")
+                ):
                     return
     raise DataError(
         f"dataset_uri {uri!r} is outside the folders and buckets batches may be read from "
         f"({', '.join(roots) or 'none set'}); add its folder, bucket or prefix to {ROOTS_SETTING} "
         "(comma-separated, e.g. /data/batches,s3://my-bucket/batches)"
     )
+
+
+def _fully_unquoted(uri: str) -> str:
+    from urllib.parse import unquote
+
+    while (decoded := unquote(uri)) != uri:
+        uri = decoded
+    return uri
+
+
+def within_roots_opened(fh: Any, uri: str, roots: tuple[str, ...]) -> None:
+    """Check the file actually opened (``/proc/self/fd``), in case a symlink changed since the check."""
+    import os
+
+    link = Path(f"/proc/self/fd/{fh.fileno()}")
+    if link.exists():
+        check_within_roots(os.readlink(link), roots)
 
 
 def _is_local(root: str) -> bool:
@@ -138,7 +167,9 @@ def read_batch(
                 raise DataError(f"dataset_uri {uri!r} is a directory; name a CSV or Parquet file")
             if path.stat().st_size == 0:
                 raise DataError(f"dataset_uri {uri!r}: the file is empty (0 bytes)")
-            df = reader(path)
+            with path.open("rb") as fh:
+                within_roots_opened(fh, uri, roots)
+                df = reader(fh)
         else:
             from airflow.sdk import ObjectStoragePath
 
@@ -177,8 +208,8 @@ def check_target(df: pd.DataFrame, target: str) -> None:
             "Set the target_column param."
         )
     classes = df[target].dropna().unique()
-    if len(classes) < 2:
-        shown = classes[0] if len(classes) else "(all null)"
+    if len(classes) < 2:  # the value itself stays out of the message: it is the batch's content
+        shown = "every row has the same value" if len(classes) else "every value is null"
         raise DataError(
             f"target column {target!r} has a single class ({shown}); a classifier needs both classes in the batch"
         )

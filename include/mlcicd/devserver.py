@@ -61,12 +61,19 @@ def jwt_secret(home: Path) -> str:
     import secrets
 
     path = home / "jwt_secret"
-    if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
+    try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # made before, or by a start at the same moment
+        pass
+    else:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+    for _ in range(50):  # the other start may still be writing it
+        if secret := path.read_text().strip():
+            return secret
+        time.sleep(0.05)
+    raise RuntimeError(f"{path} is empty: remove it and start again")
 
 
 def server_env(home: Path, port: int, password: str, extra: dict[str, str] | None = None) -> dict[str, str]:

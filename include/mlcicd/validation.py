@@ -333,9 +333,16 @@ def _describe(r: Any, within: bool = False) -> str:
         observed.append("the values are in the Data Docs report")
     if r.exception_info and r.exception_info.get("raised_exception"):
         observed.append(f"could not be evaluated: {str(r.exception_info.get('exception_message'))[:160]}")
-    expected = ", ".join(f"{k}={_short(v)}" for k, v in kwargs.items())
+    expected = ", ".join(f"{k}={_bound(v)}" for k, v in kwargs.items())
     verdict = "held, within its bound" if within else "failed"
     return f"{where}{cfg.type} {verdict} ({expected}); " + "; ".join(observed)
+
+
+def _bound(value: Any) -> str:
+    """An expectation's argument, without the values it lists: those are a batch's content."""
+    if isinstance(value, (list, tuple, set)):
+        return f"[{len(value)} values]"
+    return "{...}" if isinstance(value, dict) else _short(value)
 
 
 def _short(value: Any, limit: int = 120) -> str:

@@ -33,7 +33,7 @@ CSP = "; ".join(
         "form-action 'none'",
         "base-uri 'none'",
         "frame-ancestors 'self'",
-        "sandbox allow-scripts allow-popups",
+        "sandbox allow-scripts",  # no popups: a page cannot open windows, only navigate itself
     )
 )
 HEADERS = {

@@ -118,6 +118,9 @@ def test_dataset_names(uri, explicit, name):
         "{root}-evil/x.csv",  # a folder whose name merely starts like the root
         "memory:///mlcicd-evil/x.csv",  # a bucket prefix at no "/" boundary
         "memory:///mlcicd/../other/x.csv",
+        "memory:///mlcicd/%2e%2e/other/x.csv",  # percent-encoded: fsspec/yarl would decode it
+        "memory:///mlcicd/%252E%252E/other/x.csv",  # and twice
+        "memory:///mlcicd\\..\\other\\x.csv",
         "memory:///other/x.csv",
         "s3://bucket/x.csv",  # a scheme with no root at all
     ],
@@ -145,3 +148,13 @@ def test_inside_the_roots_relative_paths_and_file_uris_are_read(tmp_path, churn_
                                           ("/x/-a.csv", "a"), ("/x/b c.parquet", "b_c")])  # fmt: skip
 def test_derived_dataset_names_are_never_dots_or_hidden(uri, name):
     assert data.dataset_name_for(uri) == name
+
+
+def test_the_file_actually_opened_is_checked_too(tmp_path):
+    """A symlink swapped in between the check and the open is caught on the open file itself."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir(), outside.mkdir()
+    (outside / "secret.csv").write_text("a,churned\n1,1\n")
+    (root / "swapped.csv").symlink_to(outside / "secret.csv")
+    with open(root / "swapped.csv", "rb") as fh, pytest.raises(DataError, match="MLCICD_DATA_ROOTS"):
+        data.within_roots_opened(fh, str(root / "swapped.csv"), (str(root),))

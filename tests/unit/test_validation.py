@@ -138,6 +138,7 @@ def test_a_few_unseen_values_within_the_contract_are_reported_as_shift(suite, tm
     (shift,) = [s for s in checked.shift if "column 'contract': expect_column_values_to_be_in_set held" in s]
     assert "within its bound" in shift and "the values are in the Data Docs report" in shift
     assert "weekly" not in shift and "observed None" not in shift  # cell values stay out of logs and XCom
+    assert "month-to-month" not in shift and "value_set=[3 values]" in shift  # nor the contract's own
 
 
 def test_missing_column_failure_names_the_column(suite, tmp_path):

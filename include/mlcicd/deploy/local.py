@@ -73,6 +73,7 @@ class LocalProcessTarget(FrontedTarget):
             proc = subprocess.Popen(
                 [binary, "-db", "-f", "haproxy.cfg"], cwd=self.front.dir, stdin=subprocess.DEVNULL,
                 stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                env={k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")},  # none of Airflow's
             )  # fmt: skip
         except OSError as exc:
             raise DeployError(

@@ -37,40 +37,53 @@ class UntrustedModel(Exception):
     """The model's files are not the ones recorded, or ask to be loaded in a way we refuse."""
 
 
-def digest(model_dir: Path) -> str:
-    """``sha256:<hex>`` over the model folder's file names and contents (sorted, streamed)."""
-    h = hashlib.sha256()
-    files = sorted(p for p in model_dir.rglob("*") if p.is_file() or p.is_symlink())
-    for path in files:
+def read_files(model_dir: Path) -> dict[str, bytes]:
+    """Every file of the model folder, by relative path, read once: what is hashed is what is loaded."""
+    files = {}
+    for path in sorted(model_dir.rglob("*")):
         rel = path.relative_to(model_dir).as_posix()
-        if rel in UNDIGESTED:
-            continue
         if path.is_symlink():
             raise UntrustedModel(f"{model_dir}: {rel} is a symbolic link; a model folder holds files only")
-        h.update(rel.encode() + b"\0" + str(path.stat().st_size).encode() + b"\0")
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        if path.is_file() and rel not in UNDIGESTED:
+            files[rel] = path.read_bytes()
+    return files
+
+
+def digest_of(files: dict[str, bytes]) -> str:
+    """``sha256:<hex>`` over the files' names, lengths and contents, in name order."""
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(rel.encode() + b"\0" + str(len(files[rel])).encode() + b"\0")
+        h.update(files[rel])
     return f"sha256:{h.hexdigest()}"
 
 
-def verify(model_dir: Path, expected: str | None, what: str) -> None:
-    """Raise :class:`UntrustedModel` naming ``what`` unless ``model_dir`` has digest ``expected``."""
+def digest(model_dir: Path) -> str:
+    """The digest of a model folder (:func:`digest_of` its :func:`read_files`)."""
+    return digest_of(read_files(model_dir))
+
+
+def verify(model_dir: Path, expected: str | None, what: str) -> dict[str, bytes]:
+    """The folder's files, once they have digest ``expected``; :class:`UntrustedModel` naming ``what``
+    otherwise."""
     if not expected:
         raise UntrustedModel(
             f"{what} has no recorded digest ({DIGEST_TAG}): it was not registered by mlcicd's "
             "training, so it is not loaded. Retrain it, or register it through the ml_retrain DAG."
         )
-    actual = digest(model_dir)
+    files = read_files(model_dir)
+    actual = digest_of(files)
     if actual != expected:
         raise UntrustedModel(
             f"{what}: the model's files changed after it was logged (digest {actual}, recorded "
             f"{expected}). It is not loaded; find who wrote to the artifact store."
         )
+    return files
 
 
 def load(model_dir: Path, expected: str | None, what: str) -> Any:
-    """The scikit-learn pipeline in the MLflow model folder ``model_dir``, once verified.
+    """The scikit-learn pipeline in the MLflow model folder ``model_dir``, once verified; loaded from
+    the very bytes that were hashed (no second read a writer could race).
 
     Raises:
         UntrustedModel: wrong digest, a pickle, extra code paths, or a type outside ``TRUSTED_TYPES``.
@@ -79,12 +92,12 @@ def load(model_dir: Path, expected: str | None, what: str) -> Any:
     import yaml
     from skops.io.exceptions import UntrustedTypesFoundException
 
-    verify(model_dir, expected, what)
-    meta = yaml.safe_load((model_dir / "MLmodel").read_text()) or {}
+    files = verify(model_dir, expected, what)
+    meta = yaml.safe_load(files.get("MLmodel", b"").decode()) or {}
     flavor = (meta.get("flavors") or {}).get("sklearn") or {}
     pyfunc = (meta.get("flavors") or {}).get("python_function") or {}
     fmt = flavor.get("serialization_format")
-    if fmt != "skops" or flavor.get("pickled_model") != MODEL_FILE:
+    if fmt != "skops" or flavor.get("pickled_model") != MODEL_FILE or MODEL_FILE not in files:
         raise UntrustedModel(
             f"{what} is serialized as {fmt!r} ({flavor.get('pickled_model')!r}); only skops "
             f"({MODEL_FILE}) is loaded, since a pickle runs code when it is read"
@@ -92,7 +105,7 @@ def load(model_dir: Path, expected: str | None, what: str) -> Any:
     if flavor.get("code") or pyfunc.get("code"):
         raise UntrustedModel(f"{what} asks for extra code paths; models with code are not loaded")
     try:
-        return skops.io.load(model_dir / MODEL_FILE, trusted=list(TRUSTED_TYPES))
+        return skops.io.loads(files[MODEL_FILE], trusted=list(TRUSTED_TYPES))
     except UntrustedTypesFoundException as exc:
         raise UntrustedModel(f"{what} holds types this project does not train: {exc}") from None
 
