@@ -5,14 +5,12 @@ types, a valid target, nulls well beyond the reference's, implausible values, un
 above a small share, duplicates beyond a bound. A contract failure stops the run. The **profile**
 (severity ``warning``) records what the reference batch looked like: observed ranges, means,
 category shares, null rates, volume. A profile failure is *shift*: reported (GX report, run
-summary, MLflow run, UI) and never stops the run, because the world changing is why models are
-retrained.
+summary, MLflow run, UI), never stopping the run: the world changing is why models are retrained.
 
 The reference is the batch that trained the serving champion: every run infers a suite from its
 own batch and logs it with the model (``validation/reference_suite.json``), so the next batches
 are judged against the champion's training data. A declared suite (``include/suites/<dataset>.json``)
-replaces the inferred contract: its expectations are hard unless marked ``"severity": "warning"``;
-the profile is always the reference's.
+replaces the inferred contract (hard unless marked ``"severity": "warning"``); the profile stays.
 
 The plausibility rule (contract), chosen so that every corruption the README lists is refused and
 the synthetic source's drift up to its maximum (5) passes: a numeric value is implausible when it
@@ -326,10 +324,10 @@ def _describe(r: Any, within: bool = False) -> str:
         kwargs = {}
         observed.append(f"missing columns {sorted(want - got)}, unexpected columns {sorted(got - want)}")
     elif res.get("observed_value") is not None:
-        observed.append(f"observed {_short(res['observed_value'])}")
-    if "unexpected_percent" in res and res["unexpected_percent"] is not None:
+        observed.append(f"observed {_bound(res['observed_value'])}")
+    if res.get("unexpected_percent") is not None:
         observed.append(f"{res['unexpected_percent']:.3g}% unexpected")
-    if res.get("partial_unexpected_list"):  # cell values stay out of logs, XCom and CI: the report shows them
+    if res.get("partial_unexpected_list"):  # the values stay out of logs, XCom and CI
         observed.append("the values are in the Data Docs report")
     if r.exception_info and r.exception_info.get("raised_exception"):
         observed.append(f"could not be evaluated: {str(r.exception_info.get('exception_message'))[:160]}")
@@ -338,15 +336,11 @@ def _describe(r: Any, within: bool = False) -> str:
     return f"{where}{cfg.type} {verdict} ({expected}); " + "; ".join(observed)
 
 
-def _bound(value: Any) -> str:
-    """An expectation's argument, without the values it lists: those are a batch's content."""
+def _bound(value: Any, limit: int = 120) -> str:
+    """A value for a message, shortened; a list only by its length (its values are a batch's content)."""
     if isinstance(value, (list, tuple, set)):
         return f"[{len(value)} values]"
-    return "{...}" if isinstance(value, dict) else _short(value)
-
-
-def _short(value: Any, limit: int = 120) -> str:
-    text = str(value)
+    text = "{...}" if isinstance(value, dict) else str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
