@@ -79,22 +79,21 @@ def check_within_roots(uri: str, roots: tuple[str, ...]) -> None:
         if any(path.is_relative_to(root) for root in local):
             return
     else:
-        decoded = _fully_unquoted(uri)
-        rest = decoded.split("://", 1)[1].split("?")[0]
-        segments = rest.split("/")
+        _, _, location = uri.partition("://")
+        segments = _fully_unquoted(location).split("?")[0].split("/")
         plain = (
-            "." not in segments
-            and ".." not in segments
-            and "\\" not in decoded
-            and "@" not in rest.split("/")[0]
+            not {".", ".."} & set(segments) and "\\" not in _fully_unquoted(uri) and "@" not in segments[0]
         )
-        if plain:
-            for root in (r.rstrip("/") for r in roots if not _is_local(r)):
-                if uri.lower().startswith(root.split("://")[0].lower() + "://") and (
-                    uri.split("://", 1)[1] == root.split("://", 1)[1]
-                    or uri.split("://", 1)[1].startswith(root.split("://", 1)[1] + "/")
-                ):
-                    return
+        for root_scheme, _, root_location in (
+            r.rstrip("/").partition("://") for r in roots if not _is_local(r)
+        ):
+            same_scheme = scheme.lower() == root_scheme.lower()
+            if (
+                plain
+                and same_scheme
+                and (location == root_location or location.startswith(root_location + "/"))
+            ):
+                return
     raise DataError(
         f"dataset_uri {uri!r} is outside the folders and buckets batches may be read from "
         f"({', '.join(roots) or 'none set'}); add its folder, bucket or prefix to {ROOTS_SETTING} "

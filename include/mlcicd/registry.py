@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,23 +187,38 @@ def log_validation(c: MlflowClient, run_id: str, validated: dict[str, Any], suit
     c.set_tag(run_id, "mlcicd.validation_reference", validated.get("reference", ""))
 
 
-def model_digest(model_uri: str, tracking_uri: str) -> str:
-    """The digest of a logged model's files as the artifact store holds them now."""
+@contextmanager
+def _downloaded_model(model_uri: str, tracking_uri: str) -> Iterator[Path]:
+    """A logged model's files, downloaded to a temporary folder for the ``with`` block.
+
+    Raises:
+        FileNotFoundError: the store has no model files there (MLflow returns an empty folder).
+    """
     import tempfile
 
     import mlflow
     import mlflow.artifacts
 
-    from mlcicd.serving import modelfile
-
     mlflow.set_tracking_uri(
         tracking_uri
     )  # models:/ URIs resolve through the global one (each task is a process)
     with tempfile.TemporaryDirectory(prefix="mlcicd-model-") as tmp:
-        path = mlflow.artifacts.download_artifacts(
-            artifact_uri=model_uri, dst_path=tmp, tracking_uri=tracking_uri
+        path = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=model_uri, dst_path=tmp, tracking_uri=tracking_uri
+            )
         )
-        return modelfile.digest(Path(path))
+        if not (path / "MLmodel").is_file():
+            raise FileNotFoundError(f"the artifact store has no model files for {model_uri}")
+        yield path
+
+
+def model_digest(model_uri: str, tracking_uri: str) -> str:
+    """The digest of a logged model's files as the artifact store holds them now."""
+    from mlcicd.serving import modelfile
+
+    with _downloaded_model(model_uri, tracking_uri) as path:
+        return modelfile.digest(path)
 
 
 def load_verified(model_uri: str, expected_digest: str | None, tracking_uri: str, what: str) -> Any:
@@ -211,23 +228,9 @@ def load_verified(model_uri: str, expected_digest: str | None, tracking_uri: str
     Raises:
         UntrustedModel: tampered files, a pickle, or types this project does not train.
     """
-    import tempfile
-
-    import mlflow
-    import mlflow.artifacts
-
     from mlcicd.serving import modelfile
 
-    mlflow.set_tracking_uri(
-        tracking_uri
-    )  # models:/ URIs resolve through the global one (each task is a process)
-    with tempfile.TemporaryDirectory(prefix="mlcicd-model-") as tmp:
-        path = mlflow.artifacts.download_artifacts(
-            artifact_uri=model_uri, dst_path=tmp, tracking_uri=tracking_uri
-        )
-        if not (Path(path) / "MLmodel").is_file():  # MLflow returns an empty folder for missing artifacts
-            raise FileNotFoundError(f"the artifact store has no model files for {model_uri}")
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            return modelfile.load(Path(path), expected_digest, what)
+    with _downloaded_model(model_uri, tracking_uri) as path, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        return modelfile.load(path, expected_digest, what)

@@ -110,21 +110,31 @@ def load(model_dir: Path, expected: str | None, what: str) -> Any:
         raise UntrustedModel(f"{what} holds types this project does not train: {exc}") from None
 
 
+def release_digest(release: dict[str, Any]) -> str | None:
+    """The digest a bundle's model must have: its ``release.json``'s, which must also be the one
+    the deploy target pinned in ``MLCICD_MODEL_DIGEST`` (read from the registry, so a rewritten
+    release.json is caught too).
+
+    Raises:
+        UntrustedModel: the two differ.
+    """
+    pinned = os.getenv(DIGEST_ENV)
+    if pinned and pinned != release.get("model_digest"):
+        raise UntrustedModel(
+            f"{release.get('model_name')} v{release.get('version')}: release.json names digest "
+            f"{release.get('model_digest')}, the deploy target expects {pinned}; the bundle is not the one registered"
+        )
+    return release.get("model_digest")
+
+
 def verified_release(bundle: Path) -> dict[str, Any]:
-    """A bundle's ``release.json``, once ``bundle/model`` matches its digest and the one the deploy
-    target pinned in ``MLCICD_MODEL_DIGEST`` (read from the registry, so a rewritten release.json
-    is caught too).
+    """A bundle's ``release.json``, once ``bundle/model`` matches :func:`release_digest`.
 
     Raises:
         UntrustedModel: the bundle is not the one registered.
     """
     release = json.loads((bundle / "release.json").read_text())
-    what = f"{release.get('model_name')} v{release.get('version')}"
-    pinned = os.getenv(DIGEST_ENV)
-    if pinned and pinned != release.get("model_digest"):
-        raise UntrustedModel(
-            f"{what}: release.json names digest {release.get('model_digest')}, the deploy target "
-            f"expects {pinned}; the bundle is not the one registered"
-        )
-    verify(bundle / "model", release.get("model_digest"), what)
+    verify(
+        bundle / "model", release_digest(release), f"{release.get('model_name')} v{release.get('version')}"
+    )
     return release

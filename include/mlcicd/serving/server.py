@@ -85,10 +85,9 @@ def create_app(model_dir: Path, prediction_log: Path | None = None, limits: Limi
     limits = limits or Limits.from_env()
     release = read_release(model_dir)
     name, served = str(release.get("model_name")), str(release.get("version"))
-    modelfile.verified_release(model_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pipeline = modelfile.load(model_dir / "model", release.get("model_digest"), f"{name} v{served}")
+        pipeline = modelfile.load(model_dir / "model", modelfile.release_digest(release), f"{name} v{served}")
         columns = inputs.columns_of(Model.load(str(model_dir / "model")).get_input_schema())
     threadpool_limits(limits=server_threads())  # the libraries the model loaded, in this thread
     scorer = Scorer(pipeline, columns)
