@@ -53,6 +53,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 SERVICE_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=20)}
+# Tasks that talk to the deploy target (Docker engine, cluster, traffic front) go to their own queue:
+# on the CeleryExecutor only that queue's workers hold the Docker socket; other executors ignore it.
+DEPLOY = {"queue": settings.load().deploy_queue}
 ANALYSIS_POKE_S = 5  # the sensor's check; it measures when the run's rollout_interval_s is due
 
 _cron = settings.load().retrain_schedule
@@ -77,7 +80,7 @@ SCHEDULE = (
     description=__doc__.split("\n")[0],
 )
 def ml_retrain() -> None:
-    @task(task_id=Task.RECONCILE, **SERVICE_RETRIES)
+    @task(task_id=Task.RECONCILE, **SERVICE_RETRIES, **DEPLOY)
     def reconcile_serving(**context: Any) -> dict[str, Any]:
         """Check that what serves is what @champion names; finish or undo what an earlier run left."""
         return ship.reconcile(context["run_id"], params_of(context))
@@ -124,12 +127,12 @@ def ml_retrain() -> None:
         """Register the candidate and alias it challenger."""
         return ship.register(context["run_id"], trained, decision, params_of(context))
 
-    @task(**SERVICE_RETRIES)
+    @task(**SERVICE_RETRIES, **DEPLOY)
     def build_image(release: dict[str, Any], **context: Any) -> dict[str, Any]:
         """Build the model-server image for targets that run one (docker, kubernetes)."""
         return ship.build_image(context["run_id"], release, params_of(context))
 
-    @task(**SERVICE_RETRIES)
+    @task(**SERVICE_RETRIES, **DEPLOY)
     def deploy_model(
         release: dict[str, Any],
         image: dict[str, Any],
@@ -140,7 +143,9 @@ def ml_retrain() -> None:
         """Deploy the challenger and smoke-test it; roll back on failure."""
         return ship.deploy(context["run_id"], release, image, trained, batch, params_of(context))
 
-    @task.sensor(task_id=Task.ANALYZE, poke_interval=ANALYSIS_POKE_S, mode="reschedule", timeout=6 * 3600)
+    @task.sensor(
+        task_id=Task.ANALYZE, poke_interval=ANALYSIS_POKE_S, mode="reschedule", timeout=6 * 3600, **DEPLOY
+    )
     def analyze_rollout(deployment: dict[str, Any], **context: Any) -> PokeReturnValue:
         """Measure the candidate against the champion on live traffic; advance, finish or abort."""
         done, view = rollout.analyze(context["run_id"], params_of(context))
@@ -151,14 +156,14 @@ def ml_retrain() -> None:
         """Ask a human before the last traffic step when the run says so."""
         return rollout.needs_approval(params_of(context))
 
-    @task(task_id=Task.PROMOTE, trigger_rule="none_failed_min_one_success", **SERVICE_RETRIES)
+    @task(task_id=Task.PROMOTE, trigger_rule="none_failed_min_one_success", **SERVICE_RETRIES, **DEPLOY)
     def promote_champion(
         release: dict[str, Any], deployment: dict[str, Any], **context: Any
     ) -> dict[str, Any]:
         """Give the candidate all traffic and move the champion alias to it."""
         return ship.promote(context["run_id"], release, deployment, params_of(context))
 
-    @task(task_id=Task.ABORT)
+    @task(task_id=Task.ABORT, **DEPLOY)
     def abort_rollout(**context: Any) -> dict[str, Any]:
         """The rollout was rejected (or nobody answered): take the candidate out."""
         approval = context["ti"].xcom_pull(task_ids=Task.APPROVE, key=APPROVAL_XCOM)

@@ -10,6 +10,12 @@
 # Networking is off (no bridge, no iptables, no ip_forward change on the host): containers use the
 # host network. Its state lives under .state/docker (git-ignored). Where a Docker engine already
 # runs, none of this is needed: point DOCKER_HOST at it instead.
+#
+# With MLCICD_DOCKER_NETNS=NAME (and its own MLCICD_DOCKER_DIR), start runs the engine in a network
+# namespace of its own, with Docker's bridge networking (what Compose needs: networks, service-name
+# DNS, published ports), and stop deletes the namespace. The host's interfaces, iptables and
+# ip_forward stay untouched; nothing outside the namespace is reachable from it (no registry, no PyPI).
+# Reach it with `nsenter --net=/var/run/netns/NAME COMMAND` (the Compose test does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR="${MLCICD_DOCKER_DIR:-$PWD/.state/docker}"
@@ -17,6 +23,7 @@ SOCK="$DIR/docker.sock"
 PIDFILE="$DIR/dockerd.pid"
 BASE_IMAGE="${MLCICD_BASE_IMAGE_LOCAL:-mlcicd-base:bookworm}"
 OWN="unix://$SOCK"
+NETNS="${MLCICD_DOCKER_NETNS:-}"
 export DOCKER_HOST="${DOCKER_HOST:-$OWN}"  # base/env use an engine already configured, if any
 
 running() { [[ -f "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
@@ -36,9 +43,18 @@ start)
     export DOCKER_HOST="$OWN"
     if running; then exit 0; fi
     mkdir -p "$DIR/data" "$DIR/exec"
-    dockerd --data-root "$DIR/data" --exec-root "$DIR/exec" --pidfile "$PIDFILE" -H "$OWN" \
-        --storage-driver overlay2 --iptables=false --ip6tables=false --ip-masq=false \
-        --ip-forward=false --bridge=none --userland-proxy=false >"$DIR/dockerd.log" 2>&1 &
+    if [[ -n "$NETNS" ]]; then
+        # nsenter, not `ip netns exec`: that remounts /sys, and dockerd then finds no devices cgroup.
+        [[ -e "/var/run/netns/$NETNS" ]] || ip netns add "$NETNS"
+        ip netns exec "$NETNS" ip link set lo up
+        nsenter --net="/var/run/netns/$NETNS" dockerd --data-root "$DIR/data" --exec-root "$DIR/exec" \
+            --pidfile "$PIDFILE" -H "$OWN" --storage-driver overlay2 --ip-forward=false \
+            >"$DIR/dockerd.log" 2>&1 &
+    else
+        dockerd --data-root "$DIR/data" --exec-root "$DIR/exec" --pidfile "$PIDFILE" -H "$OWN" \
+            --storage-driver overlay2 --iptables=false --ip6tables=false --ip-masq=false \
+            --ip-forward=false --bridge=none --userland-proxy=false >"$DIR/dockerd.log" 2>&1 &
+    fi
     for _ in $(seq 1 100); do
         if docker info >/dev/null 2>&1; then exit 0; fi
         sleep 0.2
@@ -52,6 +68,7 @@ stop)
         for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     fi
     umount "$DIR/exec/netns/default" 2>/dev/null || true
+    if [[ -n "$NETNS" && -e "/var/run/netns/$NETNS" ]]; then ip netns del "$NETNS"; fi
     ;;
 base)
     # A stand-in for python:3.11-slim, made here because no registry can be reached: a minimal

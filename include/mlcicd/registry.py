@@ -123,10 +123,17 @@ def release_of(c: MlflowClient, model_name: str, version: str) -> Any:
 
 
 def register(
-    c: MlflowClient, model_name: str, model_uri: str, run_id: str, airflow_run_id: str, digest: str
+    c: MlflowClient,
+    model_name: str,
+    model_uri: str,
+    run_id: str,
+    airflow_run_id: str,
+    digest: str,
+    model_id: str | None = None,
 ) -> str:
     """Register the candidate once per Airflow run (a retried task finds the version it made),
-    with the digest of its files that every later load checks."""
+    with the digest of its files that every later load checks. ``model_id`` (the logged model's):
+    a tracking server refuses a ``models:/m-...`` source without it; a local store does not check."""
     from mlflow.exceptions import MlflowException
 
     from mlcicd.serving.modelfile import DIGEST_TAG
@@ -140,7 +147,11 @@ def register(
         if (mv.tags or {}).get(RUN_ID_TAG) == airflow_run_id:
             return str(mv.version)
     mv = c.create_model_version(
-        model_name, source=model_uri, run_id=run_id, tags={RUN_ID_TAG: airflow_run_id, DIGEST_TAG: digest}
+        model_name,
+        source=model_uri,
+        run_id=run_id,
+        tags={RUN_ID_TAG: airflow_run_id, DIGEST_TAG: digest},
+        model_id=model_id,
     )
     return str(mv.version)
 

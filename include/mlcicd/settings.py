@@ -64,6 +64,7 @@ class Settings:
     docker_url: str
     docker_conn_id: str
     docker_network: str
+    deploy_queue: str  # the Celery queue of the tasks that build, deploy and switch traffic
     docker_port: int
     docker_memory_mb: int  # each model-server container's limits, as the Kubernetes template's
     docker_cpus: float
@@ -163,6 +164,7 @@ def load() -> Settings:
         docker_url=os.getenv("MLCICD_DOCKER_URL", os.getenv("DOCKER_HOST", "unix:///var/run/docker.sock")),
         docker_conn_id=os.getenv("MLCICD_DOCKER_CONN_ID", "docker_default"),
         docker_network=os.getenv("MLCICD_DOCKER_NETWORK", "host"),
+        deploy_queue=os.getenv("MLCICD_DEPLOY_QUEUE", "deploy").strip() or "deploy",
         docker_port=_port("MLCICD_DOCKER_PORT", 5200),
         docker_memory_mb=_number("MLCICD_DOCKER_MEMORY_MB", 1024, int, minimum=128),
         docker_cpus=_number("MLCICD_DOCKER_CPUS", 1.0, float, minimum=0.1),

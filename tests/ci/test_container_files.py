@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DOCKERFILES = sorted((ROOT / "include" / "docker").glob("*.Dockerfile"))
 COMPOSE = ROOT / "docker-compose.yaml"
+CELERY = ROOT / "docker-compose.celery.yaml"
 
 
 def hadolint(path: Path) -> subprocess.CompletedProcess:
@@ -62,7 +63,10 @@ def test_compose_has_the_services_a_team_runs():
     assert "postgresql" in scheduler["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     mlflow = services["mlflow"]
     assert "--app-name=basic-auth" in mlflow["command"]
-    assert mlflow["environment"]["MLFLOW_BACKEND_STORE_URI"] == "postgresql://mlcicd@postgres:5432/mlflow"
+    assert (
+        mlflow["environment"]["MLFLOW_BACKEND_STORE_URI"]
+        == "postgresql+psycopg2://mlcicd@postgres:5432/mlflow"
+    )
     assert scheduler["environment"]["MLFLOW_TRACKING_PASSWORD"].startswith("${MLFLOW_ADMIN_PASSWORD:?")
 
 
@@ -85,11 +89,54 @@ def test_no_secret_on_a_command_line_and_everything_waits_for_the_check():
     assert 'chown -R 50000:0 "$$MLCICD_STATE_DIR"' not in services["airflow-init"]["command"][1]
 
 
+def celery_config(tmp_path: Path) -> dict:
+    """The Celery overlay merged over the base file by Compose itself (the schema cannot read its !override)."""
+    env = tmp_path / ".env"
+    env.write_text("".join(f"{k}=x\n" for k in re.findall(r"\$\{([A-Z_]+):\?", COMPOSE.read_text()))
+                   + f"MLCICD_HOST_STATE_DIR={tmp_path / 'state'}\n")  # fmt: skip
+    out = subprocess.run([str(BIN / "docker-compose"), "--project-directory", str(ROOT), "--env-file", str(env),
+                          "-f", str(COMPOSE), "-f", str(CELERY), "config"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    merged = tmp_path / "merged.yaml"
+    merged.write_text(out.stdout)
+    schema = compose_schema(merged)
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    return yaml.safe_load(out.stdout)
+
+
+def test_celery_overlay_gives_the_docker_socket_to_the_deploy_worker_only(tmp_path):
+    services = celery_config(tmp_path)["services"]
+    airflow = [n for n in services if n.startswith("airflow-")]
+    assert {"redis", "airflow-worker", "airflow-worker-deploy"} <= set(services)
+    for name in airflow:
+        assert services[name]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        has_socket = any(v["target"] == "/var/run/docker.sock" for v in services[name].get("volumes", []))
+        assert has_socket is (name == "airflow-worker-deploy"), name
+    assert services["airflow-worker"]["command"] == ["celery", "worker", "--queues", "default"]
+    assert services["airflow-worker-deploy"]["command"] == ["celery", "worker", "--queues", "deploy"]
+    assert services["airflow-worker-deploy"]["environment"]["MLCICD_DEPLOY_QUEUE"] == "deploy"
+    for name in ("airflow-scheduler", "airflow-worker", "airflow-worker-deploy"):
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+        state = [v for v in services[name]["volumes"] if v["target"] == str(tmp_path / "state")]
+        assert state, f"{name} lacks the state folder the tasks share"
+
+
+def test_deploy_tasks_go_to_the_deploy_queue():
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(str(ROOT / "dags"), safe_mode=False).dags["ml_retrain"]
+    deploy = {"reconcile_serving", "build_image", "deploy_model", "analyze_rollout", "promote_champion",
+              "abort_rollout"}  # fmt: skip
+    for task in dag.tasks:
+        assert (task.queue == "deploy") is (task.task_id in deploy), (task.task_id, task.queue)
+
+
 def test_every_image_can_be_overridden_and_none_is_latest():
-    text = COMPOSE.read_text()
+    text = COMPOSE.read_text() + CELERY.read_text()
     images = re.findall(r"^\s*image:\s*(.+)$", text, flags=re.M)
     assert images and all(re.fullmatch(r"\$\{[A-Z_]+_IMAGE:-[^}]+\}", i.strip()) for i in images), images
-    for path in [COMPOSE, ROOT / ".env.example", *DOCKERFILES]:
+    for path in [COMPOSE, CELERY, ROOT / ".env.example", *DOCKERFILES]:
         assert ":latest" not in path.read_text(), path
 
 
@@ -101,7 +148,7 @@ def test_env_example_defines_every_required_variable_and_env_is_ignored():
         if re.match(r"[A-Z_]+=", line)
     )
     assert required and required <= set(example), required - set(example)
-    used = set(re.findall(r"\$\{([A-Z_]+)[:}]", COMPOSE.read_text()))
+    used = set(re.findall(r"\$\{([A-Z_]+)[:}]", COMPOSE.read_text() + CELERY.read_text()))
     assert set(example) <= used, set(example) - used  # no stale variable in the example
     assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
 

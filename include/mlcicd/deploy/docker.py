@@ -85,6 +85,16 @@ class DockerTarget(FrontedTarget):
     def _front_running(self, state: dict[str, Any]) -> bool:
         return bool(state.get("front")) and self._running(state["front"]["container"])
 
+    def _front_listens(self, name: str) -> bool:
+        """On the host's network: its port there. On a Docker network: the container's port 8080, by name
+        (the published port is on the engine's host, which a container running Airflow does not see)."""
+        if self.network == "host":
+            return port_in_use(self.host, self.port)
+        try:
+            return port_in_use(name, CONTAINER_PORT)
+        except OSError:  # not resolvable (yet)
+            return False
+
     def _start_front(self, state: dict[str, Any]) -> dict[str, Any]:
         for c in self._containers("stable"):  # served on the stable port before the front existed
             log.warning("removing %s, started on port %s before the traffic front existed: the front takes "
@@ -110,7 +120,7 @@ class DockerTarget(FrontedTarget):
         self._create(image, name, labels, host_config, user=user, env={})
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and self._running(name):
-            if self.front.answers() and port_in_use(self.host, self.port):
+            if self.front.answers() and self._front_listens(name):
                 log.info("traffic front %s (%s) listens at %s", name, image, self.endpoint)
                 return {"container": name, "image": image}
             time.sleep(0.1)

@@ -7,6 +7,7 @@ building it again.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,15 @@ def docker_client(settings: Settings, registry: Registry | None) -> APIClient:
     from airflow.providers.docker.hooks.docker import DockerHook
     from docker.errors import APIError
 
+    socket = (
+        settings.docker_url.removeprefix("unix://") if settings.docker_url.startswith("unix://") else None
+    )
+    if socket and os.path.exists(socket) and not os.access(socket, os.R_OK | os.W_OK):
+        raise ConfigError(
+            f"the Docker socket {socket} is there but this process (uid {os.getuid()}, groups "
+            f"{sorted(os.getgroups())}) may not use it: add its group (`stat -c %g {socket}` on the "
+            "host; DOCKER_GID in the Compose stack's .env) or point MLCICD_DOCKER_URL at an engine it may use"
+        )
     conn_id = settings.docker_conn_id if registry and registry.login else None
     hook = DockerHook(
         docker_conn_id=conn_id, base_url=settings.docker_url, timeout=int(settings.build_timeout_s)

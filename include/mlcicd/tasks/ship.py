@@ -28,7 +28,13 @@ def register(
         c, _ = mlflow_client(settings)
         name = str(params["model_name"])
         version = registry.register(
-            c, name, trained["model_uri"], trained["mlflow_run_id"], run_id, trained["model_digest"]
+            c,
+            name,
+            trained["model_uri"],
+            trained["mlflow_run_id"],
+            run_id,
+            trained["model_digest"],
+            model_id=trained["model_id"],
         )
         registry.tag_decision(
             c, run_id=trained["mlflow_run_id"], model_id=trained["model_id"], decision=decision,
