@@ -62,7 +62,7 @@ def served(stack: cs.Stack) -> tuple[str, list]:
     status, answer = stack.http("POST", f"{url}/invocations", rows, token=token)
     assert status == 200, answer
     assert stack.http("POST", f"{url}/invocations", rows)[0] == 401  # the stack's server token is enforced
-    return str(version["model_version"]), answer["predictions"]
+    return str(version["version"]), answer["predictions"]
 
 
 def registry_tags(stack: cs.Stack) -> list[str]:
