@@ -54,7 +54,7 @@ run: install ## run ml_retrain once end to end (CONF="key=value ..." to set para
 test: install $(NODE_TOOLS) lint ## lint, then every test (starts and stops a Docker engine if DOCKER_HOST is unset)
 	$(ENGINE_UP)
 	$(BASE_UP) || { $(ENGINE_DOWN); exit 1; }
-	status=0; MLCICD_BASE_IMAGE=$(TEST_BASE_IMAGE) $(PY) -m pytest -n 2 --dist loadgroup --durations=30 || status=$$?; $(ENGINE_DOWN); exit $$status
+	status=0; MLCICD_BASE_IMAGE=$(TEST_BASE_IMAGE) $(PY) -m pytest -n 2 --durations=30 || status=$$?; $(ENGINE_DOWN); exit $$status
 
 soak: install ## the loop played for longer: 6 simulated days, 3 drift episodes, under a real scheduler; prints its figures
 	MLCICD_SCENARIO_DAYS=$${MLCICD_SCENARIO_DAYS:-6} MLCICD_SCENARIO_EPISODES=$${MLCICD_SCENARIO_EPISODES:-4,10,16} \

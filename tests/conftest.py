@@ -41,15 +41,24 @@ from mlcicd.settings import load  # noqa: E402
 prepare_environment(load())
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test without a group runs on one worker, in file order (`make test`: pytest -n 2 --dist
-    loadgroup); the Compose test (group "compose") runs on the other. The groups are split this way
-    because nothing the Compose test does binds a port on this network namespace (its stack runs in
-    one of its own), while the other tests pick free ports that another process could pick too."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group("main"))
+COMPOSE_TESTS = "tests/e2e/test_compose.py"
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """`make test` runs two workers (pytest -n 2): the Compose test on one, every other test on the
+    other, in file order. Split this way because nothing the Compose test does binds a port in this
+    network namespace (its stack runs in one of its own), while the other tests pick free ports that a
+    second process could pick too, and some modules' tests build on each other.
+
+    A scheduler of our own rather than ``--dist loadgroup``: with pytest 9.2, xdist 3.8.0's groups are
+    silently ignored (pytest-xdist#1386) and every test went to whichever worker was free."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class TwoGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "compose" if nodeid.startswith(COMPOSE_TESTS) else "main"
+
+    return TwoGroups(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -17,10 +17,8 @@ from mlcicd import synthetic
 from tests import compose_stack as cs
 
 REASON = cs.unavailable()
-pytestmark = [
-    pytest.mark.skipif(REASON is not None, reason=f"no Docker engine for Compose: {REASON}"),
-    pytest.mark.xdist_group("compose"),  # a pytest worker of its own in `make test` (tests/conftest.py)
-]
+# In `make test`, a pytest worker of its own (tests/conftest.py).
+pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no Docker engine for Compose: {REASON}")
 
 # A fixed batch: the second run trains the same model again, which the gate lets through (no worse).
 ROWS = ("dataset_uri=synthetic:", "synthetic_rows=3000", "synthetic_seed=3")
