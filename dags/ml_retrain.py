@@ -10,8 +10,12 @@
    nulls, plausible values, known categories, duplicates: a failure stops the run) and report its
    shift from the profile of the champion's training batch (ranges, means, category shares: never
    blocking). The suite is declared in `include/suites/` or inferred; the report links from the task.
-3. **train_model**: fit a scikit-learn Pipeline and log params, metrics, dataset, model with
-   signature and code version to MLflow.
+3. **plan_search → train_candidate (one per candidate) → select_candidate** when `search` asks for
+   candidates (a preset or a JSON space): each is fitted on the training part less a validation
+   split and compared on that split (never on the gate's holdout), as a child of the run's MLflow
+   parent run; a failed candidate is recorded, the best goes on. **train_model**: fit the
+   scikit-learn Pipeline (the chosen hyperparameters on the whole training part, or the run's own
+   with `search=none`) and log params, metrics, dataset, model with signature and code version.
 4. **evaluate_candidate**: score candidate and champion (`@champion` alias) on the same holdout;
    paired bootstrap interval of the metric difference; ROC and confusion-matrix plots. A champion
    that cannot be loaded or scored stops the run: the gate fails closed.
@@ -45,7 +49,7 @@ from mlcicd.assets import RETRAIN_REQUEST
 from mlcicd.dag_params import retrain_params
 from mlcicd.links import DataDocsLink, MlflowRunLink, ScanReportLink, ShiftReportLink
 from mlcicd.names import APPROVAL_XCOM, DECISION_XCOM, Task
-from mlcicd.tasks import retrain, rollout, scanning, ship
+from mlcicd.tasks import retrain, rollout, scanning, search, ship
 from mlcicd.tasks.approval import approval_operator
 from mlcicd.tasks.params import params_of
 
@@ -96,10 +100,31 @@ def ml_retrain() -> None:
         """Validate the batch with its Great Expectations suite."""
         return retrain.validate(context["run_id"], batch, params_of(context))
 
+    @task(task_id=Task.PLAN_SEARCH)
+    def plan_search(
+        batch: dict[str, Any], validation: dict[str, Any], **context: Any
+    ) -> list[dict[str, Any]]:
+        """Draw the search's candidates (none with search=none) and split off their validation rows."""
+        return search.plan(context["run_id"], batch, params_of(context))
+
+    @task(task_id=Task.TRAIN_CANDIDATE, max_active_tis_per_dagrun=settings.load().search_parallelism)
+    def train_candidate(batch: dict[str, Any], candidate: dict[str, Any], **context: Any) -> dict[str, Any]:
+        """Fit one candidate and score it on the validation rows (a child MLflow run)."""
+        return search.train_candidate(context["run_id"], batch, candidate, params_of(context))
+
+    @task(task_id=Task.SELECT, trigger_rule="none_failed")
+    def select_candidate(
+        planned: list[dict[str, Any]], results: list[dict[str, Any]], **context: Any
+    ) -> dict[str, Any]:
+        """Choose the best candidate by its validation metric."""
+        return search.select(context["run_id"], planned, results)
+
     @task
-    def train_model(batch: dict[str, Any], validation: dict[str, Any], **context: Any) -> dict[str, Any]:
+    def train_model(
+        batch: dict[str, Any], validation: dict[str, Any], selected: dict[str, Any], **context: Any
+    ) -> dict[str, Any]:
         """Train the candidate pipeline, tracked in MLflow."""
-        return retrain.train(context["run_id"], batch, params_of(context), validation)
+        return retrain.train(context["run_id"], batch, params_of(context), validation, selected)
 
     @task
     def evaluate_candidate(batch: dict[str, Any], trained: dict[str, Any], **context: Any) -> dict[str, Any]:
@@ -177,7 +202,10 @@ def ml_retrain() -> None:
     batch = ingest_data()
     reconcile_serving() >> batch
     validation = validate_data(batch)
-    trained = train_model(batch, validation)
+    planned = plan_search(batch, validation)
+    selected = select_candidate(planned, train_candidate.partial(batch=batch).expand(candidate=planned))
+    trained = train_model(batch, validation, selected)
+    selected.operator.operator_extra_links = (MlflowRunLink(),)
     evaluated = evaluate_candidate(batch, trained)
     validation.operator.operator_extra_links = (DataDocsLink(), ShiftReportLink())
     trained.operator.operator_extra_links = (MlflowRunLink(),)

@@ -19,6 +19,7 @@ GATED_METRICS = ("roc_auc", "accuracy", "f1")  # those with a threshold param, a
 DEPLOY_TARGETS = ("local", "docker", "kubernetes")
 IMAGE_BUILDERS = ("docker", "kaniko", "none")
 ROLLOUTS = ("switch", "canary", "shadow")
+SEARCH_PRESETS = ("none", "quick", "wide")  # the search param's names; a JSON object of spaces also goes
 SCAN_MAJOR = ("reject", "warn")  # what a new MAJOR scan issue does to the candidate
 
 # ml_retrain's defaults (the trigger form, `mlcicd run`, and the stages' own defaults).
@@ -35,6 +36,9 @@ RETRAIN_DEFAULTS: dict[str, Any] = {
     "max_depth": 3,
     "learning_rate": 0.05,
     "regularization_c": 1.0,
+    "search": "none",
+    "search_max_candidates": 40,
+    "search_timeout_s": 600,
     "test_size": 0.25,
     "random_seed": 42,
     "model_name": DEFAULT_MODEL_NAME,

@@ -22,6 +22,7 @@ from mlcicd.choices import (
     RETRAIN_DEFAULTS,
     ROLLOUTS,
     SCAN_MAJOR,
+    SEARCH_PRESETS,
 )
 from mlcicd.errors import ConfigError
 
@@ -80,6 +81,23 @@ def retrain_params() -> dict[str, Param]:
         "regularization_c": Param(
             D["regularization_c"], type="number", exclusiveMinimum=0, maximum=1e6, title="Inverse regularization C",
             description="logistic_regression only.",
+        ),
+        "search": Param(
+            D["search"], type=["string", "object"], title="Candidate search",
+            pattern="^(" + "|".join(SEARCH_PRESETS) + r")$|^\s*\{", propertyNames={"enum": list(ESTIMATORS)},
+            description="none: one candidate with the hyperparameters above; quick (6 candidates across the "
+            "estimator families) or wide (30); or a JSON object per family, e.g. {\"logistic_regression\": "
+            "{\"candidates\": 3, \"space\": {\"regularization_c\": {\"loguniform\": [0.01, 10]}}}}. "
+            "Candidates are compared on a validation split of the training part; the best one goes to the gate.",
+        ),
+        "search_max_candidates": Param(
+            D["search_max_candidates"], type="integer", minimum=1, maximum=1000, title="Search: max candidates",
+            description="A search giving more candidates is refused before anything trains "
+            "(at most MLCICD_SEARCH_MAX_CANDIDATES).",
+        ),
+        "search_timeout_s": Param(
+            D["search_timeout_s"], type="integer", minimum=1, maximum=86400, title="Search: timeout per candidate (s)",
+            description="A candidate whose fit takes longer fails (and the others go on); at most MLCICD_SEARCH_TIMEOUT_S.",
         ),
         "test_size": Param(
             D["test_size"], type="number", minimum=0.05, maximum=0.5, title="Holdout share",

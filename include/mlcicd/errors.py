@@ -33,6 +33,12 @@ class ValidationFailed(MlcicdError):
     kind = "validation"
 
 
+class TrainingFailed(MlcicdError):
+    """No candidate could be trained: every candidate of the search failed (each one's error listed)."""
+
+    kind = "training"
+
+
 class ChampionUnusable(MlcicdError):
     """The serving champion cannot be loaded or cannot score the holdout: the gate fails closed."""
 

@@ -17,6 +17,9 @@ class Task:
     RECONCILE = "reconcile_serving"
     INGEST = "ingest_data"
     VALIDATE = "validate_data"
+    PLAN_SEARCH = "plan_search"
+    TRAIN_CANDIDATE = "train_candidate"
+    SELECT = "select_candidate"
     TRAIN = "train_model"
     EVALUATE = "evaluate_candidate"
     SCAN = "scan_model"
@@ -36,7 +39,7 @@ class Task:
 
 
 RETRAIN_STAGES = (
-    Task.RECONCILE, Task.INGEST, Task.VALIDATE, Task.TRAIN, Task.EVALUATE, Task.SCAN, Task.DECIDE,
+    Task.RECONCILE, Task.INGEST, Task.VALIDATE, Task.PLAN_SEARCH, Task.TRAIN_CANDIDATE, Task.SELECT, Task.TRAIN, Task.EVALUATE, Task.SCAN, Task.DECIDE,
     Task.REGISTER, Task.BUILD, Task.DEPLOY, Task.ANALYZE, Task.ASK_APPROVAL, Task.APPROVE, Task.PROMOTE,
     Task.ABORT, Task.REJECT,
 )  # fmt: skip

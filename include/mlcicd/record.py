@@ -6,7 +6,9 @@ tasks through XCom references.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -32,15 +34,20 @@ def read(path: Path) -> dict[str, Any]:
 
 
 def update(path: Path, **sections: Any) -> dict[str, Any]:
-    """Merge top-level sections into the record (atomic replace; tasks of a run are sequential)."""
-    data = read(path)
-    for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
-    data["updated_at"] = time.time()
-    tmp = path / "record.json.tmp"
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path / "record.json")
+    """Merge top-level sections into the record (atomic replace).
+
+    Under a lock on the run's folder: a search's candidates run at once and each records its stage.
+    """
+    with open(path / "record.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = read(path)
+        for key, value in sections.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        data["updated_at"] = time.time()
+        tmp = path / f"record.json.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        tmp.replace(path / "record.json")
     return data

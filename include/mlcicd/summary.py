@@ -61,3 +61,19 @@ def scan_view(scan: dict[str, Any] | None) -> dict[str, Any] | None:
         "report": scan.get("report_url") or scan.get("report_path"),
         "seconds": scan.get("seconds"),
     }
+
+
+def search_view(search: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The search part of a summary (from the run record or select_candidate's XCom): None for search=none."""
+    if not search or not search.get("rows"):
+        return None
+    chosen = search.get("chosen")
+    return {
+        "name": search.get("name"),
+        "metric": search.get("metric"),
+        "fit_rows": search.get("fit_rows"),
+        "validation_rows": search.get("validation_rows"),
+        "chosen": chosen.get("index") if isinstance(chosen, dict) else chosen,
+        "candidates": search["rows"],
+        "parent_run_id": search.get("parent_run_id"),
+    }

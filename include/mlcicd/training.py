@@ -12,6 +12,7 @@ from mlcicd.errors import ConfigError
 from mlcicd.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
@@ -70,12 +71,19 @@ def load_reference(run_id: str, tracking_uri: str) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def split(df: pd.DataFrame, target: str, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A stratified train/holdout split, deterministic for a seed."""
+def split_positions(y: Any, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions of a stratified (train, holdout) split of labels ``y``, deterministic for a seed."""
+    import numpy as np
     from sklearn.model_selection import train_test_split
 
-    train, holdout = train_test_split(df, test_size=test_size, random_state=seed, stratify=df[target])
-    return train.reset_index(drop=True), holdout.reset_index(drop=True)
+    train, holdout = train_test_split(np.arange(len(y)), test_size=test_size, random_state=seed, stratify=y)
+    return train, holdout
+
+
+def split(df: pd.DataFrame, target: str, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A stratified train/holdout split, deterministic for a seed (the rows of :func:`split_positions`)."""
+    train, holdout = split_positions(df[target], test_size, seed)
+    return df.iloc[train].reset_index(drop=True), df.iloc[holdout].reset_index(drop=True)
 
 
 def build_pipeline(features: pd.DataFrame, params: TrainParams) -> Pipeline:
@@ -167,10 +175,12 @@ def train_and_log(
     experiment_id: str,
     run_name: str,
     tags: dict[str, str],
+    parent_run_id: str | None = None,
 ) -> TrainResult:
     """Fit the pipeline on the train split and log everything the run needs to be reproduced.
 
-    The holdout split is written to ``run_dir/holdout.parquet`` for the evaluation stage.
+    The holdout split is written to ``run_dir/holdout.parquet`` for the evaluation stage. With
+    ``parent_run_id`` (a search's parent run, its candidates as children) the model is logged there.
     """
     import mlflow
     from mlflow.models import infer_signature
@@ -203,7 +213,10 @@ def train_and_log(
         "mlcicd.dataset_digest": batch.digest,
         "mlcicd.dataset_uri": batch.source_uri,
     }
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=run_tags) as run:
+    where = (
+        {"run_id": parent_run_id} if parent_run_id else {"experiment_id": experiment_id, "run_name": run_name}
+    )
+    with mlflow.start_run(**where, tags=run_tags) as run:
         mlflow.log_params({**asdict(params), "train_rows": len(train), "holdout_rows": len(holdout)})
         mlflow.log_input(dataset, context="training")
         mlflow.log_metrics(train_metrics)

@@ -328,6 +328,7 @@ def summarize(
             "model_version": release.get("version"),
             "metrics": evaluated.get("candidate_metrics"),
         },
+        "search": run_summary.search_view(client.xcom(dag_id, run_id, Task.SELECT)),
         "scan": run_summary.scan_view(client.xcom(dag_id, run_id, Task.SCAN)),
         "gate": decision and {"decision": decision["decision"], "reasons": decision["reasons"]},
         "image": client.xcom(dag_id, run_id, Task.BUILD),

@@ -32,6 +32,7 @@ LAYERS = [
         "mlcicd.data",
         "mlcicd.validation",
         "mlcicd.training",
+        "mlcicd.search",
         "mlcicd.evaluation",
         "mlcicd.gate",
         "mlcicd.registry",

@@ -26,6 +26,7 @@ def render(summary: dict[str, Any]) -> str:
             lines += [f"                ~ {s}" for s in v["shift"]]
         if v.get("report_path"):
             lines.append(f"              report: {v['report_path']}")
+    lines += _search(s.get("search"))
     cand = s.get("candidate")
     if cand and cand.get("metrics"):
         m = ", ".join(f"{k} {v:.3f}" for k, v in cand["metrics"].items())
@@ -108,3 +109,28 @@ def _accuracy(accuracy: dict[str, Any] | None) -> str:
     parts = [f"{role} {a['accuracy']:.3f} on {a['labelled']}" for role, a in accuracy.items()
              if a and a.get("accuracy") is not None]  # fmt: skip
     return f"; live accuracy {', '.join(parts)} labelled" if parts else ""
+
+
+def _search(se: dict[str, Any] | None) -> list[str]:
+    """The candidates, best first: the chosen one starred, the failed ones with their error."""
+    if not se:
+        return []
+    rows = sorted(
+        se["candidates"], key=lambda r: (r["validation_metric"] is None, -(r["validation_metric"] or 0))
+    )
+    failed = sum(r["error"] is not None for r in rows)
+    lines = [
+        f"  search      {se['name']}: {len(rows)} candidates ({failed} failed), fitted on {se.get('fit_rows')} rows, "
+        f"compared by {se['metric']} on {se.get('validation_rows')} validation rows; chosen #{se['chosen']}",
+        f"                 {'#':>3}  {'estimator':<23} {se['metric']:>8} {'fit s':>7}  hyperparameters",
+    ]
+    for r in rows:
+        value = "FAILED" if r["error"] else f"{r['validation_metric']:.4f}"
+        mark = "*" if r["chosen"] else " "
+        fit = f"{r['fit_seconds']:.2f}" if r.get("fit_seconds") is not None else "-"
+        lines.append(
+            f"              {mark}  {r['index']:>3}  {r['estimator']:<23} {value:>8} {fit:>7}  {r['params']}"
+        )
+        if r["error"]:
+            lines.append(f"                     {r['error']}")
+    return lines

@@ -186,6 +186,7 @@ def summarize(
             "metrics": evaluation.get("candidate_metrics"),
             "champion_metrics": evaluation.get("champion_metrics"),
         },
+        "search": run_summary.search_view(rec.get("search")),
         "scan": run_summary.scan_view(rec.get("scan")),
         "gate": gate
         and {"decision": gate["decision"], "reasons": gate["reasons"], "comparison": gate.get("comparison")},

@@ -41,9 +41,12 @@ def synthetic_options(params: dict[str, Any], run_date: datetime | None) -> Synt
     )
 
 
-def train_params(params: dict[str, Any]) -> TrainParams:
+def train_params(params: dict[str, Any], candidate: dict[str, Any] | None = None) -> TrainParams:
+    """The run's hyperparameters, or a search candidate's (its estimator and sampled values over the run's)."""
     from mlcicd.training import TrainParams
 
+    if candidate:
+        params = {**params, **candidate["params"], "estimator": candidate["estimator"]}
     return TrainParams(
         estimator=str(params["estimator"]),
         n_estimators=int(params["n_estimators"]),

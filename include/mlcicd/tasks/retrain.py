@@ -160,14 +160,17 @@ def _champion_sample(settings: Any, run_id: str, ref: Any, df: Any) -> Any:
 
 
 def train(
-    run_id: str, batch: dict[str, Any], params: dict[str, Any], validated: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Train the candidate and log it to MLflow, with its batch's validation and reference suite."""
+    run_id: str, batch: dict[str, Any], params: dict[str, Any], validated: dict[str, Any] | None = None,
+    selected: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Train the candidate (the search's choice, if any) and log it to MLflow with its batch's validation."""
     from mlcicd import data, registry, training
+    from mlcicd.tasks.search import chosen_candidate
 
     with stage(run_id, Task.TRAIN) as settings:
         ref = data.BatchRef.from_dict(batch)
-        hp = p.train_params(params)
+        chosen, parent_run_id = chosen_candidate(selected)
+        hp = p.train_params(params, chosen)
         _, experiment_id = mlflow_client(settings)
         result = training.train_and_log(
             ref,
@@ -178,6 +181,7 @@ def train(
             experiment_id=experiment_id,
             run_name=f"{params['model_name']}-{record.run_key(run_id)}",
             tags={"mlcicd.airflow_run_id": run_id, "mlcicd.model_name": str(params["model_name"])},
+            parent_run_id=parent_run_id,
         )
         if validated:
             c, _ = mlflow_client(settings)

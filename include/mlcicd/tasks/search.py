@@ -1,0 +1,257 @@
+"""The search's tasks: plan the candidates, train one (a mapped task instance each), choose the best.
+
+The batch's training part (what :func:`mlcicd.training.split` leaves beside the gate's holdout) is
+split again into fit and validation rows; candidates are fitted on the first and compared on the
+second, so the holdout the gate judges on is never used to choose. The chosen hyperparameters are
+then refitted on the whole training part by ``train_model``, into the search's MLflow parent run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from mlcicd import record
+from mlcicd.errors import ConfigError, TrainingFailed
+from mlcicd.names import Task, mlflow_run_url
+from mlcicd.tasks import params as p
+from mlcicd.tasks.boundary import mlflow_client, push_links, run_dir, stage
+
+log = logging.getLogger("mlcicd")
+
+NONE = {"name": "none"}  # the plan of search=none: no candidate, train_model trains the run's params
+PARENT_TAG, CANDIDATE_TAG = "mlcicd.search_parent", "mlcicd.candidate"
+
+
+class CandidateTimeout(Exception):
+    """The candidate's fit took longer than the run's ``search_timeout_s``."""
+
+
+def plan(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The candidates (for ``.expand``: an empty list for search=none), each with the search's plan
+    under ``search``: its split, parent run, metric and time-out."""
+    import numpy as np
+
+    from mlcicd import data, search, training
+
+    with stage(run_id, Task.PLAN_SEARCH) as settings:
+        limit, timeout = int(params["search_max_candidates"]), int(params["search_timeout_s"])
+        for name, asked, ceiling in (
+            ("search_max_candidates", limit, settings.search_max_candidates),
+            ("search_timeout_s", timeout, settings.search_timeout_s),
+        ):
+            if asked > ceiling:
+                raise ConfigError(
+                    f"{name}={asked} is above this installation's ceiling of {ceiling} "
+                    f"(MLCICD_{name.upper()}): ask for at most {ceiling}"
+                )
+        name, found = search.candidates(params["search"], int(params["random_seed"]), limit)
+        if not found:
+            record.update(run_dir(settings, run_id), search=NONE)
+            return []
+        ref = data.BatchRef.from_dict(batch)
+        y = data.load_stored(ref)[ref.target]
+        hp = p.train_params(params)
+        train, holdout = training.split_positions(y, hp.test_size, hp.random_seed)
+        fit, validation = training.split_positions(y.iloc[train], search.VALIDATION_SHARE, hp.random_seed)
+        folder = run_dir(settings, run_id) / "search"
+        folder.mkdir(exist_ok=True)
+        split_path = folder / "split.npz"  # row positions in the stored batch
+        np.savez_compressed(split_path, fit=train[fit], validation=train[validation], holdout=holdout)
+        c, experiment_id = mlflow_client(settings)
+        parent = _parent_run(c, experiment_id, run_id, params, name, len(found))
+        _, spaces = search.parse(params["search"])
+        c.log_dict(parent, spaces, "search/space.json")
+        meta = {
+            "name": name, "parent_run_id": parent, "experiment_id": experiment_id, "split_path": str(split_path),
+            "metric": str(params["primary_metric"]), "timeout_s": timeout, "count": len(found),
+            "fit_rows": len(fit), "validation_rows": len(validation),
+        }  # fmt: skip
+        record.update(run_dir(settings, run_id), search={**meta, "candidates": [f.to_dict() for f in found]})
+        push_links(mlflow_run=mlflow_run_url(settings.mlflow_ui_url, experiment_id, parent))
+        log.info("search %s: %s candidates, fitted on %s rows and compared on %s (%s)\n%s", name, len(found),
+                 len(fit), len(validation), meta["metric"], "\n".join(f"  {f.label()}" for f in found))  # fmt: skip
+        return [{**f.to_dict(), "search": meta} for f in found]
+
+
+def _parent_run(
+    c: Any, experiment_id: str, run_id: str, params: dict[str, Any], name: str, count: int
+) -> str:
+    """The search's parent MLflow run: this Airflow run's, found again on a retry."""
+    from mlflow.entities import Param
+
+    key = record.run_key(run_id)
+    found = c.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{key}'", max_results=1)
+    if found:
+        return str(found[0].info.run_id)
+    run = c.create_run(
+        experiment_id,
+        run_name=f"{params['model_name']}-{key}",
+        tags={
+            PARENT_TAG: key,
+            "mlcicd.airflow_run_id": run_id,
+            "mlcicd.model_name": str(params["model_name"]),
+        },
+    )
+    c.log_batch(run.info.run_id, params=[Param("search", name), Param("search_candidates", str(count))])
+    return str(run.info.run_id)
+
+
+def train_candidate(
+    run_id: str, batch: dict[str, Any], candidate: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
+    """Fit one candidate on the fit rows and score it on the validation rows, as a child MLflow run.
+
+    The candidate's own failure (a fit error, bad hyperparameters, the time-out) is recorded and
+    returned, so that the other candidates and the run go on; a failure to reach MLflow is raised.
+    """
+    import numpy as np
+
+    from mlcicd import data, evaluation, training
+
+    with stage(run_id, f"{Task.TRAIN_CANDIDATE}[{candidate['index']}]") as settings:
+        meta, candidate = candidate["search"], {k: v for k, v in candidate.items() if k != "search"}
+        ref = data.BatchRef.from_dict(batch)
+        df = data.load_stored(ref)
+        rows = np.load(meta["split_path"])
+        fit, val = df.iloc[rows["fit"]], df.iloc[rows["validation"]]
+        c, _ = mlflow_client(settings)
+        child = _child_run(c, meta, run_id, candidate)
+        result: dict[str, Any] = {**candidate, "mlflow_run_id": child, "error": None}
+        started = time.monotonic()
+        try:
+            hp = p.train_params(params, candidate)
+            pipeline = training.build_pipeline(fit.drop(columns=[ref.target]), hp)
+            with time_limit(float(meta["timeout_s"])):
+                pipeline.fit(fit.drop(columns=[ref.target]), fit[ref.target])
+            result["fit_seconds"] = round(time.monotonic() - started, 3)
+            metrics = evaluation.all_metrics(val[ref.target].to_numpy(),
+                                             evaluation.score(pipeline, val.drop(columns=[ref.target])))  # fmt: skip
+            result.update(validation_metric=metrics[meta["metric"]], validation_metrics=metrics)
+        except Exception as exc:  # this candidate's own failure: recorded, the others go on
+            result.update(
+                error=f"{type(exc).__name__}: {exc}"[:500], fit_seconds=round(time.monotonic() - started, 3)
+            )
+            log.warning("candidate %s failed: %s", candidate["index"], result["error"])
+        _log_candidate(c, child, result)
+        log.info("candidate %s %s %s: %s", candidate["index"], candidate["estimator"], candidate["params"],
+                 result["error"] or f"validation {meta['metric']} {result['validation_metric']:.4f}")  # fmt: skip
+        return result
+
+
+def _child_run(c: Any, meta: dict[str, Any], run_id: str, candidate: dict[str, Any]) -> str:
+    """The candidate's child run of the search's parent run (found again on a retry)."""
+    from mlflow.entities import Param
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    parent, index = meta["parent_run_id"], str(candidate["index"])
+    query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent}' and tags.`{CANDIDATE_TAG}` = '{index}'"
+    found = c.search_runs([meta["experiment_id"]], query, max_results=1)
+    if found:
+        return str(found[0].info.run_id)
+    run = c.create_run(
+        meta["experiment_id"],
+        run_name=f"candidate-{index}-{candidate['estimator']}",
+        tags={MLFLOW_PARENT_RUN_ID: parent, CANDIDATE_TAG: index, "mlcicd.airflow_run_id": run_id},
+    )
+    hp = [Param(k, str(v)) for k, v in candidate["params"].items()]
+    c.log_batch(run.info.run_id, params=[Param("estimator", candidate["estimator"]), *hp])
+    return str(run.info.run_id)
+
+
+def _log_candidate(c: Any, child: str, result: dict[str, Any]) -> None:
+    from mlflow.entities import Metric, RunTag
+
+    now = int(time.time() * 1000)
+    metrics = {"fit_seconds": result["fit_seconds"]}
+    metrics.update({f"validation_{k}": v for k, v in (result.get("validation_metrics") or {}).items()})
+    tags = [RunTag("mlcicd.error", result["error"])] if result["error"] else []
+    c.log_batch(child, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()], tags=tags)
+    c.set_terminated(child, "FAILED" if result["error"] else "FINISHED")
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise CandidateTimeout in the block after ``seconds`` (SIGALRM: the task's main thread only).
+
+    scikit-learn's fits return to Python between iterations, trees or solver steps, where the
+    signal is handled; elsewhere (a thread) the block runs without a limit and says so.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        log.warning("not on the main thread: the candidate runs without its %s s time-out", seconds)
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise CandidateTimeout(f"the fit took longer than search_timeout_s={seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def select(
+    run_id: str, planned: Sequence[dict[str, Any]], results: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """Choose the best candidate; log the table and the plot to the parent run. Fails only when all failed."""
+    from mlcicd import search
+
+    with stage(run_id, Task.SELECT) as settings:
+        if not planned:
+            return {**NONE, "chosen": None}
+        meta = planned[0]["search"]
+        results = sorted((dict(r) for r in results), key=lambda r: r["index"])
+        failure = None
+        try:
+            best: dict[str, Any] | None = search.choose(results)
+        except TrainingFailed as exc:
+            best, failure = None, exc
+        chosen = best["index"] if best else None
+        rows = search.table(results, chosen)
+        _log_search(settings, meta, results, rows, chosen)
+        record.update(run_dir(settings, run_id), search={"rows": rows, "chosen": chosen})
+        push_links(
+            mlflow_run=mlflow_run_url(settings.mlflow_ui_url, meta["experiment_id"], meta["parent_run_id"])
+        )
+        if best is None:
+            raise failure or TrainingFailed("no candidate")  # it lists each candidate's error
+        log.info("chosen: candidate %s %s %s (validation %s %.4f of %s candidates)", best["index"],
+                 best["estimator"], best["params"], meta["metric"], best["validation_metric"], len(results))  # fmt: skip
+        return {
+            **meta,
+            "chosen": {
+                k: best[k] for k in ("index", "estimator", "params", "validation_metric", "mlflow_run_id")
+            },
+            "rows": rows,
+        }
+
+
+def _log_search(settings: Any, meta: dict[str, Any], results: list[dict[str, Any]], rows: list[dict[str, Any]],
+                chosen: int | None) -> None:  # fmt: skip
+    import pandas as pd
+
+    from mlcicd import search
+
+    c, _ = mlflow_client(settings)
+    parent = meta["parent_run_id"]
+    c.log_table(parent, data=pd.DataFrame(rows), artifact_file="search/candidates.json")
+    c.log_figure(parent, search.plot(results, meta["metric"], chosen), "search/candidates.png")
+    c.set_tag(parent, "mlcicd.search_chosen", "none" if chosen is None else str(chosen))
+    for row in rows:
+        c.set_tag(row["mlflow_run_id"], "mlcicd.chosen", str(row["chosen"]).lower())
+
+
+def chosen_candidate(selected: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str | None]:
+    """(the chosen candidate, the parent run to train it into), or (None, None) for search=none."""
+    if not selected or not selected.get("chosen"):
+        return None, None
+    return selected["chosen"], selected["parent_run_id"]
