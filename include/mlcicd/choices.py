@@ -37,8 +37,8 @@ RETRAIN_DEFAULTS: dict[str, Any] = {
     "learning_rate": 0.05,
     "regularization_c": 1.0,
     "search": "none",
-    "search_max_candidates": 40,
-    "search_timeout_s": 600,
+    "search_max_candidates": None,  # the installation's ceiling (MLCICD_SEARCH_MAX_CANDIDATES)
+    "search_timeout_s": None,  # the installation's ceiling (MLCICD_SEARCH_TIMEOUT_S)
     "test_size": 0.25,
     "random_seed": 42,
     "model_name": DEFAULT_MODEL_NAME,

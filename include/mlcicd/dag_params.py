@@ -91,13 +91,14 @@ def retrain_params() -> dict[str, Param]:
             "Candidates are compared on a validation split of the training part; the best one goes to the gate.",
         ),
         "search_max_candidates": Param(
-            D["search_max_candidates"], type="integer", minimum=1, maximum=1000, title="Search: max candidates",
-            description="A search giving more candidates is refused before anything trains "
-            "(at most MLCICD_SEARCH_MAX_CANDIDATES).",
+            D["search_max_candidates"], type=["null", "integer"], minimum=1, maximum=10000, title="Search: max candidates",
+            description="A search giving more candidates is refused before anything trains. Empty: the "
+            "installation's ceiling, MLCICD_SEARCH_MAX_CANDIDATES (default 100); above it is refused.",
         ),
         "search_timeout_s": Param(
-            D["search_timeout_s"], type="integer", minimum=1, maximum=86400, title="Search: timeout per candidate (s)",
-            description="A candidate whose fit takes longer fails (and the others go on); at most MLCICD_SEARCH_TIMEOUT_S.",
+            D["search_timeout_s"], type=["null", "integer"], minimum=1, maximum=86400, title="Search: timeout per candidate (s)",
+            description="A candidate whose fit takes longer fails (and the others go on). Empty: the "
+            "installation's ceiling, MLCICD_SEARCH_TIMEOUT_S (default 1800); above it is refused.",
         ),
         "test_size": Param(
             D["test_size"], type="number", minimum=0.05, maximum=0.5, title="Holdout share",

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from mlcicd import search
 from mlcicd import summary as run_summary
 from mlcicd.choices import DEFAULT_MODEL_NAME
-from mlcicd.errors import TriggerError
+from mlcicd.errors import ConfigError, TriggerError
 from mlcicd.names import (
     DECISION_XCOM,
     ERROR_XCOM,
@@ -88,6 +89,10 @@ def validate_conf(params: dict[str, Any], conf: dict[str, Any]) -> None:
             jsonschema.validate(value, schema)
         except jsonschema.ValidationError as exc:
             raise TriggerError(f"param {key}={value!r} is invalid: {exc.message}", ExitCode.USAGE) from exc
+    try:  # the search space's shape (drawing it needs scikit-learn: plan_search does)
+        search.parse(conf.get("search", "none"))
+    except ConfigError as exc:
+        raise TriggerError(str(exc), ExitCode.USAGE) from exc
 
 
 class Client:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlcicd.errors import UsageError
+from mlcicd.errors import ConfigError, UsageError
 from mlcicd.names import RETRAIN_DAG
 from mlcicd.settings import Settings, airflow_env
 
@@ -86,7 +86,17 @@ def validate_conf(dag: Any, conf: dict[str, Any]) -> dict[str, Any]:
     try:
         for key, value in conf.items():
             params[key] = value
-        return params.validate()
+        resolved = params.validate()
     except Exception as exc:  # ParamValidationError: its first line names the param and the rule
         first = str(exc).strip().splitlines()[0]
         raise UsageError(f"{first} (see the param list: README.md, or the DAG's trigger form)") from exc
+    from mlcicd import search
+    from mlcicd.settings import load
+    from mlcicd.tasks.search import budget
+
+    try:  # the budget and the space, drawn as plan_search will: refused before anything runs
+        limit, _ = budget(resolved, load())
+        search.candidates(resolved["search"], int(resolved["random_seed"]), limit)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    return resolved

@@ -40,16 +40,7 @@ def plan(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> list[dic
     from mlcicd import data, search, training
 
     with stage(run_id, Task.PLAN_SEARCH) as settings:
-        limit, timeout = int(params["search_max_candidates"]), int(params["search_timeout_s"])
-        for name, asked, ceiling in (
-            ("search_max_candidates", limit, settings.search_max_candidates),
-            ("search_timeout_s", timeout, settings.search_timeout_s),
-        ):
-            if asked > ceiling:
-                raise ConfigError(
-                    f"{name}={asked} is above this installation's ceiling of {ceiling} "
-                    f"(MLCICD_{name.upper()}): ask for at most {ceiling}"
-                )
+        limit, timeout = budget(params, settings)
         name, found = search.candidates(params["search"], int(params["random_seed"]), limit)
         if not found:
             record.update(run_dir(settings, run_id), search=NONE)
@@ -77,6 +68,27 @@ def plan(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> list[dic
         log.info("search %s: %s candidates, fitted on %s rows and compared on %s (%s)\n%s", name, len(found),
                  len(fit), len(validation), meta["metric"], "\n".join(f"  {f.label()}" for f in found))  # fmt: skip
         return [{**f.to_dict(), "search": meta} for f in found]
+
+
+def budget(params: dict[str, Any], settings: Any) -> tuple[int, int]:
+    """(max candidates, time-out per candidate in s): the run's, or the installation's ceilings.
+
+    Raises:
+        ConfigError: a param above its ceiling.
+    """
+    out = []
+    for name, ceiling in (
+        ("search_max_candidates", settings.search_max_candidates),
+        ("search_timeout_s", settings.search_timeout_s),
+    ):
+        asked = params.get(name)
+        if asked is not None and int(asked) > ceiling:
+            raise ConfigError(
+                f"{name}={asked} is above this installation's ceiling of {ceiling} "
+                f"(MLCICD_{name.upper()}): ask for at most {ceiling}, or leave it empty"
+            )
+        out.append(ceiling if asked is None else int(asked))
+    return out[0], out[1]
 
 
 def _parent_run(
@@ -179,22 +191,27 @@ def _log_candidate(c: Any, child: str, result: dict[str, Any]) -> None:
 def time_limit(seconds: float) -> Iterator[None]:
     """Raise CandidateTimeout in the block after ``seconds`` (SIGALRM: the task's main thread only).
 
-    scikit-learn's fits return to Python between iterations, trees or solver steps, where the
-    signal is handled; elsewhere (a thread) the block runs without a limit and says so.
+    scikit-learn's fits return to Python between iterations, trees or solver steps, where the signal
+    is handled. An exception raised from a handler that interrupts a garbage-collector callback is
+    swallowed by Python, so the alarm repeats every 0.2 s until one lands; it never fires once the
+    block is left. Elsewhere (a thread) the block runs without a limit and says so.
     """
     if threading.current_thread() is not threading.main_thread():
         log.warning("not on the main thread: the candidate runs without its %s s time-out", seconds)
         yield
         return
+    armed = [True]
 
     def expire(signum: int, frame: Any) -> None:
-        raise CandidateTimeout(f"the fit took longer than search_timeout_s={seconds:g} s")
+        if armed[0]:
+            raise CandidateTimeout(f"the fit took longer than search_timeout_s={seconds:g} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.2)
     try:
         yield
     finally:
+        armed[0] = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
@@ -209,7 +226,8 @@ def select(
         if not planned:
             return {**NONE, "chosen": None}
         meta = planned[0]["search"]
-        results = sorted((dict(r) for r in results), key=lambda r: r["index"])
+        # By index: iterating Airflow's lazy sequence reads one past its end and logs a not-found error.
+        results = sorted((dict(results[i]) for i in range(len(planned))), key=lambda r: r["index"])
         failure = None
         try:
             best: dict[str, Any] | None = search.choose(results)
