@@ -23,6 +23,9 @@ Also measured (issue #13, `--only server`, see benchmarks/serving.py): the model
 Also measured (issue #12, `--only scan`, see benchmarks/scanning.py): the scan's time on a 5,000-row
 and a 100,000-row holdout (budgets 5 s and 30 s).
 
+Also measured (issue #18, `--only search`, see benchmarks/searching.py): the candidate search's wall
+time, quick and wide, with 1 and 2 candidates trained at once on a real Airflow, and the speed-up.
+
 Budgets (issue #2): each DAG file parses in at most 0.15 s more than `from airflow.sdk import dag,
 task` alone; `make run` on the default data takes under 60 s on 2 cores once set up.
 """
@@ -343,7 +346,18 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="requests per variant for the logging cost")
     parser.add_argument(
         "--only",
-        choices=["parse", "run", "trigger", "monitoring", "image", "front", "server", "scan", "trust"],
+        choices=[
+            "parse",
+            "run",
+            "trigger",
+            "monitoring",
+            "image",
+            "front",
+            "server",
+            "scan",
+            "trust",
+            "search",
+        ],
         help="one section only",
     )
     args = parser.parse_args()
@@ -352,7 +366,7 @@ def main() -> None:
     sections = (
         {args.only}
         if args.only
-        else {"parse", "run", "trigger", "monitoring", "image", "front", "server", "scan", "trust"}
+        else {"parse", "run", "trigger", "monitoring", "image", "front", "server", "scan", "trust", "search"}
     )
     if "monitoring" in sections:
         without, with_log = logging_cost(args.requests)
@@ -392,6 +406,10 @@ def main() -> None:
         from trust import section as trust_section
 
         trust_section()
+    if "search" in sections:
+        from searching import section as search_section
+
+        search_section(free_port)
 
 
 def parse_section(args: argparse.Namespace) -> None:

@@ -165,6 +165,7 @@ def write_env(path: Path, state_dir: Path) -> dict[str, str]:
         "MLCICD_SERVER_METRICS_TOKEN": secrets.token_urlsafe(24),
         "MLCICD_HOST_STATE_DIR": str(state_dir),
         "MLCICD_RETRAIN_SCHEDULE": "none",
+        "AIRFLOW_WORKER_CONCURRENCY": "1",  # a task at a time per worker: the search's candidates spread
         "DOCKER_SOCKET": str(ENGINE_DIR / "docker.sock"),
         "DOCKER_GID": str((ENGINE_DIR / "docker.sock").stat().st_gid),  # as .env.example says: stat -c %g
         **image_overrides(),
@@ -192,10 +193,11 @@ class Stack:
             )
         return out
 
-    def up(self) -> None:
-        """``up --wait``, then every long-running service must be running (and healthy where it has a check):
-        Compose 2.40 can exit 0 from ``--wait`` when a dependency failed to start."""
-        self.compose("up", "-d", "--no-build", "--wait", "--wait-timeout", "600")
+    def up(self, *extra: str) -> None:
+        """``up --wait`` (with ``extra`` options, e.g. ``--scale``), then every long-running service must be
+        running (and healthy where it has a check): Compose 2.40 can exit 0 from ``--wait`` when a
+        dependency failed to start."""
+        self.compose("up", "-d", "--no-build", "--wait", "--wait-timeout", "600", *extra)
         rows = [json.loads(line) for line in self.compose("ps", "-a", "--format", "json").stdout.splitlines()]
         bad = [f"{r['Service']}: {r['State']} {r.get('Health', '')} {r['Status']}" for r in rows
                if r["Service"] not in ("check-env", "airflow-init")
@@ -254,12 +256,12 @@ class Stack:
                               "--format", "{{json .}}"], capture_output=True, text=True, check=True)  # fmt: skip
         return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
-    def hostname(self, service: str) -> str:
-        """The hostname a service's container reports (what Airflow records as a task's hostname)."""
-        cid = self.compose("ps", "-q", service).stdout.strip().splitlines()[0]
-        out = subprocess.run(["docker", "-H", engine_host(), "inspect", "--format", "{{.Config.Hostname}}", cid],
+    def hostnames(self, service: str) -> set[str]:
+        """The hostnames a service's containers report (what Airflow records as a task's hostname)."""
+        ids = self.compose("ps", "-q", service).stdout.split()
+        out = subprocess.run(["docker", "-H", engine_host(), "inspect", "--format", "{{.Config.Hostname}}", *ids],
                              capture_output=True, text=True, check=True)  # fmt: skip
-        return out.stdout.strip()
+        return set(out.stdout.split())
 
     def remove_model_containers(self) -> None:
         """The docker target's containers are not Compose's: remove them before ``down`` removes the network."""

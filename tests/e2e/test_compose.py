@@ -20,8 +20,9 @@ REASON = cs.unavailable()
 # In `make test`, a pytest worker of its own (tests/conftest.py).
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no Docker engine for Compose: {REASON}")
 
-# A fixed batch: the second run trains the same model again, which the gate lets through (no worse).
-ROWS = ("dataset_uri=synthetic:", "synthetic_rows=3000", "synthetic_seed=3")
+# A fixed batch and a seeded search: the second run chooses and trains the same model again, which the
+# gate lets through (no worse); on Celery, its candidates are spread over the default queue's workers.
+ROWS = ("dataset_uri=synthetic:", "synthetic_rows=3000", "synthetic_seed=3", "search=quick")
 MODEL = "churn"
 MODEL_PORT = 5200
 
@@ -91,18 +92,29 @@ def test_compose_stack_promotes_and_serves_a_model_triggered_through_the_rest_ap
 
 def test_celery_overlay_runs_the_deploy_tasks_on_the_worker_that_holds_the_docker_socket(stack):
     stack.files = cs.CELERY
-    stack.up()
+    stack.up("--scale", "airflow-worker=2")
     code, summary, err = stack.trigger(*ROWS, sha="compose-celery")
     assert code == 0, f"exit {code}: {summary}\n{err[-6000:]}"
     assert summary["outcome"] == "promoted" and str(summary["champion_version"]) == "2", summary
 
-    deploy_host, default_host = stack.hostname("airflow-worker-deploy"), stack.hostname("airflow-worker")
-    tis = task_instances(stack, summary["run_id"])
-    ran = {ti["task_id"]: (ti["queue"], ti["hostname"]) for ti in tis if ti["state"] == "success"}
+    (deploy_host,), default_hosts = (
+        stack.hostnames("airflow-worker-deploy"),
+        stack.hostnames("airflow-worker"),
+    )
+    assert len(default_hosts) == 2, default_hosts
+    tis = [ti for ti in task_instances(stack, summary["run_id"]) if ti["state"] == "success"]
+    ran = {ti["task_id"]: (ti["queue"], ti["hostname"]) for ti in tis if ti["map_index"] == -1}
     for task in ("reconcile_serving", "build_image", "deploy_model", "analyze_rollout", "promote_champion"):
         assert ran[task] == ("deploy", deploy_host), (task, ran)
-    for task in ("ingest_data", "validate_data", "train_model", "evaluate_candidate", "register_model"):
-        assert ran[task] == ("default", default_host), (task, ran)
+    for task in ("ingest_data", "validate_data", "plan_search", "select_candidate", "train_model",
+                 "evaluate_candidate", "register_model"):  # fmt: skip
+        assert ran[task][0] == "default" and ran[task][1] in default_hosts, (task, ran)
+    # The search's candidates, one mapped task instance each, ran on both default workers.
+    candidates = [(ti["queue"], ti["hostname"]) for ti in tis if ti["task_id"] == "train_candidate"]
+    assert len(candidates) == len(summary["search"]["candidates"]) == 6, candidates
+    assert {q for q, _ in candidates} == {"default"} and {h for _, h in candidates} == default_hosts, (
+        candidates
+    )
     # Only the deploy worker holds the engine's socket; the scheduler no longer does.
     for service, has_socket in (("airflow-worker-deploy", True), ("airflow-worker", False),
                                 ("airflow-scheduler", False)):  # fmt: skip
