@@ -269,25 +269,33 @@ def plot(results: Sequence[dict[str, Any]], metric: str, chosen: int | None) -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullFormatter
 
+    colors = dict(zip(ESTIMATORS, ("tab:blue", "tab:orange", "tab:green"), strict=True))
     ok = [r for r in results if r.get("error") is None]
     varied = [hp for hp in BOUNDS if any(r["params"].get(hp) is not None for r in ok)] or ["(none)"]
-    fig, axes = plt.subplots(1, len(varied), figsize=(4 * len(varied), 3.6), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(varied), figsize=(3.6 * len(varied), 3.6), squeeze=False, sharey=True)
     for ax, hp in zip(axes[0], varied, strict=True):
-        for family in ESTIMATORS:
-            pts = [(r["params"][hp], r["validation_metric"], r["index"] == chosen)
-                   for r in ok if r["estimator"] == family and r["params"].get(hp) is not None]  # fmt: skip
-            if pts:
-                ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=family, alpha=0.8)
-                best = [p for p in pts if p[2]]
-                if best:
-                    ax.scatter([best[0][0]], [best[0][1]], marker="*", s=260, color="black", label="chosen")
+        pts = [r for r in ok if r["params"].get(hp) is not None]
+        ax.scatter([r["params"][hp] for r in pts], [r["validation_metric"] for r in pts], alpha=0.8,
+                   c=[colors[r["estimator"]] for r in pts])  # fmt: skip
+        best = [r for r in pts if r["index"] == chosen]
+        if best:
+            ax.scatter([best[0]["params"][hp]], [best[0]["validation_metric"]], marker="*", s=300,
+                       facecolors="none", edgecolors="black", linewidths=1.5)  # fmt: skip
         if hp in LOG_SCALE:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.margins(0.15)
         ax.set_xlabel(hp)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"validation {metric}")
-    axes[0][0].legend(fontsize=8, loc="lower right")
-    fig.suptitle("Candidates: validation metric against their hyperparameters")
-    fig.tight_layout()
+    handles = [Line2D([], [], marker="o", ls="", color=colors[f], label=f) for f in ESTIMATORS
+               if any(r["estimator"] == f for r in ok)]  # fmt: skip
+    handles.append(Line2D([], [], marker="*", ls="", markersize=14, markerfacecolor="none",
+                          markeredgecolor="black", label="chosen"))  # fmt: skip
+    fig.legend(handles=handles, loc="upper right", fontsize=8, ncol=len(handles))
+    fig.suptitle("Candidates: validation metric against each hyperparameter", x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     return fig

@@ -154,6 +154,15 @@ def test_when_every_candidate_fails_the_run_fails_with_each_ones_error(env):
     assert (after and after.version) == (before and before.version)  # nothing trained, nothing promoted
 
 
+@pytest.fixture(scope="module")
+def dag():
+    from mlcicd.cli.env import ensure_airflow_db, load_dag
+    from mlcicd.settings import load
+
+    ensure_airflow_db(load())
+    return load_dag()
+
+
 @pytest.mark.parametrize(
     ("conf", "says"),
     [
@@ -165,8 +174,20 @@ def test_when_every_candidate_fails_the_run_fails_with_each_ones_error(env):
         ({"search": "quick", "search_max_candidates": 101}, "above this installation's ceiling of 100"),
     ],
 )  # fmt: skip
-def test_bad_searches_are_refused_before_anything_runs(env, conf, says):
+def test_bad_searches_are_refused_before_anything_runs(dag, conf, says):
+    """What `mlcicd run` checks before it starts the run (the same function; exit 2 below)."""
+    from mlcicd.cli.env import validate_conf
+    from mlcicd.errors import UsageError
+
+    with pytest.raises(UsageError) as err:
+        validate_conf(dag, conf)
+    assert says in str(err.value)
+
+
+def test_mlcicd_run_exits_2_on_a_bad_search_and_starts_no_run(env):
     e, state = env
-    code, s = run(e, **conf)
-    assert code == 2 and s["outcome"] == "usage_error", s
-    assert says in s["error"]["message"]
+    runs = lambda: set((state / "runs").glob("*")) if (state / "runs").exists() else set()  # noqa: E731
+    before = runs()
+    code, s = run(e, search={"random_forest": {"candidates": 2, "space": {"alpha": [1]}}})
+    assert code == 2 and s["outcome"] == "usage_error" and "alpha" in s["error"]["message"], s
+    assert runs() == before
