@@ -42,8 +42,8 @@ def timed_searches(parallelism: int, free_port: Any) -> dict[str, dict[str, floa
     env = {
         **server.env,
         "MLCICD_AIRFLOW_USERNAME": "admin",
-        "MLCICD_AIRFLOW_PASSWORD": "bench",
-    }  # pragma: allowlist secret
+        "MLCICD_AIRFLOW_PASSWORD": "bench",  # pragma: allowlist secret
+    }
     out: dict[str, dict[str, float]] = {}
     try:
         for i, preset in enumerate(PRESETS):
