@@ -145,3 +145,35 @@ def _ids(directory: Path, version: str) -> set[str]:
             if str(record.get("model_version")) == version:
                 ids.add(record["request_id"])
     return ids
+
+
+@pytest.mark.parametrize("mirrored", [False, True], ids=["plain", "shadow-on"])
+def test_a_client_whose_body_comes_seconds_after_its_headers_is_served(front, mirrored):
+    """The front holds a POST until its body is in (the shadow copy needs it): a slow sender, or one
+    starved of CPU on a busy machine, must get its answer, not a 408 (seen in CI with a 1 s wait)."""
+    import socket
+    from urllib.parse import urlparse
+
+    target, smokes, payload = front
+    if mirrored:
+        target.stage(release("5"), smokes["5"], mode="shadow")
+        target.mirror(True)
+    try:
+        body = json.dumps(payload).encode()
+        url = urlparse(target.endpoint)
+        with socket.create_connection((url.hostname, url.port), timeout=30) as s:
+            head = (f"POST /invocations HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
+                    f"Authorization: Bearer front-test-token\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n")  # fmt: skip
+            s.sendall(head.encode())
+            time.sleep(3)
+            s.sendall(body)
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+        status = reply.split(b"\r\n", 1)[0]
+        assert status.startswith(b"HTTP/1.1 200"), reply[:300]
+        assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["predictions"]
+    finally:
+        if mirrored:
+            target.mirror(False)
+            target.abort()

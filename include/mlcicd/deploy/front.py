@@ -63,7 +63,9 @@ frontend stable
     http-request del-header X-Mlcicd-Probe
     http-request del-header X-Shadow
     http-request set-header X-Request-ID %[unique-id] unless {{ req.hdr(x-request-id) -m found }}
-    http-request wait-for-body time 1s if METH_POST
+    # The shadow copy needs the whole body; a body still missing when this expires gets a 408, so the
+    # wait is a client's time to send it (a slow network, or a sender starved of CPU), not a moment.
+    http-request wait-for-body time 30s if METH_POST
     http-request lua.shadow if METH_POST {{ path /invocations }}
     default_backend {backend}
 
