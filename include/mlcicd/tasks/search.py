@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -123,6 +124,7 @@ def train_candidate(
     returned, so that the other candidates and the run go on; a failure to reach MLflow is raised.
     """
     import numpy as np
+    from threadpoolctl import threadpool_limits
 
     from mlcicd import data, evaluation, training
 
@@ -139,8 +141,9 @@ def train_candidate(
         try:
             hp = p.train_params(params, candidate)
             pipeline = training.build_pipeline(fit.drop(columns=[ref.target]), hp)
-            with time_limit(float(meta["timeout_s"])):
-                pipeline.fit(fit.drop(columns=[ref.target]), fit[ref.target])
+            with threadpool_limits(limits=native_threads(settings.search_parallelism)):
+                with time_limit(float(meta["timeout_s"])):
+                    pipeline.fit(fit.drop(columns=[ref.target]), fit[ref.target])
             result["fit_seconds"] = round(time.monotonic() - started, 3)
             metrics = evaluation.all_metrics(val[ref.target].to_numpy(),
                                              evaluation.score(pipeline, val.drop(columns=[ref.target])))  # fmt: skip
@@ -154,6 +157,15 @@ def train_candidate(
         log.info("candidate %s %s %s: %s", candidate["index"], candidate["estimator"], candidate["params"],
                  result["error"] or f"validation {meta['metric']} {result['validation_metric']:.4f}")  # fmt: skip
         return result
+
+
+def native_threads(parallelism: int) -> int:
+    """OpenMP/BLAS threads for one candidate's fit: the cores shared among the candidates at once.
+
+    Gradient boosting takes every core by default; two such fits side by side (with libgomp's
+    threads spinning while they wait) ran slower together than one after the other.
+    """
+    return max(1, len(os.sched_getaffinity(0)) // max(1, parallelism))
 
 
 def _child_run(c: Any, meta: dict[str, Any], run_id: str, candidate: dict[str, Any]) -> str:
