@@ -155,8 +155,10 @@ def test_an_empty_budget_is_the_ceiling(monkeypatch):
 
 
 def test_the_time_limit_fires_even_when_its_first_alarm_lands_in_a_garbage_collector_callback():
-    """Python swallows an exception raised in a weakref callback: the alarm must come again."""
-    import gc
+    """Python swallows an exception raised in a weakref callback: the alarm must come again.
+
+    The first alarm is made to land in one (a callback that sleeps through it); a one-shot alarm
+    then never fires, and the loop below would run its 10 s."""
     import weakref
 
     from mlcicd.tasks.search import CandidateTimeout, time_limit
@@ -164,14 +166,12 @@ def test_the_time_limit_fires_even_when_its_first_alarm_lands_in_a_garbage_colle
     class Node:
         pass
 
-    def churn() -> None:  # callbacks run often: a first alarm may well land in one
-        refs = [weakref.ref(Node(), lambda r: time.sleep(0.05)) for _ in range(50)]
-        gc.collect()
-        del refs
-
     started = time.monotonic()
     with pytest.raises(CandidateTimeout), time_limit(0.1):
+        node = Node()
+        ref = weakref.ref(node, lambda r: time.sleep(0.4))
+        del node  # the callback runs here, and the first alarm with it
         while time.monotonic() - started < 10:
-            churn()
-    assert time.monotonic() - started < 5
+            sum(range(1000))
+    assert ref() is None and time.monotonic() - started < 5
     time.sleep(0.5)  # the alarm is off once the block is left: nothing is raised here
