@@ -59,10 +59,13 @@ if TYPE_CHECKING:
 SERVICE_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=20)}
 # Tasks that talk to the deploy target (Docker engine, cluster, traffic front) go to their own queue:
 # on the CeleryExecutor only that queue's workers hold the Docker socket; other executors ignore it.
-DEPLOY = {"queue": settings.load().deploy_queue}
+_settings = (
+    settings.load()
+)  # read once at parse: the queue, the schedule, the search's parallelism, the approval's timeout
+DEPLOY = {"queue": _settings.deploy_queue}
 ANALYSIS_POKE_S = 5  # the sensor's check; it measures when the run's rollout_interval_s is due
 
-_cron = settings.load().retrain_schedule
+_cron = _settings.retrain_schedule
 # Time-scheduled and on retrain requests from ml_monitor; requests only when the time schedule is off.
 SCHEDULE = (
     AssetOrTimeSchedule(timetable=CronTriggerTimetable(_cron, timezone="UTC"), assets=RETRAIN_REQUEST)
@@ -107,7 +110,7 @@ def ml_retrain() -> None:
         """Draw the search's candidates (none with search=none) and split off their validation rows."""
         return search.plan(context["run_id"], batch, params_of(context))
 
-    @task(task_id=Task.TRAIN_CANDIDATE, max_active_tis_per_dagrun=settings.load().search_parallelism)
+    @task(task_id=Task.TRAIN_CANDIDATE, max_active_tis_per_dagrun=_settings.search_parallelism)
     def train_candidate(batch: dict[str, Any], candidate: dict[str, Any], **context: Any) -> dict[str, Any]:
         """Fit one candidate and score it on the validation rows (a child MLflow run)."""
         return search.train_candidate(context["run_id"], batch, candidate, params_of(context))
@@ -217,7 +220,7 @@ def ml_retrain() -> None:
     image = build_image(release)
     deployment = deploy_model(release, image, trained, batch)
     asked = analyze_rollout(deployment) >> needs_approval()
-    approval = approval_operator(settings.load().approval_timeout_minutes)
+    approval = approval_operator(_settings.approval_timeout_minutes)
     asked >> [approval, promoted := promote_champion(release, deployment)]
     approval >> [promoted, abort_rollout()]
     record_rejection(branch[DECISION_XCOM])
