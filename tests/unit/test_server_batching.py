@@ -9,8 +9,10 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import requests
 
@@ -167,14 +169,39 @@ def two_workers(tmp_path_factory):
          "--prediction-log", str(root / "log")], env=env,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    wait_for(f"{url}/health")
-    yield url, x, model, root
-    proc.terminate()
-    proc.wait(20)
+    try:
+        wait_for(f"{url}/health")
+        wait_for_both_workers(url, x, root / "log")
+        yield url, x, model, root, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def worker_logs(log: Path) -> set[str]:
+    """The ``<host>-<pid>`` of every process that has written a prediction log file."""
+    return {p.name.split(".")[1] for p in log.glob("predictions-*.jsonl")}
+
+
+def wait_for_both_workers(url: str, x, log: Path, timeout_s: float = 90) -> None:
+    """/health answers as soon as the first worker is up; the second may still be loading its model
+    (seen in CI: on the loaded machine every request of the test went to the first). Concurrent
+    requests until each worker has served one, which its own log file shows."""
+    body = {"dataframe_split": json.loads(x.head(3).to_json(orient="split", index=False))}
+    deadline = time.monotonic() + timeout_s
+
+    def call(_):
+        return requests.post(f"{url}/invocations", json=body, timeout=30).status_code
+
+    while len(worker_logs(log)) < 2:
+        assert time.monotonic() < deadline, f"only {worker_logs(log)} served within {timeout_s:.0f} s"
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(call, range(16))) == {200}
+        time.sleep(0.3)  # the log is written off the request path
 
 
 def test_concurrent_callers_of_a_two_worker_server_each_get_their_own_predictions(two_workers):
-    url, x, model, root = two_workers
+    url, x, model, root, server_pid = two_workers
     expected = model.predict(x).tolist()
     chunks = [(i, 1 + i % 7) for i in range(0, 400, 8)]  # mixed row counts
 
@@ -184,26 +211,26 @@ def test_concurrent_callers_of_a_two_worker_server_each_get_their_own_prediction
         with requests.Session() as s:
             return start, n, s.post(f"{url}/invocations", json=body, timeout=30)
 
+    def served() -> float:
+        metrics = requests.get(f"{url}/metrics", timeout=5).text
+        assert "mlcicd_batch_rows_bucket" in metrics and "mlcicd_batch_requests_count" in metrics
+        return sum(float(line.split()[-1]) for line in metrics.splitlines()
+                   if line.startswith("mlcicd_requests_total{") and 'status="200"' in line)  # fmt: skip
+
+    before = served()  # the fixture's warm-up requests
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(call, chunks * 3))
     for start, n, r in results:
         assert r.status_code == 200, r.text
         assert r.json()["predictions"] == expected[start : start + n]
-    metrics = requests.get(f"{url}/metrics", timeout=5).text
-    served = sum(float(line.split()[-1]) for line in metrics.splitlines()
-                 if line.startswith("mlcicd_requests_total{") and 'status="200"' in line)  # fmt: skip
-    assert served == len(results)  # both workers' counts, merged
-    assert "mlcicd_batch_rows_bucket" in metrics and "mlcicd_batch_requests_count" in metrics
-    pids = {p.name.split(".")[1] for p in (root / "log").glob("predictions-*.jsonl")}
-    deadline = time.monotonic() + 10
-    while len(pids) < 2 and time.monotonic() < deadline:  # the log is written off the request path
-        time.sleep(0.2)
-        pids = {p.name.split(".")[1] for p in (root / "log").glob("predictions-*.jsonl")}
-    assert len(pids) == 2, pids  # a log file per worker: no two processes append to one file
+    assert served() - before == len(results)  # both workers' counts, merged
+    # A log file per worker: no two processes append to one file, and no worker writes two.
+    logged = {int(w.rsplit("-", 1)[1]) for w in worker_logs(root / "log")}
+    assert len(logged) == 2 and logged <= {p.pid for p in psutil.Process(server_pid).children()}, logged
 
 
 def test_health_answers_while_the_workers_are_flooded(two_workers):
-    url, x, _, _ = two_workers
+    url, x, _, _, _ = two_workers
     big = {"dataframe_split": json.loads(x.head(500).to_json(orient="split", index=False))}
     stop = threading.Event()
     statuses: list[int] = []
