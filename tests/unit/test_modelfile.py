@@ -119,6 +119,24 @@ def test_extra_code_paths_are_refused(bundle, tmp_path):
         modelfile.load(root / "model", bundle_digest(root), "m v7")
 
 
+def test_the_input_signature_is_read_from_the_verified_mlmodel_as_mlflow_reads_it(bundle, tmp_path):
+    from mlflow.models import Model
+
+    pipeline, specs = modelfile.load_with_signature(bundle[0] / "model", bundle_digest(bundle[0]), "m v7")
+    assert hasattr(pipeline, "predict")
+    schema = Model.load(str(bundle[0] / "model")).get_input_schema()
+    assert [(c["name"], c["type"], c["required"]) for c in specs] == [
+        (c.name, c.type.name, c.required) for c in schema.inputs
+    ]
+    root = copy_of(bundle, tmp_path)
+    meta_path = root / "model" / "MLmodel"
+    meta = yaml.safe_load(meta_path.read_text())
+    del meta["signature"]
+    meta_path.write_text(yaml.safe_dump(meta))
+    with pytest.raises(ValueError, match="no input signature of named columns"):
+        modelfile.load_with_signature(root / "model", bundle_digest(root), "m v7")
+
+
 def test_a_type_outside_the_trusted_list_is_refused(tmp_path):
     """The MLmodel's own skops_trusted_types list is ignored: a type we do not train is refused."""
     import mlflow.sklearn

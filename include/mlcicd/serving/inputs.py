@@ -59,16 +59,17 @@ class Column:
 Columns = dict[str, np.ndarray]  # one typed array per signature column, all of one length
 
 
-def columns_of(schema: Any) -> list[Column]:
-    """The signature's input columns (an MLflow ``Schema`` of named ColSpecs)."""
+def columns_of(specs: list[dict[str, Any]]) -> list[Column]:
+    """The signature's input columns, from MLflow's column specs as ``MLmodel`` stores them
+    (``{"type": "long", "name": "customer_age", "required": true}``)."""
     out = []
-    for spec in schema.inputs:
-        kind = str(getattr(spec.type, "name", spec.type))
+    for spec in specs:
+        kind = str(spec.get("type"))
         if kind not in V2_TYPES:
             raise ValueError(
-                f"the signature's column {spec.name!r} has type {kind}, which this server cannot take"
+                f"the signature's column {spec.get('name')!r} has type {kind}, which this server cannot take"
             )
-        out.append(Column(spec.name, kind, bool(getattr(spec, "required", True))))
+        out.append(Column(str(spec["name"]), kind, bool(spec.get("required", True))))
     return out
 
 

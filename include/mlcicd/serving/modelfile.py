@@ -88,6 +88,18 @@ def load(model_dir: Path, expected: str | None, what: str) -> Any:
     Raises:
         UntrustedModel: wrong digest, a pickle, extra code paths, or a type outside ``TRUSTED_TYPES``.
     """
+    return load_with_signature(model_dir, expected, what)[0]
+
+
+def load_with_signature(model_dir: Path, expected: str | None, what: str) -> tuple[Any, list[dict[str, Any]]]:
+    """:func:`load`, and the input signature from the same verified ``MLmodel``: MLflow's column
+    specs (``{"name", "type", "required"}``), read as data rather than through ``mlflow.models``,
+    whose import costs every server process about 2 s of start-up.
+
+    Raises:
+        UntrustedModel: as :func:`load`.
+        ValueError: the model has no column-based input signature.
+    """
     import skops.io
     import yaml
     from skops.io.exceptions import UntrustedTypesFoundException
@@ -105,9 +117,25 @@ def load(model_dir: Path, expected: str | None, what: str) -> Any:
     if flavor.get("code") or pyfunc.get("code"):
         raise UntrustedModel(f"{what} asks for extra code paths; models with code are not loaded")
     try:
-        return skops.io.loads(files[MODEL_FILE], trusted=list(TRUSTED_TYPES))
+        pipeline = skops.io.loads(files[MODEL_FILE], trusted=list(TRUSTED_TYPES))
     except UntrustedTypesFoundException as exc:
         raise UntrustedModel(f"{what} holds types this project does not train: {exc}") from None
+    return pipeline, _input_specs(meta, what)
+
+
+def _input_specs(meta: dict[str, Any], what: str) -> list[dict[str, Any]]:
+    raw = (meta.get("signature") or {}).get("inputs")
+    try:
+        specs = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        specs = None
+    if (
+        not isinstance(specs, list)
+        or not specs
+        or not all(isinstance(c, dict) and "name" in c for c in specs)
+    ):
+        raise ValueError(f"{what} has no input signature of named columns in its MLmodel; log it with one")
+    return specs
 
 
 def release_digest(release: dict[str, Any]) -> str | None:

@@ -73,7 +73,6 @@ def create_app(model_dir: Path, prediction_log: Path | None = None, limits: Limi
     import asyncio
 
     import numpy as np
-    from mlflow.models import Model
     from threadpoolctl import threadpool_limits
 
     from mlcicd.serving import inputs, modelfile, v2
@@ -87,8 +86,10 @@ def create_app(model_dir: Path, prediction_log: Path | None = None, limits: Limi
     name, served = str(release.get("model_name")), str(release.get("version"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pipeline = modelfile.load(model_dir / "model", modelfile.release_digest(release), f"{name} v{served}")
-        columns = inputs.columns_of(Model.load(str(model_dir / "model")).get_input_schema())
+        pipeline, specs = modelfile.load_with_signature(
+            model_dir / "model", modelfile.release_digest(release), f"{name} v{served}"
+        )
+    columns = inputs.columns_of(specs)
     threadpool_limits(limits=server_threads())  # the libraries the model loaded, in this thread
     scorer = Scorer(pipeline, columns)
     output_type = v2.datatype_of(np.asarray(getattr(pipeline, "classes_", [0])))
