@@ -21,6 +21,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 os.environ["MLCICD_STATE_DIR"] = str(STATE)
+# `make test` runs two pytest workers, each picking free ports for the servers, proxies and Airflows it
+# starts: each takes its own residue class of ports (mlcicd.ports.shard), so no port is handed out twice.
+if os.getenv("PYTEST_XDIST_WORKER", "").startswith("gw"):
+    os.environ["MLCICD_PORT_SHARD"] = (
+        f"{os.environ['PYTEST_XDIST_WORKER'][2:]}/{os.environ['PYTEST_XDIST_WORKER_COUNT']}"
+    )
 from mlcicd.ports import free_port  # noqa: E402 - one allocator for the session: ports are never handed out twice
 
 os.environ["MLCICD_LOCAL_PORT"] = str(free_port("127.0.0.1"))
@@ -42,23 +48,47 @@ prepare_environment(load())
 
 
 COMPOSE_TESTS = "tests/e2e/test_compose.py"
+# Modules by their time in `make test` (CI25, 2 cores), longest first; the others follow in file order.
+LONGEST_FIRST = [COMPOSE_TESTS] + [f"tests/e2e/test_{m}.py" for m in (
+    "trigger", "docker", "rollout", "scenario", "pipeline", "scan", "served_is_champion", "search", "monitor",
+    "local_target", "traffic_front")]  # fmt: skip
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
-    """`make test` runs two workers (pytest -n 2): the Compose test on one, every other test on the
-    other, in file order. Split this way because nothing the Compose test does binds a port in this
-    network namespace (its stack runs in one of its own), while the other tests pick free ports that a
-    second process could pick too, and some modules' tests build on each other.
+    """`make test` runs two workers (pytest -n 2), which take whole modules (some modules' tests build on
+    each other), longest first, so that neither waits on the other at the end. The Compose test (about
+    25 minutes) has a worker to itself until its last test: no other module waits behind it. Ports do
+    not collide: each worker has its own shard (above); the Compose stack runs in a network namespace
+    of its own.
 
-    A scheduler of our own rather than ``--dist loadgroup``: with pytest 9.2, xdist 3.8.0's groups are
-    silently ignored (pytest-xdist#1386) and every test went to whichever worker was free."""
+    A scheduler of our own rather than ``--dist loadscope``/``loadgroup``: xdist takes scopes in file
+    order, and with pytest 9.2, xdist 3.8.0's groups are silently ignored (pytest-xdist#1386)."""
     from xdist.scheduler import LoadScopeScheduling
 
-    class TwoGroups(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return "compose" if nodeid.startswith(COMPOSE_TESTS) else "main"
+    def rank(scope: str) -> int:
+        return LONGEST_FIRST.index(scope) if scope in LONGEST_FIRST else len(LONGEST_FIRST)
 
-    return TwoGroups(config, log)
+    class LongestFirst(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return nodeid.split("::", 1)[0]  # the module, parametrized or not
+
+        def _assign_work_unit(self, node: object, lightest: bool = False) -> None:
+            order = list(self.workqueue)  # file order within a rank (min/max keep the first of equals)
+            pick = max(reversed(order), key=rank) if lightest else min(order, key=rank)
+            self.workqueue.move_to_end(pick, last=False)
+            super()._assign_work_unit(node)
+
+        def _reschedule(self, node: object) -> None:
+            compose = self.assigned_work[node].get(COMPOSE_TESTS, {})
+            waiting = list(compose.values()).count(False)
+            if node.shutting_down or not self.workqueue or waiting == 0:
+                super()._reschedule(node)
+            elif waiting == 1:  # a worker runs a test once it holds the next: give it the lightest module
+                if self._pending_of(self.assigned_work[node]) == 1:
+                    self._assign_work_unit(node, lightest=True)
+            # two Compose tests still queued: the first runs without more work
+
+    return LongestFirst(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -80,7 +80,9 @@ def server_env(home: Path, port: int, password: str, extra: dict[str, str] | Non
     """The environment of every component; a caller's AIRFLOW_*, MLCICD_* and MLFLOW_* are replaced."""
     url = f"http://127.0.0.1:{port}"
     # MLFLOW_* too: mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI into the calling process.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLCICD_", "MLFLOW_"))}
+    # The port shard is the machine's, not the caller's configuration: it stays.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW", "MLCICD_", "MLFLOW_")) or k == ports.SHARD_ENV}  # fmt: skip
     env.update(
         {
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
@@ -95,6 +97,9 @@ def server_env(home: Path, port: int, password: str, extra: dict[str, str] | Non
             "AIRFLOW__API__BASE_URL": url,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            # The scheduler serves task logs (LocalExecutor) on 8793 by default: a second Airflow on the
+            # machine (another project's, or the tests' other worker) would find it taken.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         }
     )
     env.update(extra or {})

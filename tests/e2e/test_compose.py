@@ -20,9 +20,13 @@ REASON = cs.unavailable()
 # In `make test`, a pytest worker of its own (tests/conftest.py).
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no Docker engine for Compose: {REASON}")
 
-# A fixed batch and a seeded search: the second run chooses and trains the same model again, which the
-# gate lets through (no worse); on Celery, its candidates are spread over the default queue's workers.
-ROWS = ("dataset_uri=synthetic:", "synthetic_rows=3000", "synthetic_seed=3", "search=quick")
+# A fixed batch. The Celery run adds a seeded search, whose candidates spread over the default queue's
+# workers (the search itself is tested in tests/e2e/test_search.py; here it costs 6 task processes). Its
+# winner (logistic regression) is 0.002 below the champion's ROC AUC, with the lower bound of the
+# interval at -0.0099: the gate's default 0.01 is loosened to the installation's ceiling, so that a
+# promotion is sure.
+ROWS = ("dataset_uri=synthetic:", "synthetic_rows=3000", "synthetic_seed=3")
+SEARCH = ("search=quick", "max_degradation=0.05")
 MODEL = "churn"
 MODEL_PORT = 5200
 
@@ -93,7 +97,7 @@ def test_compose_stack_promotes_and_serves_a_model_triggered_through_the_rest_ap
 def test_celery_overlay_runs_the_deploy_tasks_on_the_worker_that_holds_the_docker_socket(stack):
     stack.files = cs.CELERY
     stack.up("--scale", "airflow-worker=2")
-    code, summary, err = stack.trigger(*ROWS, sha="compose-celery")
+    code, summary, err = stack.trigger(*ROWS, *SEARCH, sha="compose-celery")
     assert code == 0, f"exit {code}: {summary}\n{err[-6000:]}"
     assert summary["outcome"] == "promoted" and str(summary["champion_version"]) == "2", summary
 
