@@ -17,8 +17,9 @@
    scikit-learn Pipeline (the chosen hyperparameters on the whole training part, or the run's own
    with `search=none`) and log params, metrics, dataset, model with signature and code version.
 4. **evaluate_candidate**: score candidate and champion (`@champion` alias) on the same holdout;
-   paired bootstrap interval of the metric difference; ROC and confusion-matrix plots. A champion
-   that cannot be loaded or scored stops the run: the gate fails closed.
+   interval of the paired metric difference (DeLong for ROC AUC, bootstrap otherwise); ROC and
+   confusion-matrix plots. A champion that cannot be loaded or scored stops the run: the gate
+   fails closed.
 5. **decide_promotion**: thresholds must hold and the candidate must not be worse than the
    champion by more than `max_degradation` (lower CI bound). The decision is logged to MLflow.
 6. **register_model → build_image → deploy_model** on promotion: register, alias `challenger`,

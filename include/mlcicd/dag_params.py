@@ -111,7 +111,7 @@ def retrain_params() -> dict[str, Param]:
         ),
         "primary_metric": Param(
             D["primary_metric"], type="string", enum=list(GATED_METRICS), title="Metric compared with the champion",
-            description="The paired bootstrap interval is computed on this metric.",
+            description="The interval of the paired difference with the champion is computed on this metric.",
         ),
         "min_roc_auc": Param(D["min_roc_auc"], type="number", minimum=0, maximum=1, title="Minimum ROC AUC", description="Absolute threshold."),
         "min_accuracy": Param(D["min_accuracy"], type="number", minimum=0, maximum=1, title="Minimum accuracy", description="Absolute threshold."),
@@ -122,11 +122,11 @@ def retrain_params() -> dict[str, Param]:
         ),
         "confidence": Param(
             D["confidence"], type="number", minimum=0.5, maximum=0.999, title="Confidence level",
-            description="Of the bootstrap interval on the metric difference.",
+            description="Of the interval on the metric difference (DeLong's for ROC AUC, a paired bootstrap for the others).",
         ),
         "bootstrap_resamples": Param(
             D["bootstrap_resamples"], type="integer", minimum=100, maximum=20000, title="Bootstrap resamples",
-            description="Paired resamples of the holdout.",
+            description="Paired resamples of the holdout, for a label metric (accuracy, f1, precision, recall); ROC AUC uses DeLong's interval, without resampling.",
         ),
         "deploy_target": Param(
             D["deploy_target"], type=["null", "string"], enum=[None, *DEPLOY_TARGETS], title="Deploy target",

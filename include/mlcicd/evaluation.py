@@ -1,7 +1,23 @@
-"""Evaluation: candidate and champion scored on the same holdout, and their paired bootstrap."""
+"""Evaluation: candidate and champion scored on the same holdout, and the interval of their difference.
+
+The interval's cost must not grow with the holdout times the resamples (a 500,000-row holdout and
+1,000 row-level resamples took 115 s and gigabytes):
+
+- ROC AUC: DeLong's method for two correlated AUCs (DeLong, DeLong and Clarke-Pearson 1988, in the
+  O(n log n) form of Sun and Xu 2014): the variance of the paired difference from the placement
+  values, no resampling.
+- accuracy, precision, recall, f1: these depend on a row only through (label, candidate's
+  prediction, champion's prediction), eight cells. Drawing rows with replacement is drawing the
+  eight cells' counts from a multinomial: the paired bootstrap, exactly, in memory of the resamples
+  times eight.
+
+:func:`paired_bootstrap` (rows resampled, any metric, in chunks of bounded memory) is the reference
+the two are checked against (tests/unit/test_evaluation.py).
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -140,7 +156,105 @@ def paired_bootstrap(
         ci_high=high,
         confidence=confidence,
         resamples=int(kept.size),
+        method=f"paired bootstrap of rows, {int(kept.size)} resamples",
     )
+
+
+def compare(
+    y: np.ndarray,
+    candidate: Scores,
+    champion: Scores,
+    *,
+    metric_name: str,
+    champion_version: str,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Comparison:
+    """The gate's comparison: :func:`delong` for ROC AUC, :func:`cell_bootstrap` for the others."""
+    if metric_name == "roc_auc":
+        return delong(y, candidate, champion, champion_version=champion_version, confidence=confidence)
+    return cell_bootstrap(y, candidate, champion, metric_name=metric_name, champion_version=champion_version,
+                          resamples=resamples, confidence=confidence, seed=seed)  # fmt: skip
+
+
+def delong(
+    y: np.ndarray, candidate: Scores, champion: Scores, *, champion_version: str, confidence: float = 0.95
+) -> Comparison:
+    """Normal interval of AUC(candidate) - AUC(champion) with DeLong's variance of the paired difference.
+
+    Hand-written (30 lines): no well-kept Python library offers DeLong's test; scipy and scikit-learn do
+    not. Ties count half, as in scikit-learn's ``roc_auc_score``; a holdout of one class gives NaN.
+    """
+    import numpy as np
+    from scipy.stats import norm, rankdata
+
+    y = np.asarray(y)
+    pos = y == 1
+    m, n = int(pos.sum()), int((~pos).sum())
+    if not (m and n):
+        nan = float("nan")
+        return Comparison("roc_auc", champion_version, nan, nan, nan, nan, nan, confidence, 0, "DeLong")
+    v10, v01 = [], []
+    for s in (candidate, champion):
+        x, z = s.proba[pos], s.proba[~pos]
+        tz = rankdata(np.concatenate([x, z]))  # midranks: ties count half
+        tx, ty = rankdata(x), rankdata(z)
+        v10.append((tz[:m] - tx) / n)  # each positive's share of negatives ranked below it
+        v01.append(1.0 - (tz[m:] - ty) / m)  # each negative's share of positives ranked above it
+
+    def covariance(v: list[np.ndarray]) -> np.ndarray:  # of the two models' placements; none for one row
+        return np.cov(np.vstack(v)) if v[0].size > 1 else np.zeros((2, 2))
+
+    cov = covariance(v10) / m + covariance(v01) / n
+    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    # The AUCs as scikit-learn gives them (the run's metrics): the midrank ones up to rounding.
+    cand, champ = metric("roc_auc", y, candidate), metric("roc_auc", y, champion)
+    diff = cand - champ
+    half = float(norm.ppf(0.5 + confidence / 2)) * math.sqrt(max(var, 0.0))
+    return Comparison("roc_auc", champion_version, cand, champ, diff, diff - half, diff + half, confidence,
+                      0, "DeLong")  # fmt: skip
+
+
+def cell_bootstrap(
+    y: np.ndarray,
+    candidate: Scores,
+    champion: Scores,
+    *,
+    metric_name: str,
+    champion_version: str,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Comparison:
+    """The paired bootstrap of a label metric (accuracy, precision, recall, f1), drawn on the eight
+    cells of (label, candidate's prediction, champion's prediction) rather than on the rows: the same
+    distribution, at a cost independent of the holdout's size. Resamples of one class are dropped."""
+    import numpy as np
+
+    if metric_name == "roc_auc":
+        raise ValueError("roc_auc depends on the scores, not only on the labels: use delong()")
+    y = np.asarray(y)
+    bits = [(y == 1), (np.asarray(candidate.labels) == 1), (np.asarray(champion.labels) == 1)]
+    cells = bits[0].astype(np.int64) * 4 + bits[1] * 2 + bits[2]
+    n = len(y)
+    counts = np.bincount(cells, minlength=8)
+    code = np.arange(8)
+    cell_y, cell_cand, cell_champ = (code >> 2) & 1, (code >> 1) & 1, code & 1
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(n, counts / max(n, 1), size=resamples) if n else np.zeros((0, 8))
+    positives = weights[:, 4:].sum(axis=1)
+    weights = weights[(positives > 0) & (positives < n)]
+    none = np.zeros(8)
+    diff = weighted_metric(metric_name, cell_y, Scores(cell_cand, none), weights) - weighted_metric(
+        metric_name, cell_y, Scores(cell_champ, none), weights
+    )
+    kept = diff[np.isfinite(diff)]
+    cand, champ = metric(metric_name, y, candidate), metric(metric_name, y, champion)
+    alpha = (1 - confidence) / 2
+    low, high = (float(v) for v in np.quantile(kept, [alpha, 1 - alpha])) if kept.size else (math.nan,) * 2
+    return Comparison(metric_name, champion_version, cand, champ, cand - champ, low, high, confidence,
+                      int(kept.size), f"paired bootstrap, {int(kept.size)} resamples")  # fmt: skip
 
 
 def plot_confusion_matrix(y: np.ndarray, s: Scores, title: str) -> Any:

@@ -2,8 +2,9 @@
 
 A candidate is promoted only when every absolute threshold holds and, when a champion exists,
 the candidate is not worse than it by more than ``max_degradation``, judged on the lower bound of
-a bootstrap confidence interval of the paired metric difference (candidate - champion) rather
-than on a point comparison, so that holdout noise neither blocks nor sneaks in a model.
+a confidence interval of the paired metric difference (candidate - champion; DeLong's for ROC AUC,
+a paired bootstrap for the others: see :mod:`mlcicd.evaluation`) rather than on a point
+comparison, so that holdout noise neither blocks nor sneaks in a model.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Policy:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Candidate against champion on the same holdout, with a paired bootstrap interval."""
+    """Candidate against champion on the same holdout, with an interval of the paired difference."""
 
     metric: str
     champion_version: str
@@ -48,6 +49,7 @@ class Comparison:
     ci_high: float
     confidence: float
     resamples: int
+    method: str = "paired bootstrap"  # how the interval was made (records before issue 16 have none)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,7 +122,7 @@ def decide(
         reasons.append("pass no champion yet: the thresholds alone decide")
     else:
         c = comparison
-        interval = f"{c.confidence:.0%} CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
+        interval = f"{c.confidence:.0%} CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}] ({c.method})"
         if c.confidence < policy.confidence:
             ok = False
             reasons.append(

@@ -206,7 +206,7 @@ def train(
 def evaluate(
     run_id: str, batch: dict[str, Any], trained: dict[str, Any], params: dict[str, Any]
 ) -> dict[str, Any]:
-    """Score candidate and champion on the same holdout; compare them with a paired bootstrap."""
+    """Score candidate and champion on the same holdout; the interval of their difference (DeLong or bootstrap)."""
     import pandas as pd
 
     from mlcicd import data, evaluation, registry
@@ -228,7 +228,7 @@ def evaluate(
             champ = champion_scores(champ_ref, str(params["model_name"]), x, settings.tracking_uri)
             curves[f"champion v{champ_ref.version}"] = champ
             champ_metrics = evaluation.all_metrics(y, champ)
-            comparison = evaluation.paired_bootstrap(
+            comparison = evaluation.compare(
                 y,
                 cand,
                 champ,
