@@ -23,10 +23,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ["MLCICD_STATE_DIR"] = str(STATE)
 # `make test` runs two pytest workers, each picking free ports for the servers, proxies and Airflows it
 # starts: each takes its own residue class of ports (mlcicd.ports.shard), so no port is handed out twice.
-if os.getenv("PYTEST_XDIST_WORKER", "").startswith("gw"):
-    os.environ["MLCICD_PORT_SHARD"] = (
-        f"{os.environ['PYTEST_XDIST_WORKER'][2:]}/{os.environ['PYTEST_XDIST_WORKER_COUNT']}"
-    )
+if os.getenv("PYTEST_XDIST_WORKER", "").startswith("gw"):  # gwN (a crashed worker's replacement counts on)
+    _count = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ["MLCICD_PORT_SHARD"] = f"{int(os.environ['PYTEST_XDIST_WORKER'][2:]) % _count}/{_count}"
 from mlcicd.ports import free_port  # noqa: E402 - one allocator for the session: ports are never handed out twice
 
 os.environ["MLCICD_LOCAL_PORT"] = str(free_port("127.0.0.1"))

@@ -11,8 +11,10 @@ SHARD_ENV = "MLCICD_PORT_SHARD"
 
 def shard() -> tuple[int, int]:
     """``MLCICD_PORT_SHARD=i/n``: this process (and what it starts) only takes ports ``p`` with
-    ``p % n == i``. Processes that pick ports independently on one machine (the test session's pytest
-    workers) take different shards, so no two of them are ever handed the same port. Unset: ``0/1``."""
+    ``(p // 2) % n == i``. Processes that pick ports independently on one machine (the test session's
+    pytest workers) take different shards, so no two of them are ever handed the same port. Unset:
+    ``0/1``. (``p // 2``, not ``p``: Linux gives ``bind(0)`` odd ports, and keeps even ones for
+    outgoing connections.)"""
     raw = os.getenv(SHARD_ENV, "").strip()
     if not raw:
         return 0, 1
@@ -37,7 +39,7 @@ def free_port(host: str) -> int:
         with socket.socket() as s:
             s.bind((host, 0))
             port = s.getsockname()[1]
-        if port % count == index and port not in _HANDED_OUT:
+        if (port // 2) % count == index and port not in _HANDED_OUT:
             _HANDED_OUT.add(port)
             return port
     raise RuntimeError(f"no fresh free port on {host} in shard {index}/{count} after {100 * count} tries")
