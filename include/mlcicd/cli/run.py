@@ -111,14 +111,24 @@ class Progress(threading.Thread):
             return
         rec = record.read(max(records, key=lambda p: p.stat().st_mtime).parent)
         for name, info in sorted(rec.get("stages", {}).items(), key=lambda kv: kv[1].get("started_at", 0)):
-            state = info.get("state")
-            if self.seen.get(name) == state:
+            line = stage_line(name, info)
+            if self.seen.get(name) == line:
                 continue
-            self.seen[name] = state
-            mark = {"running": "…", "success": "✓", "failed": "✗"}.get(state, "?")
-            took = f" ({info['seconds']:.1f} s)" if "seconds" in info else ""
-            self.out.write(f"  {mark} {name:<20} {state}{took}\n")
+            self.seen[name] = line
+            self.out.write(line + "\n")
             self.out.flush()
+
+
+def stage_line(name: str, info: dict[str, Any]) -> str:
+    """``  ✓ validate_data        success (12.3 s, 2,000,000 rows, peak 1.9 GB)``."""
+    state = str(info.get("state"))
+    mark = {"running": "…", "success": "✓", "failed": "✗"}.get(state, "?")
+    facts = [f"{info['seconds']:.1f} s"] if "seconds" in info else []
+    if info.get("rows") is not None:
+        facts.append(f"{info['rows']:,} rows")
+    if info.get("peak_memory_mb") is not None and "seconds" in info:
+        facts.append(f"peak {info['peak_memory_mb'] / 1024:.1f} GB")
+    return f"  {mark} {name:<20} {state}" + (f" ({', '.join(facts)})" if facts else "")
 
 
 def run_pipeline(conf: dict[str, Any], *, log_path: Path | None = None) -> dict[str, Any]:

@@ -36,7 +36,15 @@ def stage(run_id: str, name: str) -> Iterator[Settings]:
         raise AirflowFailException(f"{name}: {exc}") from exc
     path = run_dir(settings, run_id)
     started = time.time()
-    record.update(path, run_id=run_id, stages={name: {"state": "running", "started_at": started}})
+    _reset_peak_memory()
+    _RUNNING[name] = {"state": "running", "started_at": started}
+    record.update(path, run_id=run_id, stages={name: _RUNNING[name]})
+
+    def finished(state: str) -> dict[str, Any]:
+        done = {k: v for k, v in _RUNNING.pop(name, {}).items() if k == "rows"}
+        return {name: {"state": state, "seconds": round(time.time() - started, 2), **done,
+                       "peak_memory_mb": _peak_memory_mb()}}  # fmt: skip
+
     try:
         yield settings
     except Exception as exc:
@@ -46,9 +54,7 @@ def stage(run_id: str, name: str) -> Iterator[Settings]:
             "message": str(exc) if isinstance(exc, MlcicdError) else f"{type(exc).__name__}: {exc}",
             **(getattr(exc, "details", None) or {}),
         }
-        record.update(
-            path, stages={name: {"state": "failed", "seconds": round(time.time() - started, 2)}}, error=error
-        )
+        record.update(path, stages=finished("failed"), error=error)
         xcom_push(ERROR_XCOM, error)  # REST clients (mlcicd trigger) show it
         if not isinstance(exc, MlcicdError):
             raise  # may be transient: Airflow's retries apply
@@ -56,7 +62,36 @@ def stage(run_id: str, name: str) -> Iterator[Settings]:
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(f"{name}: {exc}") from exc
-    record.update(path, stages={name: {"state": "success", "seconds": round(time.time() - started, 2)}})
+    record.update(path, stages=finished("success"))
+
+
+_RUNNING: dict[str, dict[str, Any]] = {}  # this process's stages in progress
+
+
+def working_on(run_id: str, name: str, rows: int) -> None:
+    """Say how many rows the stage ``name`` is working on: the run record keeps it, and
+    ``mlcicd run`` shows it while the stage runs and when it ends."""
+    info = _RUNNING.setdefault(name, {"state": "running", "started_at": time.time()})
+    info["rows"] = int(rows)
+    record.update(run_dir(load(), run_id), stages={name: dict(info)})
+
+
+def _reset_peak_memory() -> None:
+    """Start this process's peak resident memory (VmHWM) afresh, so that each stage reports its own:
+    under ``mlcicd run`` every task runs in one process (Linux 4.0+; elsewhere the peak is the process's)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_memory_mb() -> float | None:
+    """This process's peak resident memory since :func:`_reset_peak_memory`, in MB."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def xcom_push(key: str, value: Any) -> None:

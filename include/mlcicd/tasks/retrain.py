@@ -13,7 +13,7 @@ from mlcicd import record
 from mlcicd.errors import ChampionUnusable, ValidationFailed
 from mlcicd.names import Task, mlflow_run_url
 from mlcicd.tasks import params as p
-from mlcicd.tasks.boundary import mlflow_client, push_links, run_dir, stage
+from mlcicd.tasks.boundary import mlflow_client, push_links, run_dir, stage, working_on
 from mlcicd.training import REFERENCE_ARTIFACT
 
 log = logging.getLogger("mlcicd")
@@ -36,6 +36,7 @@ def ingest(run_id: str, params: dict[str, Any], run_date: datetime | None = None
         uri = str(params["dataset_uri"])
         options = p.synthetic_options(params, run_date)
         df = data.read_batch(uri, options, roots=settings.data_roots)
+        working_on(run_id, Task.INGEST, len(df))
         target = str(params["target_column"])
         data.check_target(df, target)
         ref = data.store_batch(
@@ -64,6 +65,7 @@ def validate(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict
     with stage(run_id, Task.VALIDATE) as settings:
         ref = data.BatchRef.from_dict(batch)
         df = data.load_stored(ref)
+        working_on(run_id, Task.VALIDATE, len(df))
         reference, reference_origin, source = reference_suite(settings, ref, str(params["model_name"]), df)
         declared = validation.find_suite(ref.dataset_name, settings.suites_dir, settings.inferred_suites_dir)
         suite, suite_path, origin = reference, source, reference_origin
@@ -183,6 +185,7 @@ def train(
             tags={"mlcicd.airflow_run_id": run_id, "mlcicd.model_name": str(params["model_name"])},
             parent_run_id=parent_run_id,
         )
+        working_on(run_id, Task.TRAIN, result.train_rows)
         if validated:
             c, _ = mlflow_client(settings)
             registry.log_validation(c, result.mlflow_run_id, validated, REFERENCE_SUITE_ARTIFACT)
@@ -217,6 +220,7 @@ def evaluate(
         tr = TrainResult.from_dict({k: v for k, v in trained.items() if k != "experiment_id"})
         c, _ = mlflow_client(settings)
         holdout = pd.read_parquet(tr.holdout_path)
+        working_on(run_id, Task.EVALUATE, len(holdout))
         x, y = holdout.drop(columns=[ref.target]), holdout[ref.target].to_numpy()
         model = registry.load_verified(tr.model_uri, tr.model_digest, settings.tracking_uri, "the candidate")
         cand = evaluation.score(model, x)

@@ -16,7 +16,7 @@ from typing import Any
 from mlcicd import record
 from mlcicd.names import Task
 from mlcicd.tasks import params as p
-from mlcicd.tasks.boundary import mlflow_client, push_links, run_dir, stage
+from mlcicd.tasks.boundary import mlflow_client, push_links, run_dir, stage, working_on
 
 log = logging.getLogger("mlcicd")
 
@@ -37,6 +37,7 @@ def scan_model(
     with stage(run_id, Task.SCAN) as settings:
         ref = data.BatchRef.from_dict(batch)
         holdout = pd.read_parquet(trained["holdout_path"])
+        working_on(run_id, Task.SCAN, len(holdout))
         x, y = holdout.drop(columns=[ref.target]), holdout[ref.target].to_numpy()
         thresholds = p.scan_thresholds(params)
         seed = int(params["random_seed"])
