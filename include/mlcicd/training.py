@@ -51,6 +51,7 @@ class TrainResult:
     holdout_rows: int
     train_metrics: dict[str, float]
     model_digest: str  # of the logged model's files (serving.modelfile), checked before each load
+    train_rows_available: int = 0  # the train split's rows; above MLCICD_TRAIN_MAX_ROWS, a sample is fitted
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,6 +158,17 @@ def trusted_types(pipeline: Pipeline) -> list[str]:
     return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
 
 
+def sample_rows(df: pd.DataFrame, target: str, rows: int, seed: int) -> pd.DataFrame:
+    """``rows`` of ``df``, stratified on ``target`` (a class too small to stratify: a plain sample)."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        kept, _ = train_test_split(df, train_size=rows, stratify=df[target], random_state=seed)
+    except ValueError:
+        kept = df.sample(n=rows, random_state=seed)
+    return kept
+
+
 def pip_requirements() -> list[str]:
     """Exact requirements of the logged model (given explicitly: inference costs seconds)."""
     import importlib.metadata as md
@@ -176,11 +188,14 @@ def train_and_log(
     run_name: str,
     tags: dict[str, str],
     parent_run_id: str | None = None,
+    max_rows: int | None = None,
 ) -> TrainResult:
     """Fit the pipeline on the train split and log everything the run needs to be reproduced.
 
     The holdout split is written to ``run_dir/holdout.parquet`` for the evaluation stage. With
     ``parent_run_id`` (a search's parent run, its candidates as children) the model is logged there.
+    A train split above ``max_rows`` is fitted on a stratified sample of that many rows (the holdout
+    stays whole); MLflow gets ``train_rows`` (fitted on) and ``train_rows_available``.
     """
     import mlflow
     from mlflow.models import infer_signature
@@ -189,6 +204,9 @@ def train_and_log(
     train, holdout = split(df, batch.target, params.test_size, params.random_seed)
     holdout_path = run_dir / "holdout.parquet"
     holdout.to_parquet(holdout_path, index=False)
+    available = len(train)
+    if max_rows is not None and available > max_rows:
+        train = sample_rows(train, batch.target, max_rows, params.random_seed)
     x_train, y_train = train.drop(columns=[batch.target]), train[batch.target]
 
     pipeline = build_pipeline(x_train, params)
@@ -217,7 +235,8 @@ def train_and_log(
         {"run_id": parent_run_id} if parent_run_id else {"experiment_id": experiment_id, "run_name": run_name}
     )
     with mlflow.start_run(**where, tags=run_tags) as run:
-        mlflow.log_params({**asdict(params), "train_rows": len(train), "holdout_rows": len(holdout)})
+        mlflow.log_params({**asdict(params), "train_rows": len(train), "train_rows_available": available,
+                           "holdout_rows": len(holdout)})  # fmt: skip
         mlflow.log_input(dataset, context="training")
         mlflow.log_metrics(train_metrics)
         example = x_train.head(5)
@@ -249,6 +268,7 @@ def train_and_log(
         model_id=info.model_id,
         holdout_path=str(holdout_path),
         train_rows=len(train),
+        train_rows_available=available,
         holdout_rows=len(holdout),
         train_metrics=train_metrics,
     )

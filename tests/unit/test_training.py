@@ -90,3 +90,29 @@ def test_model_has_signature_example_and_pinned_requirements(logged, tmp_path):
     assert result.model_digest == modelfile.digest(Path(local))  # what every later load checks
     model = registry.load_verified(result.model_uri, result.model_digest, uri, "the candidate")
     assert hasattr(model, "predict_proba")
+
+
+def test_a_train_split_above_the_cap_is_fitted_on_a_stratified_sample_and_says_so(logged, tmp_path):
+    from mlcicd import synthetic
+
+    c, _, _, uri = logged
+    df = synthetic.generate(800, 5)
+    ref = data.store_batch(
+        df, tmp_path, source_uri="synthetic:seed=5", dataset_name="churn", target="churned"
+    )
+    exp = registry.ensure_experiment(c, "unit", tmp_path / "artifacts")
+    result = training.train_and_log(
+        ref, df, training.TrainParams(estimator="logistic_regression"), run_dir=tmp_path, tracking_uri=uri,
+        experiment_id=exp, run_name="capped", tags={}, max_rows=300,
+    )  # fmt: skip
+    assert (result.train_rows, result.train_rows_available, result.holdout_rows) == (300, 600, 200)
+    params = c.get_run(result.mlflow_run_id).data.params
+    assert (params["train_rows"], params["train_rows_available"], params["holdout_rows"]) == (
+        "300",
+        "600",
+        "200",
+    )
+    train, _ = training.split(df, "churned", 0.25, 42)
+    sample = training.sample_rows(train, "churned", 300, 42)
+    assert len(sample) == 300 and set(sample.index) <= set(train.index)
+    assert abs(sample["churned"].mean() - train["churned"].mean()) < 0.005  # stratified

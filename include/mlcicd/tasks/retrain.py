@@ -184,6 +184,7 @@ def train(
             run_name=f"{params['model_name']}-{record.run_key(run_id)}",
             tags={"mlcicd.airflow_run_id": run_id, "mlcicd.model_name": str(params["model_name"])},
             parent_run_id=parent_run_id,
+            max_rows=settings.train_max_rows,
         )
         working_on(run_id, Task.TRAIN, result.train_rows)
         if validated:
@@ -200,6 +201,9 @@ def train(
                 "model_id": result.model_id,
                 "estimator": hp.estimator,
                 "experiment_id": experiment_id,
+                "train_rows": result.train_rows,
+                "train_rows_available": result.train_rows_available,
+                "train_max_rows": settings.train_max_rows,
             },
         )
         push_links(mlflow_run=mlflow_run_url(settings.mlflow_ui_url, experiment_id, result.mlflow_run_id))
