@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from mlcicd.choices import CORRUPTIONS, RETRAIN_DEFAULTS
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 TARGET = RETRAIN_DEFAULTS["target_column"]
@@ -41,19 +42,19 @@ def generate(rows: int, seed: int, drift: float = 0.0, corruption: str = "none")
 
     contract_p = np.array([0.5, 0.3, 0.2]) + drift * np.array([0.1, -0.05, -0.05])
     contract_p = np.clip(contract_p, 0.02, None)
-    contract = rng.choice(CONTRACTS, size=rows, p=contract_p / contract_p.sum())
-    payment = rng.choice(PAYMENT_METHODS, size=rows, p=[0.35, 0.25, 0.25, 0.15])
-    region = rng.choice(REGIONS, size=rows)
+    # Category codes, not strings: the same draws as choosing the strings (numpy draws the positions
+    # either way), without 10 million-element arrays of fixed-width text.
+    contract = rng.choice(len(CONTRACTS), size=rows, p=contract_p / contract_p.sum()).astype(np.int8)
+    payment = rng.choice(len(PAYMENT_METHODS), size=rows, p=[0.35, 0.25, 0.25, 0.15]).astype(np.int8)
+    region = rng.choice(len(REGIONS), size=rows).astype(np.int8)
     tenure = np.clip(rng.gamma(2.0, 14.0 / (1.0 + 0.3 * drift), size=rows), 1, 72).round().astype("int64")
     age = np.clip(rng.normal(45, 14, size=rows), 18, 90).round().astype("int64")
     monthly = np.clip(rng.normal(70 + 12 * drift, 22, size=rows), 15, 150 + 20 * drift).round(2)
     support_calls = rng.poisson(1.2 + 0.4 * drift, size=rows).astype("int64")
     total = (monthly * tenure * rng.uniform(0.9, 1.05, size=rows)).round(2)
 
-    contract_effect = np.select(
-        [contract == "month-to-month", contract == "one-year"], [1.2, -0.3], default=-1.4
-    )
-    payment_effect = np.where(payment == "electronic_check", 0.6, 0.0)
+    contract_effect = np.array([1.2, -0.3, -1.4])[contract]  # month-to-month, one-year, two-year
+    payment_effect = np.where(payment == PAYMENT_METHODS.index("electronic_check"), 0.6, 0.0)
     logit = (
         -1.0
         + contract_effect
@@ -62,7 +63,7 @@ def generate(rows: int, seed: int, drift: float = 0.0, corruption: str = "none")
         + 0.028 * (monthly - 70)
         + (0.45 + 0.2 * drift) * support_calls
         - 0.01 * (age - 45)
-        - 0.5 * drift * (region == "west")
+        - 0.5 * drift * (region == REGIONS.index("west"))
     )
     churned = (rng.uniform(size=rows) < 1.0 / (1.0 + np.exp(-1.8 * logit))).astype("int64")
 
@@ -73,13 +74,19 @@ def generate(rows: int, seed: int, drift: float = 0.0, corruption: str = "none")
             "monthly_charges": monthly,
             "total_charges": total,
             "support_calls": support_calls,
-            "contract": pd.array(contract, dtype="str"),
-            "payment_method": pd.array(payment, dtype="str"),
-            "region": pd.array(region, dtype="str"),
+            "contract": _text(contract, CONTRACTS),
+            "payment_method": _text(payment, PAYMENT_METHODS),
+            "region": _text(region, REGIONS),
             TARGET: churned,
         }
     )
     return _corrupt(df, corruption, rng)
+
+
+def _text(codes: np.ndarray, categories: tuple[str, ...]) -> pd.api.extensions.ExtensionArray:
+    import pandas as pd
+
+    return pd.Categorical.from_codes(codes, categories=list(categories)).astype("str")
 
 
 def _corrupt(df: pd.DataFrame, corruption: str, rng) -> pd.DataFrame:
