@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlcicd import memory
 from mlcicd.choices import RETRAIN_DEFAULTS
 from mlcicd.errors import DataError
 
@@ -123,14 +124,25 @@ def _is_local(root: str) -> bool:
 
 
 def read_batch(
-    uri: str, synthetic: SyntheticOptions | None = None, *, roots: tuple[str, ...]
+    uri: str, synthetic: SyntheticOptions | None = None, *, roots: tuple[str, ...], memory_limit_mb: int = 0
 ) -> pd.DataFrame:
     """Read a CSV or Parquet batch from a local path, an ObjectStoragePath URI, or ``synthetic:``;
-    files only from inside ``roots`` (:func:`check_within_roots`).
+    files only from inside ``roots`` (:func:`check_within_roots`). A batch whose run would not fit in
+    memory (:mod:`mlcicd.memory`) is refused before it is read, or, when its size could not be told
+    from the file, right after.
 
     Raises:
-        DataError: outside the roots, or the file is missing, unreadable, of an unknown format or empty.
+        DataError: outside the roots, or the file is missing, unreadable, of an unknown format, empty
+            or too large for the memory there is.
     """
+    df = _read_batch(uri, synthetic, roots=roots, memory_limit_mb=memory_limit_mb)
+    memory.check_fits(int(df.memory_usage(deep=True).sum()), f"the batch {uri!r}", memory_limit_mb)
+    return df
+
+
+def _read_batch(
+    uri: str, synthetic: SyntheticOptions | None, *, roots: tuple[str, ...], memory_limit_mb: int
+) -> pd.DataFrame:
     import pandas as pd
 
     uri = uri.strip()
@@ -140,6 +152,8 @@ def read_batch(
         from mlcicd import synthetic as synth
 
         opts = synthetic or SyntheticOptions()
+        memory.check_fits(memory.estimate_bytes(None, opts.rows), f"a synthetic batch of {opts.rows:,} rows",
+                          memory_limit_mb)  # fmt: skip
         try:
             return synth.generate(opts.rows, opts.seed, opts.drift, opts.corruption)
         except ValueError as exc:
@@ -166,6 +180,7 @@ def read_batch(
                 raise DataError(f"dataset_uri {uri!r} is a directory; name a CSV or Parquet file")
             if path.stat().st_size == 0:
                 raise DataError(f"dataset_uri {uri!r}: the file is empty (0 bytes)")
+            memory.check_fits(memory.estimate_bytes(path), f"the batch {uri!r}", memory_limit_mb)
             with path.open("rb") as fh:
                 within_roots_opened(fh, uri, roots)
                 df = reader(fh)

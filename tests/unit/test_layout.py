@@ -27,6 +27,7 @@ LAYERS = [
         "mlcicd.webreports",
         "mlcicd.kube",
         "mlcicd.synthetic",
+        "mlcicd.memory",
     ],  # fmt: skip
     [
         "mlcicd.data",

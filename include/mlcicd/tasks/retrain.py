@@ -35,7 +35,9 @@ def ingest(run_id: str, params: dict[str, Any], run_date: datetime | None = None
         preflight(deploy_to, settings)
         uri = str(params["dataset_uri"])
         options = p.synthetic_options(params, run_date)
-        df = data.read_batch(uri, options, roots=settings.data_roots)
+        df = data.read_batch(
+            uri, options, roots=settings.data_roots, memory_limit_mb=settings.memory_limit_mb
+        )
         working_on(run_id, Task.INGEST, len(df))
         target = str(params["target_column"])
         data.check_target(df, target)
