@@ -26,6 +26,9 @@ and a 100,000-row holdout (budgets 5 s and 30 s).
 Also measured (issue #18, `--only search`, see benchmarks/searching.py): the candidate search's wall
 time, quick and wide, with 1 and 2 candidates trained at once on a real Airflow, and the speed-up.
 
+Also measured (issue #16, `--only large`, see benchmarks/large.py): the gate's comparison at 500,000
+holdout rows, and whole runs at 2 and 10 million rows with each stage's time, rows and peak memory.
+
 Budgets (issue #2): each DAG file parses in at most 0.15 s more than `from airflow.sdk import dag,
 task` alone; `make run` on the default data takes under 60 s on 2 cores once set up.
 """
@@ -357,6 +360,7 @@ def main() -> None:
             "scan",
             "trust",
             "search",
+            "large",
         ],
         help="one section only",
     )
@@ -366,7 +370,19 @@ def main() -> None:
     sections = (
         {args.only}
         if args.only
-        else {"parse", "run", "trigger", "monitoring", "image", "front", "server", "scan", "trust", "search"}
+        else {
+            "parse",
+            "run",
+            "trigger",
+            "monitoring",
+            "image",
+            "front",
+            "server",
+            "scan",
+            "trust",
+            "search",
+            "large",
+        }
     )
     if "monitoring" in sections:
         without, with_log = logging_cost(args.requests)
@@ -410,6 +426,10 @@ def main() -> None:
         from searching import section as search_section
 
         search_section(free_port)
+    if "large" in sections:
+        from large import section as large_section
+
+        large_section()
 
 
 def parse_section(args: argparse.Namespace) -> None:
