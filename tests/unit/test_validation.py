@@ -205,3 +205,26 @@ def test_the_next_reference_never_loosens_the_contract_through_what_it_tolerated
     loose = validation._contract_kwargs(validation.infer_suite(df, "churn", "churned"))
     assert "weekly" in loose[("expect_column_values_to_be_in_set", "contract")]["value_set"]
     assert loose[("expect_column_values_to_not_be_null", "monthly_charges")]["mostly"] < was
+
+
+def test_above_the_sample_bound_the_contract_still_sees_every_row_and_the_row_count_is_the_batchs(
+    suite, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(validation, "PROFILE_SAMPLE_ROWS", 1000)
+    df = synthetic.generate(12_000, 2)  # within the profile's row count (300 - 30,000)
+    sampled = set(df.sample(n=1000, random_state=0).index)
+    outside = [i for i in df.index if i not in sampled][:10]
+    df.loc[outside, "customer_age"] = (
+        190  # implausible, 0.08 %: within the contract's 0.1 %, only in unsampled rows
+    )
+    checked = run(df, suite, tmp_path)
+    assert checked.success
+    assert any("customer_age" in s and "held, within its bound" in s for s in checked.shift), checked.shift
+    tight = {**suite, "expectations": [
+        {**e, "kwargs": {**e["kwargs"], "max_value": 5000}} if e["type"] == "expect_table_row_count_to_be_between" else e
+        for e in suite["expectations"]
+    ]}  # fmt: skip
+    shift = run(df, tight, tmp_path, "tight").shift
+    assert any("expect_table_row_count_to_be_between failed" in s and "observed 12000" in s for s in shift), (
+        shift
+    )
