@@ -37,6 +37,11 @@ for key in ("MLCICD_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLCICD_REGISTRY_URI",
     os.environ.pop(key, None)
 # Some tests loosen the gate on purpose, to make sure of a promotion: this installation allows it.
 os.environ["MLCICD_GATE_MAX_DEGRADATION"] = "0.5"
+# The model servers the tests deploy run one process (the default, `auto`, gives one per core): two
+# processes per server doubled its start-up cost in every deploy, canary and rollback on the shared
+# 2-core machine. Several workers are tested on their own (tests/unit/test_server_batching.py).
+# The Airflows the tests start get it too (tests.helpers.SERVER_ENV: devserver drops the caller's MLCICD_*).
+os.environ["MLCICD_SERVER_WORKERS"] = "1"
 # Batches the tests write (pytest's tmp_path) and fsspec's memory filesystem may be read.
 os.environ["MLCICD_DATA_ROOTS"] = f"{tempfile.gettempdir()},memory:///mlcicd"
 

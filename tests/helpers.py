@@ -9,6 +9,10 @@ from typing import Any
 
 import requests
 
+# For the Airflows the tests start: the model servers their tasks deploy run one process, as in the
+# rest of the session (tests/conftest.py says why); devserver drops the caller's MLCICD_* settings.
+SERVER_ENV = {"MLCICD_SERVER_WORKERS": "1"}
+
 
 def make_model_dir(root: Path, rows: int, seed: int, version: str = "7") -> tuple[Any, Any]:
     """Fit a small model and save it as deploy targets prepare it (MLflow model + release.json).

@@ -28,6 +28,7 @@ import pytest
 import requests
 
 from mlcicd import devserver, registry, synthetic
+from tests.helpers import SERVER_ENV
 
 pytestmark = pytest.mark.e2e
 MODEL = "life_churn"
@@ -144,7 +145,7 @@ def life(tmp_path_factory):
     root = tmp_path_factory.mktemp("life")
     port = devserver.free_port()
     extra = {"MLCICD_STATE_DIR": str(root / "state"), "MLCICD_LOCAL_PORT": str(port),
-             "MLCICD_RETRAIN_SCHEDULE": "none", "MLCICD_MONITOR_SCHEDULE": "none"}  # fmt: skip
+             "MLCICD_RETRAIN_SCHEDULE": "none", "MLCICD_MONITOR_SCHEDULE": "none", **SERVER_ENV}  # fmt: skip
     server = devserver.start(root / "home", password="life", extra_env=extra)
     life = Life(server, root / "state", f"http://127.0.0.1:{port}")
     try:

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from mlcicd import devserver
+from tests.helpers import SERVER_ENV
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "trigger-test-password"  # pragma: allowlist secret
@@ -31,6 +32,7 @@ def airflow(tmp_path_factory):
         # The approval tests: a short timeout, checked by the scheduler every 2 s (default 15 s).
         "MLCICD_APPROVAL_TIMEOUT_MINUTES": str(APPROVAL_TIMEOUT_S / 60),
         "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",
+        **SERVER_ENV,
     }
     server = devserver.start(root / "home", password=PASSWORD, extra_env=extra)
     try:
