@@ -45,6 +45,11 @@ def test_each_estimator_family_fits_mixed_types(churn_df, estimator):
         x, train.churned
     )
     assert set(pipe.predict(holdout.drop(columns="churned"))) <= {0, 1}
+    # The evaluation's single pass: its labels are what predict() gives.
+    from mlcicd.evaluation import score
+
+    x_holdout = holdout.drop(columns="churned")
+    assert (score(pipe, x_holdout).labels == pipe.predict(x_holdout)).all()
 
 
 def test_split_is_stratified_and_deterministic(churn_df):
@@ -72,6 +77,8 @@ def test_run_records_params_metrics_dataset_code_version(logged):
     assert run.data.tags["mlflow.source.git.commit"] == training.code_version()["commit"]
     (inp,) = run.inputs.dataset_inputs
     assert inp.dataset.digest == ref.digest and inp.dataset.name == "churn"
+    schema = json.loads(inp.dataset.schema)["mlflow_colspec"]
+    assert [c["name"] for c in schema] == [str(c) for c in ref.columns]  # the batch's, as MLflow infers it
 
 
 def test_model_has_signature_example_and_pinned_requirements(logged, tmp_path):
@@ -116,3 +123,17 @@ def test_a_train_split_above_the_cap_is_fitted_on_a_stratified_sample_and_says_s
     sample = training.sample_rows(train, "churned", 300, 42)
     assert len(sample) == 300 and set(sample.index) <= set(train.index)
     assert abs(sample["churned"].mean() - train["churned"].mean()) < 0.005  # stratified
+
+
+def test_the_dataset_schema_from_a_sample_is_mlflows_on_the_whole_batch():
+    import numpy as np
+    from mlflow.models import infer_signature
+
+    from mlcicd import synthetic
+
+    df = synthetic.generate(30_000, 3)
+    df.loc[25_000, "monthly_charges"] = np.nan  # a null past the sample's first rows
+    df["contract"] = df["contract"].astype(object)
+    df.loc[29_999, "contract"] = None
+    assert training.dataset_schema(df) == infer_signature(df).inputs
+    assert training.dataset_schema(df.dropna()) == infer_signature(df.dropna()).inputs
