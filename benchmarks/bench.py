@@ -51,6 +51,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 PARSE_BUDGET_S = 0.15
 RUN_BUDGET_S = 60.0
+SECTIONS = (
+    "parse",
+    "run",
+    "trigger",
+    "monitoring",
+    "image",
+    "front",
+    "server",
+    "scan",
+    "trust",
+    "search",
+    "large",
+)
 
 PARSE_PROBE = r"""
 import importlib.util, sys, time
@@ -349,41 +362,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="requests per variant for the logging cost")
     parser.add_argument(
         "--only",
-        choices=[
-            "parse",
-            "run",
-            "trigger",
-            "monitoring",
-            "image",
-            "front",
-            "server",
-            "scan",
-            "trust",
-            "search",
-            "large",
-        ],
+        choices=SECTIONS,
         help="one section only",
     )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
 
-    sections = (
-        {args.only}
-        if args.only
-        else {
-            "parse",
-            "run",
-            "trigger",
-            "monitoring",
-            "image",
-            "front",
-            "server",
-            "scan",
-            "trust",
-            "search",
-            "large",
-        }
-    )
+    sections = {args.only} if args.only else set(SECTIONS)
     if "monitoring" in sections:
         without, with_log = logging_cost(args.requests)
         print(
