@@ -143,24 +143,22 @@ def paired_bootstrap(
         )
         diffs.append(diff[np.isfinite(diff)])
     kept = np.concatenate(diffs) if diffs else np.array([])
+    return _percentile_interval(y, candidate, champion, kept, metric_name, champion_version, confidence,
+                                "paired bootstrap of rows")  # fmt: skip
+
+
+def _percentile_interval(
+    y: np.ndarray, candidate: Scores, champion: Scores, kept: np.ndarray, metric_name: str,
+    champion_version: str, confidence: float, method: str,
+) -> Comparison:  # fmt: skip
+    """The comparison from the kept resampled differences: their percentile interval (NaN if none)."""
+    import numpy as np
+
     cand, champ = metric(metric_name, y, candidate), metric(metric_name, y, champion)
     alpha = (1 - confidence) / 2
-    if kept.size:
-        low, high = (float(v) for v in np.quantile(kept, [alpha, 1 - alpha]))
-    else:
-        low = high = float("nan")
-    return Comparison(
-        metric=metric_name,
-        champion_version=champion_version,
-        candidate=cand,
-        champion=champ,
-        difference=cand - champ,
-        ci_low=low,
-        ci_high=high,
-        confidence=confidence,
-        resamples=int(kept.size),
-        method=f"paired bootstrap of rows, {int(kept.size)} resamples",
-    )
+    low, high = (float(v) for v in np.quantile(kept, [alpha, 1 - alpha])) if kept.size else (math.nan,) * 2
+    return Comparison(metric_name, champion_version, cand, champ, cand - champ, low, high, confidence,
+                      int(kept.size), f"{method}, {int(kept.size)} resamples")  # fmt: skip
 
 
 def compare(
@@ -257,12 +255,8 @@ def cell_bootstrap(
     diff = weighted_metric(metric_name, cell_y, Scores(cell_cand, none), weights) - weighted_metric(
         metric_name, cell_y, Scores(cell_champ, none), weights
     )
-    kept = diff[np.isfinite(diff)]
-    cand, champ = metric(metric_name, y, candidate), metric(metric_name, y, champion)
-    alpha = (1 - confidence) / 2
-    low, high = (float(v) for v in np.quantile(kept, [alpha, 1 - alpha])) if kept.size else (math.nan,) * 2
-    return Comparison(metric_name, champion_version, cand, champ, cand - champ, low, high, confidence,
-                      int(kept.size), f"paired bootstrap, {int(kept.size)} resamples")  # fmt: skip
+    return _percentile_interval(y, candidate, champion, diff[np.isfinite(diff)], metric_name, champion_version,
+                                confidence, "paired bootstrap")  # fmt: skip
 
 
 def plot_confusion_matrix(y: np.ndarray, s: Scores, title: str) -> Any:
