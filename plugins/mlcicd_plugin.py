@@ -1,8 +1,11 @@
-"""Registers mlcicd's operator extra links and serves the report pages inside the Airflow API server
-(behind Airflow's login, under a sandboxing Content-Security-Policy: see mlcicd.webreports)."""
+"""Registers mlcicd's operator extra links, serves the report pages inside the Airflow API server
+(behind Airflow's login, under a sandboxing Content-Security-Policy: see mlcicd.webreports), and
+installs in the scheduler the guard against a race that fails quickly answered approvals
+(see mlcicd.resume_race)."""
 
 from __future__ import annotations
 
+from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 
 from mlcicd.links import DataDocsLink, MlflowRunLink, ScanReportLink, ShiftReportLink
@@ -19,7 +22,17 @@ def _reports_app():
     return webreports.create_app(folder, dependencies=[Depends(webreports.airflow_reader)])
 
 
+class SchedulerGuards:
+    @hookimpl
+    def on_starting(self, component: object) -> None:
+        if type(component).__module__ == "airflow.jobs.job":  # a scheduler (or other) job, not a task
+            from mlcicd import resume_race
+
+            resume_race.install()
+
+
 class MlcicdPlugin(AirflowPlugin):
     name = "mlcicd"
     operator_extra_links = [MlflowRunLink(), DataDocsLink(), ShiftReportLink(), ScanReportLink()]
+    listeners = [SchedulerGuards()]
     fastapi_apps = [{"app": _reports_app(), "url_prefix": DATA_DOCS_URL_PREFIX, "name": "mlcicd reports"}]

@@ -28,6 +28,7 @@ LAYERS = [
         "mlcicd.kube",
         "mlcicd.synthetic",
         "mlcicd.memory",
+        "mlcicd.resume_race",
     ],  # fmt: skip
     [
         "mlcicd.data",
