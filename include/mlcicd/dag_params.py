@@ -126,7 +126,7 @@ def retrain_params() -> dict[str, Param]:
         ),
         "bootstrap_resamples": Param(
             D["bootstrap_resamples"], type="integer", minimum=100, maximum=20000, title="Bootstrap resamples",
-            description="Paired resamples of the holdout, for a label metric (accuracy, f1, precision, recall); ROC AUC uses DeLong's interval, without resampling.",
+            description="Paired resamples of the holdout, for a label metric (accuracy, f1, precision, recall); ROC AUC uses DeLong's interval, without resampling. Lowered to the installation's ceiling, MLCICD_BOOTSTRAP_MAX_RESAMPLES (default 20000).",
         ),
         "deploy_target": Param(
             D["deploy_target"], type=["null", "string"], enum=[None, *DEPLOY_TARGETS], title="Deploy target",

@@ -67,6 +67,7 @@ class Settings:
     search_parallelism: int  # candidates of one run trained at once (max_active_tis_per_dagrun)
     search_max_candidates: int  # ceiling of the search_max_candidates param
     search_timeout_s: int  # ceiling of the search_timeout_s param
+    bootstrap_max_resamples: int  # ceiling of the bootstrap_resamples param (a larger ask is lowered to it)
     train_max_rows: int  # a larger training part is sampled down to this many rows (stratified)
     memory_limit_mb: int  # what a run may use; 0: the machine's (or container's) available memory
     deploy_queue: str  # the Celery queue of the tasks that build, deploy and switch traffic
@@ -172,6 +173,7 @@ def load() -> Settings:
         search_parallelism=_number("MLCICD_SEARCH_PARALLELISM", 2, int, minimum=1),
         search_max_candidates=_number("MLCICD_SEARCH_MAX_CANDIDATES", 100, int, minimum=1),
         search_timeout_s=_number("MLCICD_SEARCH_TIMEOUT_S", 1800, int, minimum=1),
+        bootstrap_max_resamples=_number("MLCICD_BOOTSTRAP_MAX_RESAMPLES", 20_000, int, minimum=100),
         train_max_rows=_number("MLCICD_TRAIN_MAX_ROWS", 1_000_000, int, minimum=100),
         memory_limit_mb=_number("MLCICD_MEMORY_LIMIT_MB", 0, int, minimum=0),
         deploy_queue=os.getenv("MLCICD_DEPLOY_QUEUE", "deploy").strip() or "deploy",

@@ -112,6 +112,22 @@ def test_params_can_tighten_the_installation_floors_but_never_loosen_them(monkey
     assert d.to_dict()["policy"]["floors"]["min_roc_auc"] == 0.85
 
 
+def test_the_bootstrap_resamples_are_lowered_to_the_installation_ceiling(monkeypatch):
+    from mlcicd import settings
+    from mlcicd.choices import RETRAIN_DEFAULTS
+    from mlcicd.errors import ConfigError
+    from mlcicd.tasks.params import resamples
+
+    params = {**RETRAIN_DEFAULTS, "bootstrap_resamples": 5000}
+    assert resamples(params, settings.load()) == 5000  # under the default ceiling, 20,000
+    monkeypatch.setenv("MLCICD_BOOTSTRAP_MAX_RESAMPLES", "800")
+    assert resamples(params, settings.load()) == 800
+    assert resamples({**params, "bootstrap_resamples": 300}, settings.load()) == 300
+    monkeypatch.setenv("MLCICD_BOOTSTRAP_MAX_RESAMPLES", "10")
+    with pytest.raises(ConfigError, match="MLCICD_BOOTSTRAP_MAX_RESAMPLES='10' is out of range"):
+        settings.load()
+
+
 @pytest.mark.parametrize("raw", ["1.5", "-0.1", "x", "nan"])
 def test_a_bad_floor_is_a_config_error_naming_its_variable(monkeypatch, raw):
     from mlcicd import settings

@@ -58,6 +58,12 @@ def train_params(params: dict[str, Any], candidate: dict[str, Any] | None = None
     )
 
 
+def resamples(params: dict[str, Any], settings: Settings) -> int:
+    """The bootstrap's resamples: the run's, lowered to the installation's ceiling
+    (``MLCICD_BOOTSTRAP_MAX_RESAMPLES``); the comparison in the decision record keeps the count used."""
+    return min(int(params["bootstrap_resamples"]), settings.bootstrap_max_resamples)
+
+
 def policy(params: dict[str, Any], settings: Settings) -> Policy:
     """The gate's policy: the run's params, bounded by the installation's floors (they only tighten)."""
     from mlcicd.choices import GATED_METRICS

@@ -244,7 +244,7 @@ def evaluate(
                 champ,
                 metric_name=str(params["primary_metric"]),
                 champion_version=champ_ref.version,
-                resamples=int(params["bootstrap_resamples"]),
+                resamples=p.resamples(params, settings),
                 confidence=p.policy(params, settings).confidence,  # the asked confidence, floored
                 seed=int(params["random_seed"]),
             ).to_dict()
