@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 import requests
@@ -199,18 +200,18 @@ def wait_for_approval(airflow, run_id: str, timeout_s: float = 600, poll_s: floa
         time.sleep(poll_s)
 
 
-def answer_the_moment_it_asks(airflow, run_id: str, option: str) -> dict:
-    """Answer as the UI does (PATCH hitlDetails), as soon as the task waits: the scheduler has then
-    usually not yet read the parked worker's exit, the race mlcicd.resume_race guards against
-    (without the guard, 3 answers in 4 failed the task)."""
-    from urllib.parse import quote
+def answer_the_moment_it_asks(airflow, run_id: str, option: str, monkeypatch) -> Any:
+    """Answer through mlcicd's client (the REST call the UI makes), as soon as the task waits: the
+    scheduler has then usually not yet read the parked worker's exit, the race mlcicd.resume_race
+    guards against (without the guard, 3 answers in 4 failed the task)."""
+    from mlcicd.approvals import answer as answer_approval
+    from mlcicd.trigger import connect
 
+    monkeypatch.setenv("MLCICD_AIRFLOW_USERNAME", "admin")
+    monkeypatch.setenv("MLCICD_AIRFLOW_PASSWORD", PASSWORD)
+    client = connect(airflow["url"])  # logged in beforehand: nothing stands between the ask and the answer
     wait_for_approval(airflow, run_id, poll_s=0.02)
-    path = f"/api/v2/dags/ml_retrain/dagRuns/{quote(run_id, safe='')}/taskInstances/approve_rollout/-1/hitlDetails"
-    r = requests.patch(f"{airflow['url']}{path}", json={"chosen_options": [option]},
-                       headers={"Authorization": f"Bearer {airflow['server'].token()}"}, timeout=10)  # fmt: skip
-    assert r.status_code == 200, r.text
-    return r.json()
+    return answer_approval(client, "ml_retrain", run_id, option)
 
 
 def served(airflow) -> str:
@@ -223,7 +224,7 @@ def serving_version(s: dict) -> str:
     return requests.get(f"{s['deployment']['endpoint']}/version", timeout=5).json()["version"]
 
 
-def test_approval_waits_for_a_human_and_approve_promotes(airflow):
+def test_approval_waits_for_a_human_and_approve_promotes(airflow, monkeypatch):
     conf = ["--conf", "synthetic_seed=11", "--conf", "approval=true", "--conf", "max_degradation=0.1"]
     code, s, _ = trigger(airflow, "--sha", "e" * 40, *conf)
     assert code == 0 and s["state"] == "started"
@@ -231,8 +232,8 @@ def test_approval_waits_for_a_human_and_approve_promotes(airflow):
     code, early = answer(airflow, "approve", run_id)  # before the run reaches approve_rollout
     assert code == 2 and "has no approval waiting" in early["error"]["message"]
     before = served(airflow)
-    done = answer_the_moment_it_asks(airflow, run_id, "Approve")
-    assert done["chosen_options"] == ["Approve"] and done["responded_by"]["name"] == "admin", done
+    done = answer_the_moment_it_asks(airflow, run_id, "Approve", monkeypatch)
+    assert done.chosen_options == ["Approve"] and done.responded_by.name == "admin", done
     code, again = answer(airflow, "reject", run_id)
     assert code == 1 and "already answered: Approve, by admin" in again["error"]["message"]
     code, s, progress = trigger(airflow, "--sha", "e" * 40, *conf, "--wait")

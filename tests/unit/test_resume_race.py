@@ -7,10 +7,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+
+PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 
 SCRIPT = textwrap.dedent("""
     import sys
-    sys.path.insert(0, "plugins")
+    sys.path.insert(0, sys.argv[1])
     from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
     from mlcicd_plugin import MlcicdPlugin
 
@@ -30,5 +33,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_the_plugin_installs_the_guard_once_and_only_for_jobs():
-    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(PLUGINS)], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
