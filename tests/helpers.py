@@ -87,7 +87,7 @@ class Load:
         self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
 
     def _client(self) -> None:
-        from mlcicd.serving.http import auth_headers
+        from mlcicd.serving.auth import auth_headers
 
         session = requests.Session()
         session.headers.update(auth_headers())  # the servers' token, when the test set one

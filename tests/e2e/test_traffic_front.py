@@ -20,7 +20,7 @@ from mlcicd.deploy import SmokeTest
 from mlcicd.deploy.local import LocalProcessTarget
 from mlcicd.ports import free_port
 from mlcicd.release import Release
-from mlcicd.serving.http import auth_headers
+from mlcicd.serving.auth import auth_headers
 from tests.helpers import Load, bundle_digest, make_model_dir
 
 pytestmark = pytest.mark.e2e

@@ -2,6 +2,9 @@
 
 SQLite metadata DB, LocalExecutor with small parallelism; every task runs in its own worker
 process, as in production. The server is stopped with SIGINT (see STACK_NOTES).
+
+The client runs from its own venv, installed as the README and the CI templates install it
+(``requirements-trigger.txt`` and the project with ``--no-deps``): no Airflow, no ML stack.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,13 +22,58 @@ import requests
 from mlcicd import devserver
 from tests.helpers import SERVER_ENV
 
+ROOT = Path(__file__).resolve().parents[2]
+
 pytestmark = pytest.mark.e2e
 PASSWORD = "trigger-test-password"  # pragma: allowlist secret
 APPROVAL_TIMEOUT_S = 45
 
 
+# What a CI job's client must not import: none of it is in requirements-trigger.txt.
+HEAVY = ("airflow", "sklearn", "pandas", "numpy", "mlflow", "great_expectations", "fastapi", "requests")
+
+
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory):
+def client_python(tmp_path_factory) -> str:
+    """A fresh Python 3.11 venv with the client installed the way .github/workflows/retrain.yml does."""
+    venv = tmp_path_factory.mktemp("trigger-client") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    # --without-pip above and ensurepip here: the venv gets its own pip, not the test venv's packages.
+    python = str(venv / "bin" / "python")
+    subprocess.run([python, "-m", "ensurepip", "--upgrade"], check=True, capture_output=True)
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    for args in (["-r", str(ROOT / "requirements-trigger.txt")], ["--no-deps", "-e", str(ROOT)]):
+        done = subprocess.run([*pip, *args], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    return python
+
+
+def test_the_client_installs_light_and_imports_no_heavy_stack(client_python):
+    """`trigger --help`, a trigger and an approval that reach no server: none of them imports Airflow,
+    scikit-learn, pandas, MLflow, GX or FastAPI (the light install has none of them)."""
+    probe = f"""
+import json, sys
+from mlcicd.cli import main
+codes = []
+for argv in (["trigger", "--help"], ["trigger", "--url", "http://127.0.0.1:9", "--conf", "synthetic_seed=1"],
+             ["approve", "some-run", "--url", "http://127.0.0.1:9"]):
+    try:
+        main(argv)
+    except SystemExit as exc:
+        codes.append(exc.code)
+loaded = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
+print(json.dumps({{"codes": codes, "loaded": loaded}}))
+"""
+    env = {"PATH": "/usr/bin:/bin", "MLCICD_AIRFLOW_TOKEN": "t", "HOME": str(ROOT)}
+    out = subprocess.run([client_python, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"codes": [0, 1, 1], "loaded": []}, (result, out.stderr[-2000:])
+    assert "cannot reach Airflow" in out.stderr or "lost the connection" in out.stderr, out.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory, client_python):
     root = tmp_path_factory.mktemp("airflow-server")
     extra = {
         "MLCICD_STATE_DIR": str(root / "state"),
@@ -37,7 +86,7 @@ def airflow(tmp_path_factory):
     }
     server = devserver.start(root / "home", password=PASSWORD, extra_env=extra)
     try:
-        yield {"url": server.url, "env": server.env, "root": root, "server": server}
+        yield {"url": server.url, "env": server.env, "root": root, "server": server, "client": client_python}
     finally:
         devserver.stop(server)
         subprocess.run([sys.executable, "-m", "mlcicd", "stop"], env=server.env, capture_output=True)
@@ -46,7 +95,7 @@ def airflow(tmp_path_factory):
 def trigger(airflow, *args: str, user: str = "admin", password: str = PASSWORD, url: str | None = None):
     env = {**airflow["env"], "MLCICD_AIRFLOW_USERNAME": user, "MLCICD_AIRFLOW_PASSWORD": password}
     out = subprocess.run(
-        [sys.executable, "-m", "mlcicd", "trigger", "--url", url or airflow["url"], "--json", "--poll", "1", *args],
+        [airflow["client"], "-m", "mlcicd", "trigger", "--url", url or airflow["url"], "--json", "--poll", "1", *args],
         env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     lines = out.stdout.strip().splitlines()
@@ -178,7 +227,7 @@ def test_data_validation_failure_has_its_own_exit_code(airflow):
 
 def answer(airflow, verb: str, run_id: str) -> tuple[int, dict]:
     env = {**airflow["env"], "MLCICD_AIRFLOW_USERNAME": "admin", "MLCICD_AIRFLOW_PASSWORD": PASSWORD}
-    out = subprocess.run([sys.executable, "-m", "mlcicd", verb, run_id, "--url", airflow["url"], "--json"],
+    out = subprocess.run([airflow["client"], "-m", "mlcicd", verb, run_id, "--url", airflow["url"], "--json"],
                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     lines = out.stdout.strip().splitlines()
     assert lines, out.stderr[-2000:]

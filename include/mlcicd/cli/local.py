@@ -12,7 +12,7 @@ from typing import Any
 
 from mlcicd.choices import DEFAULT_MODEL_NAME
 from mlcicd.names import ExitCode
-from mlcicd.serving.http import auth_headers
+from mlcicd.serving.auth import auth_headers
 from mlcicd.settings import load
 
 

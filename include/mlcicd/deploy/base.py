@@ -89,7 +89,7 @@ def smoke_test(endpoint: str, smoke: SmokeTest, timeout_s: float = 30.0) -> list
     """Send the sample rows and compare with the offline predictions; return the problems found."""
     import requests
 
-    from mlcicd.serving.http import auth_headers
+    from mlcicd.serving.auth import auth_headers
 
     problems: list[str] = []
     probe = {PROBE_HEADER: "smoke", **auth_headers()}

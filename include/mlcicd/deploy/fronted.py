@@ -22,7 +22,7 @@ from mlcicd.deploy.base import Deployment, SmokeTest, smoke_test, wait_healthy
 from mlcicd.deploy.front import SLOTS, Front, SlotConfig
 from mlcicd.errors import DeployError
 from mlcicd.release import Release
-from mlcicd.serving.http import auth_headers
+from mlcicd.serving.auth import auth_headers
 from mlcicd.settings import Settings
 
 log = logging.getLogger("mlcicd")

@@ -25,7 +25,7 @@ from mlcicd.deploy.base import Deployment, SmokeTest
 from mlcicd.errors import ConfigError, DeployError
 from mlcicd.kube import TOKEN_SECRET, check_connection, pod_operator, resource_name, token_env
 from mlcicd.release import Release
-from mlcicd.serving.http import token_header
+from mlcicd.serving.auth import token_header
 from mlcicd.settings import PROJECT_ROOT, Settings
 
 if TYPE_CHECKING:

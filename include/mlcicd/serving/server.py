@@ -37,7 +37,8 @@ from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from mlcicd.serving.http import ERROR_CODES, TOKEN_HEADER, SafeJSON, error_response, read_body, refusal
+from mlcicd.serving.auth import TOKEN_HEADER, refusal
+from mlcicd.serving.http import ERROR_CODES, SafeJSON, error_response, read_body
 from mlcicd.serving.inputs import BadInput
 from mlcicd.serving.limits import Limits, server_workers
 
