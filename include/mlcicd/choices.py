@@ -5,10 +5,20 @@ Cheap to import (no third-party imports): the DAG files build their Params from 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 DEFAULT_MODEL_NAME = "mlcicd_churn"
 NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"  # no ".", "..", hidden or over-long names
+# JSON Schema's "$" (Python's re.search under jsonschema) lets a trailing newline through: the stages
+# check names again with a full match.
+NAME_RE = re.compile(NAME_PATTERN.removeprefix("^").removesuffix("$"))
+
+
+def is_name(value: object) -> bool:
+    """Whether ``value`` is a model or dataset name, matched in full (no trailing newline)."""
+    return isinstance(value, str) and NAME_RE.fullmatch(value) is not None
+
 
 ESTIMATORS = ("hist_gradient_boosting", "random_forest", "logistic_regression")
 CORRUPTIONS = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,12 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SYNTHETIC_SCHEME = "synthetic:"
+# pandas' default NA markers. A CSV is read with only empty cells as missing: in a column of numbers
+# these markers (and any other text) are a type violation the contract names, not silent nulls;
+# in a column of text they are missing values, as pandas reads them.
+NA_MARKERS = frozenset({"#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                        "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})  # fmt: skip
+TEXT_AS_MISSING = "mlcicd_text_as_missing"  # df.attrs key: {column: {"count", "markers"}}
 READABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
@@ -38,6 +44,8 @@ class BatchRef:
     digest: str
     rows: int
     columns: list[str]
+    # Numeric columns of a CSV whose text cells ('n/a', '-', ...) were read as missing: {column: count}
+    text_as_missing: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,7 +174,7 @@ def _read_batch(
             f"dataset_uri {uri!r}: cannot tell the format from the suffix {suffix or '(none)'!r}; "
             f"use a file ending in {', '.join(READABLE_SUFFIXES)}"
         )
-    reader = pd.read_csv if suffix == ".csv" else pd.read_parquet
+    reader = _read_csv if suffix == ".csv" else pd.read_parquet
     scheme = uri.split("://", 1)[0] if "://" in uri else ""
     try:
         if scheme in ("", "file"):
@@ -208,6 +216,41 @@ def _read_batch(
     if df.empty:
         raise DataError(f"dataset_uri {uri!r}: the file has a header but no rows")
     return df
+
+
+def _read_csv(fh: Any) -> pd.DataFrame:
+    import pandas as pd
+
+    df = pd.read_csv(fh, keep_default_na=False, na_values=[""])
+    df.attrs[TEXT_AS_MISSING] = _numbers_from_text(df)
+    return df
+
+
+def _numbers_from_text(df: pd.DataFrame, probe: int = 1000) -> dict[str, dict[str, Any]]:
+    """Turn each text column that holds mostly numbers into numbers, in place; the text cells become
+    missing values and are counted (with the NA markers among them: other text is not echoed, it is
+    the batch's content). In columns of text, pandas' NA markers become missing values as usual."""
+    import pandas as pd
+
+    found: dict[str, dict[str, Any]] = {}
+    for col in df.columns:
+        s = df[col]
+        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            continue
+        present = s.dropna()
+        head = pd.to_numeric(present.head(probe), errors="coerce")
+        numbers = pd.to_numeric(present, errors="coerce") if head.notna().mean() >= 0.5 else None
+        if numbers is None or numbers.notna().mean() < 0.5:  # a column of text
+            df[col] = s.where(~s.isin(NA_MARKERS))
+            continue
+        text = present[numbers.isna()].astype(str)
+        df[col] = pd.to_numeric(s, errors="coerce")
+        if text.empty:
+            continue
+        markers = sorted(set(text.unique()) & NA_MARKERS)
+        found[str(col)] = {"count": int(len(text)), "markers": markers,
+                           "other_text": int((~text.isin(NA_MARKERS)).sum())}  # fmt: skip
+    return found
 
 
 def check_target(df: pd.DataFrame, target: str) -> None:
@@ -260,6 +303,7 @@ def store_batch(
         digest=content_digest(df),
         rows=len(df),
         columns=[str(c) for c in df.columns],
+        text_as_missing=dict(df.attrs.get(TEXT_AS_MISSING) or {}),
     )
 
 

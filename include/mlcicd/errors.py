@@ -45,6 +45,13 @@ class ChampionUnusable(MlcicdError):
     kind = "champion"
 
 
+class UntrustedArtifact(MlcicdError):
+    """Something read back to steer a run (a suite, a profile, a model's record) is outside its
+    schema or lacks a valid signature: the run stops and the champion stays as it is."""
+
+    kind = "untrusted"
+
+
 class DeployError(MlcicdError):
     """The new model could not be deployed; the previous champion keeps serving."""
 

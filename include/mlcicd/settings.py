@@ -87,6 +87,13 @@ class Settings:
     kaniko_push_secret: str | None
     # The gate's floors: a run's params may tighten them, never loosen them.
     gate_floors: dict[str, float] = field(default_factory=lambda: dict(GATE_FLOORS))
+    configured_signing_key: str | None = field(default=None, repr=False)  # MLCICD_SIGNING_KEY
+
+    def signing_key(self) -> bytes:
+        """The key that signs what runs read back from MLflow (:mod:`mlcicd.signing`)."""
+        from mlcicd.signing import installation_key
+
+        return installation_key(self.configured_signing_key, self.state_dir)
 
     @property
     def runs_dir(self) -> Path:
@@ -203,6 +210,7 @@ def load() -> Settings:
             )
             for param, default in GATE_FLOORS.items()
         },  # fmt: skip
+        configured_signing_key=os.getenv("MLCICD_SIGNING_KEY", "").strip() or None,
     )
 
 

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from mlcicd import search
 from mlcicd import summary as run_summary
-from mlcicd.choices import DEFAULT_MODEL_NAME
+from mlcicd.choices import DEFAULT_MODEL_NAME, NAME_PATTERN, is_name
 from mlcicd.errors import ConfigError, TriggerError
 from mlcicd.names import (
     DECISION_XCOM,
@@ -89,6 +89,11 @@ def validate_conf(params: dict[str, Any], conf: dict[str, Any]) -> None:
             jsonschema.validate(value, schema)
         except jsonschema.ValidationError as exc:
             raise TriggerError(f"param {key}={value!r} is invalid: {exc.message}", ExitCode.USAGE) from exc
+        if (
+            key in ("model_name", "dataset_name") and value is not None and not is_name(value)
+        ):  # "$" lets "\n" by
+            raise TriggerError(f"param {key}={value!r} is invalid: it must match {NAME_PATTERN} in full",
+                               ExitCode.USAGE)  # fmt: skip
     try:  # the search space's shape (drawing it needs scikit-learn: plan_search does)
         search.parse(conf.get("search", "none"))
     except ConfigError as exc:

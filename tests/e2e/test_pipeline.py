@@ -257,3 +257,75 @@ def test_a_champion_that_cannot_be_loaded_or_was_tampered_with_stops_the_run(fir
         assert served.status_code == 200 and len(served.json()["predictions"]) == 3
     finally:
         deploy.get_target("local", load(), model).stop()
+
+
+def test_a_condition_planted_in_the_champions_suite_never_runs(first, tmp_path):
+    """Issue 28's critical finding, end to end: whoever can write the champion's reference suite in
+    the artifact store plants a pandas row condition; the next run stops at validate_data before GX
+    sees it (exit 1), nothing ran, and the champion is unchanged."""
+    c = registry.client(load().tracking_uri)
+    champion = registry.champion(c, MODEL)
+    artifacts = Path(c.get_run(champion.run_id).info.artifact_uri.removeprefix("file://"))
+    path = artifacts / "validation" / "reference_suite.json"
+    original = path.read_text()
+    marker = tmp_path / "pwned"
+    suite = json.loads(original)
+    expectation = next(e for e in suite["expectations"] if e["type"] == "expect_column_values_to_not_be_null")
+    expectation["kwargs"].update(
+        row_condition=f'@pd.core.frame.com.builtins.__import__("os").system("touch {marker}") == 0',
+        condition_parser="pandas",
+    )
+    path.write_text(json.dumps(suite))
+    try:
+        code, s = cli("--conf", "synthetic_seed=5")
+    finally:
+        path.write_text(original)
+    assert code == 1 and s["outcome"] == "failed", (s.get("error"), s)
+    assert s["error"]["stage"] == "validate_data" and s["error"]["kind"] == "untrusted"
+    assert "validation/reference_suite.json" in s["error"]["message"]
+    assert not marker.exists()
+    assert s["champion_version"] == champion.version == champion_version()
+
+
+def resign(*args: str) -> tuple[int, str]:
+    out = subprocess.run([sys.executable, "-m", "mlcicd", "resign", MODEL, *args], capture_output=True,
+                         text=True, timeout=300, cwd=PROJECT_ROOT, env=os.environ.copy())  # fmt: skip
+    return out.returncode, out.stdout + out.stderr
+
+
+def test_a_tampered_suite_stops_the_run_until_it_is_re_signed_deliberately(first):
+    """Write access to the artifact store is not enough: a loosened (well-formed) suite fails its
+    signature, the message names the artifact and the command; `resign` shows and, with --yes, signs;
+    a suite outside its schema is never signed."""
+    c = registry.client(load().tracking_uri)
+    champion = registry.champion(c, MODEL)
+    artifacts = Path(c.get_run(champion.run_id).info.artifact_uri.removeprefix("file://"))
+    path = artifacts / "validation" / "reference_suite.json"
+    original = path.read_text()
+    suite = json.loads(original)
+    for e in suite["expectations"]:
+        if e["type"] == "expect_column_values_to_not_be_null":
+            e["kwargs"]["mostly"] = 0.5  # lets half of every column go missing
+    path.write_text(json.dumps(suite))
+    try:
+        code, s = cli("--conf", "synthetic_seed=6")
+        assert code == 1 and s["error"]["kind"] == "untrusted", (s.get("error"), s)
+        message = s["error"]["message"]
+        assert "validation/reference_suite.json" in message and "changed after it was signed" in message
+        assert f"python -m mlcicd resign {MODEL} {champion.version}" in message
+        assert champion_version() == champion.version
+        code, shown = resign(champion.version)
+        assert code == 2 and "not signed: check it, then add --yes" in shown
+        assert cli("--conf", "synthetic_seed=6")[0] == 1  # showing signed nothing
+        code, shown = resign(champion.version, "--yes")
+        assert code == 0 and "signed with this installation's key" in shown, shown
+        code, s = cli("--conf", "synthetic_seed=6", "--conf", "min_roc_auc=0.99")
+        assert s["outcome"] == "rejected", (s.get("error"), s)  # trusted again, judged, not promoted
+        assert s["validation"]["suite_origin"] == f"champion v{champion.version}"
+        suite["expectations"][0]["kwargs"]["row_condition"] = "x"
+        path.write_text(json.dumps(suite))
+        code, shown = resign(champion.version, "--yes")
+        assert code == 1 and "the kwarg 'row_condition' is not allowed" in shown, shown
+    finally:
+        path.write_text(original)
+        assert resign(champion.version, "--yes")[0] == 0

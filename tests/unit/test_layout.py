@@ -29,10 +29,11 @@ LAYERS = [
         "mlcicd.synthetic",
         "mlcicd.memory",
         "mlcicd.resume_race",
+        "mlcicd.suite_schema",
     ],  # fmt: skip
     [
         "mlcicd.data",
-        "mlcicd.validation",
+        "mlcicd.validation*",
         "mlcicd.training",
         "mlcicd.search",
         "mlcicd.evaluation",

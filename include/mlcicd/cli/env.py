@@ -92,9 +92,11 @@ def validate_conf(dag: Any, conf: dict[str, Any]) -> dict[str, Any]:
         raise UsageError(f"{first} (see the param list: README.md, or the DAG's trigger form)") from exc
     from mlcicd import search
     from mlcicd.settings import load
+    from mlcicd.tasks.params import check_names
     from mlcicd.tasks.search import budget
 
-    try:  # the budget and the space, drawn as plan_search will: refused before anything runs
+    try:  # the names in full, the budget and the space (drawn as plan_search will): before anything runs
+        check_names(resolved)
         limit, _ = budget(resolved, load())
         search.candidates(resolved["search"], int(resolved["random_seed"]), limit)
     except ConfigError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 from mlcicd import record
 from mlcicd.errors import ChampionUnusable, ValidationFailed
 from mlcicd.names import Task, mlflow_run_url
+from mlcicd.suite_schema import check_suite
 from mlcicd.tasks import params as p
 from mlcicd.tasks.boundary import mlflow_client, push_links, run_dir, stage, working_on
 from mlcicd.training import REFERENCE_ARTIFACT
@@ -71,12 +73,18 @@ def validate(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict
         reference, reference_origin, source = reference_suite(settings, ref, str(params["model_name"]), df)
         declared = validation.find_suite(ref.dataset_name, settings.suites_dir, settings.inferred_suites_dir)
         suite, suite_path, origin = reference, source, reference_origin
-        if declared is not None and declared.origin == "declared":
-            suite = validation.compose(json.loads(Path(declared.path).read_text()), reference)
+        is_declared = declared is not None and declared.origin == "declared"
+        if is_declared:
+            mine = check_suite(
+                json.loads(Path(declared.path).read_text()), origin=declared.path, declared=True
+            )
+            suite = validation.compose(mine, reference)
             suite_path, origin = declared.path, f"declared, profile of {reference_origin}"
         checked = validation.validate(
-            df, suite, run_name=record.run_key(run_id), docs_dir=settings.data_docs_dir
+            df, suite, run_name=record.run_key(run_id), docs_dir=settings.data_docs_dir, declared=is_declared
         )
+        typed_failures, typed_shift = validation.text_in_numbers(ref.text_as_missing, suite, ref.rows)
+        checked.failures[:0], checked.shift[:0] = typed_failures, typed_shift
         this_batch = run_dir(settings, run_id) / "reference_suite.json"
         # Anchored on the reference it passed: the contract never loosens through what it tolerated.
         validation.save_suite(validation.infer_suite(df, ref.dataset_name, ref.target, reference), this_batch)
@@ -118,12 +126,20 @@ def reference_suite(settings: Any, ref: Any, model_name: str, df: Any) -> tuple[
     from mlcicd import registry, validation
 
     c, _ = mlflow_client(settings)
-    champ = registry.champion(c, model_name)
+    key = settings.signing_key()
+    champ = registry.trusted_champion(c, key, model_name)
     if champ is not None and champ.run_id:
-        suite = registry.run_json(c, champ.run_id, REFERENCE_SUITE_ARTIFACT)
+        uri = f"runs:/{champ.run_id}/{REFERENCE_SUITE_ARTIFACT}"
+        with tempfile.TemporaryDirectory(prefix="mlcicd-suite-") as tmp:  # signed, then held to the schema
+            path = registry.trusted_artifact(
+                c, key, model_name, champ.version, REFERENCE_SUITE_ARTIFACT, Path(tmp)
+            )
+            suite = None if path is None else json.loads(path.read_text())
+        if suite is not None:
+            check_suite(suite, origin=f"{uri} (champion v{champ.version})")
         if suite is not None and suite.get("name") == ref.dataset_name and validation.is_current(suite):
-            return suite, f"champion v{champ.version}", f"runs:/{champ.run_id}/{REFERENCE_SUITE_ARTIFACT}"
-        sample = _champion_sample(settings, champ.run_id, ref, df)
+            return suite, f"champion v{champ.version}", uri
+        sample = _champion_sample(c, key, champ, ref, df)
         if sample is not None:  # a champion from before suites were logged: its training sample
             log.warning("champion v%s logged no reference suite: inferring one from its training sample",
                         champ.version)  # fmt: skip
@@ -137,7 +153,7 @@ def reference_suite(settings: Any, ref: Any, model_name: str, df: Any) -> tuple[
                     champ.version, ref.dataset_name)  # fmt: skip
     saved = settings.inferred_suites_dir / f"{ref.dataset_name}.json"
     if saved.exists():
-        suite = json.loads(saved.read_text())
+        suite = check_suite(json.loads(saved.read_text()), origin=str(saved))
         if validation.is_current(suite):
             return suite, "first accepted batch", str(saved)
         log.warning(
@@ -146,17 +162,18 @@ def reference_suite(settings: Any, ref: Any, model_name: str, df: Any) -> tuple[
     return validation.infer_suite(df, ref.dataset_name, ref.target), "first batch", str(saved)
 
 
-def _champion_sample(settings: Any, run_id: str, ref: Any, df: Any) -> Any:
+def _champion_sample(c: Any, key: bytes, champ: Any, ref: Any, df: Any) -> Any:
     """The champion's logged training sample with this batch's columns (its target classes drawn
     from this batch, which ingest checked); None when it has none or it is of another dataset."""
+    from mlcicd import registry
     from mlcicd.monitoring import PREDICTION
-    from mlcicd.training import load_reference
 
     try:
-        sample = load_reference(run_id, settings.tracking_uri).drop(columns=[PREDICTION], errors="ignore")
-    except Exception as exc:
-        log.info("no training sample logged with run %s: %s", run_id, exc)
+        sample = registry.trusted_reference(c, key, champ.name, champ.version)
+    except FileNotFoundError as exc:
+        log.info("no training sample logged with champion v%s: %s", champ.version, exc)
         return None
+    sample = sample.drop(columns=[PREDICTION], errors="ignore")
     if set(sample.columns) != set(df.columns) - {ref.target}:
         return None
     sample[ref.target] = df[ref.target].sample(len(sample), replace=True, random_state=0).to_numpy()
@@ -168,7 +185,7 @@ def train(
     selected: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train the candidate (the search's choice, if any) and log it to MLflow with its batch's validation."""
-    from mlcicd import data, registry, training
+    from mlcicd import data, registry, signing, training
     from mlcicd.tasks.search import chosen_candidate
 
     with stage(run_id, Task.TRAIN) as settings:
@@ -189,9 +206,15 @@ def train(
             max_rows=settings.train_max_rows,
         )
         working_on(run_id, Task.TRAIN, result.train_rows)
+        # What a later run reads back from this run, by digest: register signs them with the version.
+        signed = {REFERENCE_ARTIFACT: signing.file_digest(run_dir(settings, run_id) / "reference.parquet")}
         if validated:
             c, _ = mlflow_client(settings)
             registry.log_validation(c, result.mlflow_run_id, validated, REFERENCE_SUITE_ARTIFACT)
+            if validated.get("reference_suite_path"):
+                signed[REFERENCE_SUITE_ARTIFACT] = signing.file_digest(
+                    Path(validated["reference_suite_path"])
+                )
         log.info(
             "trained %s on %s rows: MLflow run %s", hp.estimator, result.train_rows, result.mlflow_run_id
         )
@@ -209,7 +232,7 @@ def train(
             },
         )
         push_links(mlflow_run=mlflow_run_url(settings.mlflow_ui_url, experiment_id, result.mlflow_run_id))
-        return {**result.to_dict(), "experiment_id": experiment_id}
+        return {**result.to_dict(), "experiment_id": experiment_id, "signed_artifacts": signed}
 
 
 def evaluate(
@@ -223,7 +246,9 @@ def evaluate(
 
     with stage(run_id, Task.EVALUATE) as settings:
         ref = data.BatchRef.from_dict(batch)
-        tr = TrainResult.from_dict({k: v for k, v in trained.items() if k != "experiment_id"})
+        tr = TrainResult.from_dict(
+            {k: v for k, v in trained.items() if k not in ("experiment_id", "signed_artifacts")}
+        )
         c, _ = mlflow_client(settings)
         holdout = pd.read_parquet(tr.holdout_path)
         working_on(run_id, Task.EVALUATE, len(holdout))
@@ -231,7 +256,7 @@ def evaluate(
         model = registry.load_verified(tr.model_uri, tr.model_digest, settings.tracking_uri, "the candidate")
         cand = evaluation.score(model, x)
         cand_metrics = evaluation.all_metrics(y, cand)
-        champ_ref = registry.champion(c, str(params["model_name"]))
+        champ_ref = registry.trusted_champion(c, settings.signing_key(), str(params["model_name"]))
         champ_metrics = comparison = None
         curves = {"candidate": cand}
         if champ_ref is not None:

@@ -53,7 +53,7 @@ def scan_model(
         c, _ = mlflow_client(settings)
         champion, version = None, evaluated.get("champion_version")
         if version:
-            champ_ref = registry.champion(c, str(params["model_name"]))
+            champ_ref = registry.trusted_champion(c, settings.signing_key(), str(params["model_name"]))
             if champ_ref is not None and champ_ref.version == version:
                 model = load_champion(champ_ref, str(params["model_name"]), settings.tracking_uri)
                 champion = scan.scan(model, x, y, thresholds, seed).to_dict()

@@ -47,13 +47,13 @@ class ServingState:
         return {**asdict(self), "agree": self.agree}
 
 
-def smoke_of(settings: Settings, run_id: str) -> SmokeTest:
-    """A smoke test for a registered version: rows of its training reference and its own predictions."""
+def smoke_of(settings: Settings, c: Any, model_name: str, version: str) -> SmokeTest:
+    """A smoke test for a registered version: rows of its (signed) training reference and its own predictions."""
+    from mlcicd import registry
     from mlcicd.deploy import SmokeTest
     from mlcicd.monitoring import PREDICTION
-    from mlcicd.training import load_reference
 
-    sample = load_reference(run_id, settings.tracking_uri).head(SMOKE_ROWS)
+    sample = registry.trusted_reference(c, settings.signing_key(), model_name, version).head(SMOKE_ROWS)
     return SmokeTest.of(sample.drop(columns=[PREDICTION]), sample[PREDICTION])
 
 
@@ -172,7 +172,8 @@ def _restorable(settings: Settings, c: Any, replaced: Any) -> tuple[Release, Smo
     if replaced is None:
         return None
     try:
-        return registry.release_of(c, replaced.name, replaced.version), smoke_of(settings, replaced.run_id)
+        release = registry.release_of(c, replaced.name, replaced.version, settings.signing_key())
+        return release, smoke_of(settings, c, replaced.name, replaced.version)
     except Exception as exc:  # e.g. a champion from before references were logged
         log.warning("v%s could not be put back should the alias move fail: %s", replaced.version, exc)
         return None
@@ -235,7 +236,8 @@ def _reconcile(settings: Settings, c: Any, target: DeployTarget, name: str, *, r
     if not repair:
         return state("disagree", f"{todo}: `python -m mlcicd status --repair` deploys v{champion} again")
     try:
-        deployment = target.deploy(registry.release_of(c, name, champion), smoke_of(settings, champ.run_id))
+        release = registry.release_of(c, name, champion, settings.signing_key())
+        deployment = target.deploy(release, smoke_of(settings, c, name, champion))
     except Exception as exc:
         raise DeployError(
             f"{todo}, and deploying v{champion} again failed ({exc}). Deploy it by hand, or point the alias at "

@@ -36,6 +36,8 @@ def register(
             trained["model_digest"],
             model_id=trained["model_id"],
         )
+        # The installation's signature on what later runs read back (see mlcicd.signing).
+        registry.sign_version(c, settings.signing_key(), name, version, trained.get("signed_artifacts") or {})
         registry.tag_decision(
             c, run_id=trained["mlflow_run_id"], model_id=trained["model_id"], decision=decision,
             model_name=name, version=version,
@@ -60,12 +62,18 @@ def register(
         return {**release.to_dict(), "gated_against": comparison.get("champion_version")}
 
 
-def _mark_failed(c: Any, model_name: str, version: str, tag: str, value: str) -> None:
-    """Tag the version and drop its challenger alias; an MLflow error here must not hide the real one."""
+def _mark_failed(
+    c: Any, model_name: str, version: str, tag: str, value: str, key: bytes | None = None
+) -> None:
+    """Tag the version and drop its challenger alias; an MLflow error here must not hide the real one.
+    ``key``: the tag is part of the signed record (the image's), so the record is signed again."""
     from mlcicd import registry
 
     try:
-        c.set_model_version_tag(model_name, version, tag, value)
+        if key is None:
+            c.set_model_version_tag(model_name, version, tag, value)
+        else:
+            registry.record_tags(c, key, model_name, version, {tag: value})
         c.delete_registered_model_alias(model_name, registry.CHALLENGER)
     except Exception as exc:
         log.warning("could not record %s=%s on %s v%s in MLflow: %s", tag, value, model_name, version, exc)
@@ -74,6 +82,7 @@ def _mark_failed(c: Any, model_name: str, version: str, tag: str, value: str) ->
 def build_image(run_id: str, release: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """Build the model-server image of the registered version when the target runs images."""
     from mlcicd import image as img
+    from mlcicd import registry
 
     with stage(run_id, Task.BUILD) as settings:
         rel = Release.from_dict(release)
@@ -94,13 +103,13 @@ def build_image(run_id: str, release: dict[str, Any], params: dict[str, Any]) ->
 
                 built = docker.build(settings, rel, reg)
         except MlcicdError:
-            _mark_failed(c, rel.model_name, rel.version, "mlcicd.image", "build_failed")
+            _mark_failed(
+                c, rel.model_name, rel.version, registry.IMAGE_TAG, "build_failed", settings.signing_key()
+            )
             raise
-        tags = {"mlcicd.image": built.reference, "mlcicd.image_id": built.image_id,
-                "mlcicd.image_digest": built.repo_digest, "mlcicd.image_context_digest": built.context_digest}  # fmt: skip
-        for key, value in tags.items():
-            if value:
-                c.set_model_version_tag(rel.model_name, rel.version, key, value)
+        tags = {registry.IMAGE_TAG: built.reference, "mlcicd.image_id": built.image_id,
+                registry.IMAGE_DIGEST_TAG: built.repo_digest, "mlcicd.image_context_digest": built.context_digest}  # fmt: skip
+        registry.record_tags(c, settings.signing_key(), rel.model_name, rel.version, tags)
         record.update(run_dir(settings, run_id), image=built.to_dict())
         return built.to_dict()
 
@@ -212,7 +221,7 @@ def promote(
         if deployment.get("staged"):
             rel = Release.from_dict((deployment.get("detail") or {}).get("release") or release)
             target = dep.get_target(p.target_name(params, settings), settings, name)
-            smoke = serving.smoke_of(settings, rel.mlflow_run_id)
+            smoke = serving.smoke_of(settings, c, name, version)
             gated = deployment.get("gated_against", serving.UNKNOWN)
             try:
                 _, replaced = serving.deploy_and_promote(
@@ -254,10 +263,14 @@ def _staged(target: Any, version: str) -> bool:
 
 def reconcile(run_id: str, params: dict[str, Any]) -> dict[str, Any]:
     """Before anything else: what the target serves must be what ``@champion`` names; repair or fail loudly."""
+    from mlcicd import registry
     from mlcicd.deploy import preflight
     from mlcicd.tasks import serving
 
     with stage(run_id, Task.RECONCILE) as settings:
+        # Names first: one that is not one, or that would be another model's resources, touches nothing.
+        p.check_names(params)
+        registry.check_distinct(mlflow_client(settings)[0], str(params["model_name"]))
         target = p.target_name(params, settings)
         preflight(target, settings)
         state = serving.reconcile(settings, target, str(params["model_name"]), repair=True)

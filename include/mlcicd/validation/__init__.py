@@ -23,34 +23,31 @@ magnitude (cents for dollars, a unit change), sign errors and sentinel values su
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlcicd.suite_schema import check_suite
+from mlcicd.validation.infer import _contract_kwargs, infer_suite
+from mlcicd.validation.rules import (
+    CONTRACT,
+    MAX_IMPLAUSIBLE,
+    MAX_UNSEEN_CATEGORIES,
+    PROFILE,
+    PROFILE_SAMPLE_ROWS,
+    SUITE_FORMAT,
+    _domain,
+)
+
 if TYPE_CHECKING:
     import pandas as pd
 
-NUMERIC_TYPES = ["int8", "int16", "int32", "int64", "Int64", "float32", "float64", "Float64"]
-CONTRACT = "critical"  # GX FailureSeverity: a failure stops the run
-PROFILE = "warning"  # a failure is shift: reported, the run goes on
-SUITE_FORMAT = 2  # suites inferred before the contract/profile split have no format and are re-inferred
-
-# Contract bounds.
-MAX_CATEGORIES = 50  # categorical columns with more distinct values are free text (no set check)
-PLAUSIBLE_RANGES = 1.0  # values beyond min - 1 x range or max + 1 x range are implausible...
-MAX_IMPLAUSIBLE = 0.001  # ...and at most 0.1 % of a column's values may be
-MAX_UNSEEN_CATEGORIES = 0.01  # share of values outside the reference's categories
-NULL_SLACK = 0.05  # null share may exceed the reference's by 5 points (and at least double it)
-MAX_DUPLICATE_FRACTION = 0.02
-# Profile bounds: beyond them the batch has shifted.
-ROW_COUNT_FACTOR = 10
-RANGE_MARGIN = 0.1  # the observed range, widened by 10 %...
-PROFILE_MOSTLY = 0.99  # ...holds 99 % of the values
-MEAN_SHIFT_SD = 0.25  # a column's mean moved by more than a quarter standard deviation
-MAX_SHARE_KL = 0.02  # KL divergence of category shares from the reference's, in nats
-PROFILE_SAMPLE_ROWS = 1_000_000  # the profile of a larger batch is checked on a sample of this many rows
+__all__ = [  # the package's names, inferred (.infer) or shared bounds (.rules) included
+    "CONTRACT", "MAX_IMPLAUSIBLE", "MAX_UNSEEN_CATEGORIES", "PROFILE", "SUITE_FORMAT", "Checked", "SuiteSource",
+    "ValidationOutcome", "compose", "find_suite", "infer_suite", "is_current", "profile_name", "save_suite",
+    "text_in_numbers", "validate", "_contract_kwargs", "_domain",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -106,101 +103,6 @@ def is_current(suite: dict[str, Any]) -> bool:
     return suite.get("meta", {}).get("mlcicd", {}).get("format") == SUITE_FORMAT
 
 
-def infer_suite(
-    df: pd.DataFrame, name: str, target: str, previous: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Infer a contract and a profile from a reference batch (GX 1.x has no profiler).
-
-    With ``previous`` (the suite this batch passed), the contract never loosens through what it
-    tolerated: null bounds stay at least as strict, the known categories stay the previous ones
-    (a new category is a contract change: declare it), and the plausible range is taken between
-    the 0.2nd and 99.8th percentiles, past the 0.1 % of implausible values a batch may carry.
-    """
-    import pandas as pd
-
-    before = _contract_kwargs(previous)
-
-    n = len(df)
-    columns = [str(c) for c in df.columns]
-    exp: list[dict[str, Any]] = [
-        _e(CONTRACT, "expect_table_columns_to_match_set", column_set=columns, exact_match=True),
-        _e(CONTRACT, "expect_compound_columns_to_be_unique", column_list=columns,
-           mostly=round(1 - MAX_DUPLICATE_FRACTION, 4)),
-        _e(PROFILE, "expect_table_row_count_to_be_between",
-           min_value=max(1, n // ROW_COUNT_FACTOR), max_value=n * ROW_COUNT_FACTOR),
-    ]  # fmt: skip
-    for col in df.columns:
-        s, column = df[col], str(col)
-        null_rate = float(s.isna().mean())
-        hard_nulls = _mostly(min(1.0, max(2 * null_rate, null_rate + NULL_SLACK)))
-        was = before.get(("expect_column_values_to_not_be_null", column), {}).get("mostly")
-        exp.append(_e(CONTRACT, "expect_column_values_to_not_be_null", column=column,
-                      mostly=max(hard_nulls, was) if was is not None else hard_nulls))  # fmt: skip
-        exp.append(_e(PROFILE, "expect_column_values_to_not_be_null", column=column,
-                      mostly=_mostly(min(1.0, null_rate * 1.5 + 0.01))))  # fmt: skip
-        if pd.api.types.is_bool_dtype(s) or column == target:
-            exp.append(_e(CONTRACT, "expect_column_values_to_be_in_set", column=column, value_set=_values(s)))
-        elif pd.api.types.is_numeric_dtype(s):
-            exp += _numeric(s.dropna().astype(float), column)
-        else:
-            exp.append(_e(CONTRACT, "expect_column_values_to_be_of_type", column=column, type_=str(s.dtype)))
-            known = before.get(("expect_column_values_to_be_in_set", column), {}).get("value_set")
-            if known is not None or s.nunique() <= MAX_CATEGORIES:
-                exp += _categorical(s.dropna().astype(str), column, known)
-    return {
-        "name": name,
-        "expectations": exp,
-        "meta": {"mlcicd": {"format": SUITE_FORMAT, "inferred_from_rows": n, "target": target}},
-    }
-
-
-def _numeric(s: pd.Series, column: str) -> list[dict[str, Any]]:
-    exp = [_e(CONTRACT, "expect_column_values_to_be_in_type_list", column=column, type_list=NUMERIC_TYPES)]
-    if s.empty:
-        return exp
-    lo, hi = float(s.quantile(0.002)), float(s.quantile(0.998))  # past what a batch may carry (0.1 %)
-    span = (hi - lo) or abs(hi) or 1.0
-    exp.append(_e(CONTRACT, "expect_column_values_to_be_between", column=column,
-                  min_value=_round(0.0 if lo >= 0 else lo - PLAUSIBLE_RANGES * span),
-                  max_value=_round(hi + PLAUSIBLE_RANGES * span), mostly=1 - MAX_IMPLAUSIBLE))  # fmt: skip
-    lo, hi = float(s.min()), float(s.max())
-    span = (hi - lo) or abs(hi) or 1.0
-    margin = span * RANGE_MARGIN
-    mean, sd = float(s.mean()), float(s.std(ddof=0)) or margin
-    return [
-        *exp,
-        _e(PROFILE, "expect_column_values_to_be_between", column=column,
-           min_value=_round(max(0.0, lo - margin) if lo >= 0 else lo - margin), max_value=_round(hi + margin),
-           mostly=PROFILE_MOSTLY),
-        _e(PROFILE, "expect_column_mean_to_be_between", column=column,
-           min_value=_round(mean - MEAN_SHIFT_SD * sd), max_value=_round(mean + MEAN_SHIFT_SD * sd)),
-    ]  # fmt: skip
-
-
-def _categorical(s: pd.Series, column: str, known: list[str] | None = None) -> list[dict[str, Any]]:
-    if known is not None:
-        s = s[s.isin(known)]
-    shares = s.value_counts(normalize=True).sort_index()
-    values = sorted(known) if known is not None else [str(v) for v in shares.index]
-    shares = shares.reindex(values, fill_value=0.0)
-    return [
-        _e(CONTRACT, "expect_column_values_to_be_in_set", column=column, value_set=values,
-           mostly=1 - MAX_UNSEEN_CATEGORIES),
-        _e(PROFILE, "expect_column_values_to_be_in_set", column=column, value_set=values),
-        _e(PROFILE, "expect_column_kl_divergence_to_be_less_than", column=column,
-           partition_object={"values": values, "weights": [round(float(w), 6) for w in shares.to_numpy()]},
-           threshold=MAX_SHARE_KL),
-    ]  # fmt: skip
-
-
-def _contract_kwargs(suite: dict[str, Any] | None) -> dict[tuple[str, str | None], dict[str, Any]]:
-    return {
-        _domain(e): e["kwargs"]
-        for e in (suite or {}).get("expectations", [])
-        if e.get("severity") == CONTRACT
-    }
-
-
 def compose(declared: dict[str, Any] | None, reference: dict[str, Any]) -> dict[str, Any]:
     """The suite a batch is held to: the declared expectations (hard unless marked) or the
     reference's contract, plus the reference's profile."""
@@ -214,10 +116,6 @@ def compose(declared: dict[str, Any] | None, reference: dict[str, Any]) -> dict[
     return {**declared, "expectations": [*declared["expectations"], *profile]}
 
 
-def _domain(e: dict[str, Any]) -> tuple[str, str | None]:
-    return e["type"], e["kwargs"].get("column")
-
-
 def save_suite(suite: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -225,8 +123,13 @@ def save_suite(suite: dict[str, Any], path: Path) -> None:
     tmp.replace(path)
 
 
-def validate(df: pd.DataFrame, suite: dict[str, Any], *, run_name: str, docs_dir: Path) -> Checked:
+def validate(
+    df: pd.DataFrame, suite: dict[str, Any], *, run_name: str, docs_dir: Path, declared: bool = False
+) -> Checked:
     """Run ``suite`` on ``df`` and build its GX Data Docs pages.
+
+    The suite is first held to :mod:`mlcicd.suite_schema` (``declared``: a suite of the repository,
+    which may use row conditions): nothing outside the allow-list reaches GX.
 
     The contract (severity ``critical``, GX's default) and the profile (any other severity) run as
     two GX suites, ``<name>`` and ``<name>.profile`` (GX keeps one expectation per type and column in
@@ -239,6 +142,9 @@ def validate(df: pd.DataFrame, suite: dict[str, Any], *, run_name: str, docs_dir
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
+    check_suite(
+        suite, origin=repr(suite.get("name")) if isinstance(suite, dict) else "given", declared=declared
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         context = gx.get_context(mode="ephemeral")
@@ -300,6 +206,40 @@ def validate(df: pd.DataFrame, suite: dict[str, Any], *, run_name: str, docs_dir
                    _report_path(docs_dir, profile_name(suite["name"]), run_name))  # fmt: skip
 
 
+def text_in_numbers(
+    text_as_missing: dict[str, dict[str, Any]], suite: dict[str, Any], rows: int
+) -> tuple[list[str], list[str]]:
+    """Text a CSV held in numeric columns ('n/a', 'null', '-', ...), read as missing values: a contract
+    failure in a column the contract allows no missing values in, shift in one that may have them.
+
+    Returns:
+        (failures, shift), one message per column.
+    """
+    required = {
+        e["kwargs"].get("column")
+        for e in suite.get("expectations", [])
+        if e.get("severity", CONTRACT) == CONTRACT
+        and e["type"] == "expect_column_values_to_not_be_null"
+        and e["kwargs"].get("mostly", 1.0) >= 1.0
+    }
+    failures, shift = [], []
+    for column, seen in sorted(text_as_missing.items()):
+        what = ", ".join(repr(m) for m in seen.get("markers", []))
+        if seen.get("other_text"):
+            what = f"{what}, " if what else ""
+            what += f"{seen['other_text']} other text value(s)"
+        message = (
+            f"column {column!r}: type violation, {seen['count']} value(s) ({100 * seen['count'] / max(rows, 1):.3g}%) "
+            f"are text in a column of numbers ({what}) and were read as missing"
+        )
+        if column in required:
+            failures.append(f"{message}; the reference never had a missing value here: fix the export, or "
+                            "declare the column's missing values in a suite in include/suites/")  # fmt: skip
+        else:
+            shift.append(message)
+    return failures, shift
+
+
 def profile_name(suite_name: str) -> str:
     return f"{suite_name}.profile"
 
@@ -340,19 +280,3 @@ def _bound(value: Any, limit: int = 120) -> str:
         return f"[{len(value)} values]"
     text = "{...}" if isinstance(value, dict) else str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _e(severity: str, expectation_type: str, /, **kwargs: Any) -> dict[str, Any]:
-    return {"type": expectation_type, "kwargs": kwargs, "severity": severity}
-
-
-def _mostly(bad_share: float) -> float:
-    return max(0.0, round(1 - bad_share, 4))
-
-
-def _values(s: pd.Series) -> list[Any]:
-    return sorted(v.item() if hasattr(v, "item") else v for v in s.dropna().unique())
-
-
-def _round(x: float) -> float:
-    return float(f"{x:.6g}") if math.isfinite(x) else x
