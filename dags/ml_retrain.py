@@ -52,7 +52,7 @@ from mlcicd.links import DataDocsLink, MlflowRunLink, ScanReportLink, ShiftRepor
 from mlcicd.names import APPROVAL_XCOM, DECISION_XCOM, Task
 from mlcicd.tasks import retrain, rollout, scanning, search, ship
 from mlcicd.tasks.approval import approval_operator
-from mlcicd.tasks.params import params_of
+from mlcicd.tasks.params import asked_params, params_of
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -91,7 +91,7 @@ def ml_retrain() -> None:
     @task(task_id=Task.RECONCILE, **SERVICE_RETRIES, **DEPLOY)
     def reconcile_serving(**context: Any) -> dict[str, Any]:
         """Check that what serves is what @champion names; finish or undo what an earlier run left."""
-        return ship.reconcile(context["run_id"], params_of(context))
+        return ship.reconcile(context["run_id"], asked_params(context))
 
     @task
     def ingest_data(**context: Any) -> dict[str, Any]:

@@ -50,6 +50,9 @@ class Settings:
     haproxy_bin: str
     deploy_lock_timeout_s: float
     approval_timeout_minutes: float
+    rollout_lease_minutes: (
+        float  # how long a staged candidate is its run's (then another run may take it out)
+    )
     suites_dir: Path
     retrain_schedule: str | None
     monitor_schedule: str | None
@@ -85,6 +88,16 @@ class Settings:
     kaniko_image: str
     kaniko_context_uri: str | None
     kaniko_push_secret: str | None
+    # What protects production is the installation's (mlcicd.policy): params may only tighten it.
+    require_approval: bool = False
+    scan_major: str = "reject"
+    scan_allow_major_without_champion: bool = False
+    allowed_models: tuple[str, ...] = ()  # empty: any model name
+    allowed_targets: tuple[str, ...] = ()  # empty: any deploy target
+    approvers: tuple[
+        str, ...
+    ] = ()  # Airflow user ids who may answer an approval; empty: any allowed by Airflow
+    approval_four_eyes: bool = False  # who triggered a run may not approve it (needs approvers)
     # The gate's floors: a run's params may tighten them, never loosen them.
     gate_floors: dict[str, float] = field(default_factory=lambda: dict(GATE_FLOORS))
     configured_signing_key: str | None = field(default=None, repr=False)  # MLCICD_SIGNING_KEY
@@ -160,6 +173,7 @@ def load() -> Settings:
         haproxy_bin=os.getenv("MLCICD_HAPROXY") or _haproxy(),
         deploy_lock_timeout_s=_number("MLCICD_DEPLOY_LOCK_TIMEOUT_S", 1800.0, float, minimum=0),
         approval_timeout_minutes=_number("MLCICD_APPROVAL_TIMEOUT_MINUTES", 60.0, float, minimum=0.1),
+        rollout_lease_minutes=_number("MLCICD_ROLLOUT_LEASE_MINUTES", 240.0, float, minimum=1),
         suites_dir=Path(os.getenv("MLCICD_SUITES_DIR", PROJECT_ROOT / "include" / "suites")).resolve(),
         retrain_schedule=_schedule(os.getenv("MLCICD_RETRAIN_SCHEDULE", "@daily")),
         monitor_schedule=_schedule(os.getenv("MLCICD_MONITOR_SCHEDULE", "@hourly")),
@@ -211,7 +225,48 @@ def load() -> Settings:
             for param, default in GATE_FLOORS.items()
         },  # fmt: skip
         configured_signing_key=os.getenv("MLCICD_SIGNING_KEY", "").strip() or None,
+        **_policy(),
     )
+
+
+def _policy() -> dict[str, object]:
+    """The installation's production rules (see mlcicd.policy), each checked and named when wrong."""
+    from mlcicd.choices import DEPLOY_TARGETS, SCAN_MAJOR, is_name
+
+    scan_major = os.getenv("MLCICD_SCAN_MAJOR", "reject").strip().lower() or "reject"
+    if scan_major not in SCAN_MAJOR:
+        raise ConfigError(f"MLCICD_SCAN_MAJOR={scan_major!r}: use one of {', '.join(SCAN_MAJOR)}")
+    models, targets, approvers = (
+        _list(v) for v in ("MLCICD_ALLOWED_MODELS", "MLCICD_ALLOWED_TARGETS", "MLCICD_APPROVERS")
+    )
+    if bad := [m for m in models if not is_name(m)]:
+        raise ConfigError(f"MLCICD_ALLOWED_MODELS names {bad!r}, which are not model names")
+    if bad := [t for t in targets if t not in DEPLOY_TARGETS]:
+        raise ConfigError(
+            f"MLCICD_ALLOWED_TARGETS names {bad!r}; the targets are {', '.join(DEPLOY_TARGETS)}"
+        )
+    four_eyes = _flag("MLCICD_APPROVAL_FOUR_EYES")
+    if four_eyes and not approvers:
+        raise ConfigError("MLCICD_APPROVAL_FOUR_EYES=true needs MLCICD_APPROVERS: the Airflow user ids who may "
+                          "approve (the one who triggered a run is then left out of its approvers)")  # fmt: skip
+    return {
+        "require_approval": _flag("MLCICD_REQUIRE_APPROVAL"), "scan_major": scan_major,
+        "scan_allow_major_without_champion": _flag("MLCICD_SCAN_ALLOW_MAJOR_WITHOUT_CHAMPION"),
+        "allowed_models": models, "allowed_targets": targets, "approvers": approvers, "approval_four_eyes": four_eyes,
+    }  # fmt: skip
+
+
+def _list(var: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in os.getenv(var, "").split(",") if v.strip())
+
+
+def _flag(var: str) -> bool:
+    raw = os.getenv(var, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{var}={raw!r} is not true or false")
 
 
 N = TypeVar("N", int, float)

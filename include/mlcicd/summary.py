@@ -1,11 +1,13 @@
-"""The run summary shared by ``mlcicd run`` and ``mlcicd trigger``: one outcome vocabulary."""
+"""The run summary shared by ``mlcicd run`` and ``mlcicd trigger``: one outcome vocabulary, and the
+summary ``trigger`` reads from a run's XComs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mlcicd.errors import DataError, DeployError, ValidationFailed
-from mlcicd.names import Outcome
+from mlcicd.names import DECISION_XCOM, ERROR_XCOM, Outcome, Task, mlflow_run_url
 
 
 def outcome(state: str, decision: dict[str, Any] | None, error: dict[str, Any] | None) -> str:
@@ -76,4 +78,66 @@ def search_view(search: dict[str, Any] | None) -> dict[str, Any] | None:
         "chosen": chosen.get("index") if isinstance(chosen, dict) else chosen,
         "candidates": search["rows"],
         "parent_run_id": search.get("parent_run_id"),
+    }
+
+
+def from_xcoms(
+    xcom: Callable[..., Any],
+    run_id: str,
+    state: str,
+    tasks: dict[str, Any],
+    link: str,
+    mlflow_url: str | None,
+    model_name: str,
+) -> dict[str, Any]:
+    """The summary of a run read through the REST API (``mlcicd trigger``): ``xcom(task_id, key)`` reads
+    a task's XCom; ``tasks`` maps each task to its state."""
+    failed = next((t for t, state in tasks.items() if state == "failed"), None)
+    error = failed and (
+        xcom(failed, ERROR_XCOM)
+        or {"stage": failed, "kind": "error", "message": f"task {failed} failed; see its log"}
+    )
+    decision = xcom(Task.DECIDE, DECISION_XCOM) or {}
+    trained = xcom(Task.TRAIN) or {}
+    evaluated = xcom(Task.EVALUATE) or {}
+    release = xcom(Task.REGISTER) or {}
+    deployment = xcom(Task.DEPLOY)
+    promotion = xcom(Task.PROMOTE) or {}
+    rejection = xcom(Task.REJECT) or {}
+    validation = xcom(Task.VALIDATE)
+    verdict = outcome(state, decision, error)
+    mlflow_link = None
+    if mlflow_url and trained.get("mlflow_run_id"):
+        mlflow_link = mlflow_run_url(mlflow_url, trained.get("experiment_id"), trained["mlflow_run_id"])
+    return {
+        "run_id": run_id,
+        "state": state,
+        "outcome": verdict,
+        "validation": validation_view(validation),
+        "candidate": trained
+        and {
+            "mlflow_run_id": trained.get("mlflow_run_id"),
+            "model_version": release.get("version"),
+            "metrics": evaluated.get("candidate_metrics"),
+        },
+        "search": search_view(xcom(Task.SELECT)),
+        "scan": scan_view(xcom(Task.SCAN)),
+        "gate": decision and {"decision": decision["decision"], "reasons": decision["reasons"]},
+        "image": xcom(Task.BUILD),
+        "deployment": deployment
+        and {
+            "target": deployment["target"],
+            "state": "serving" if promotion else "staged" if deployment.get("staged") else "serving",
+            "endpoint": deployment["endpoint"],
+            "serving_version": deployment["version"],
+        },  # fmt: skip
+        "rollout": rollout_view(xcom(Task.ANALYZE)),
+        "champion_version": promotion.get("champion_version")
+        or rejection.get("champion_version")
+        or (error or {}).get("champion_version"),
+        "model_name": release.get("model_name") or model_name,
+        "error": error,
+        "tasks": tasks,
+        "airflow_url": link,
+        "mlflow_url": mlflow_link,
     }

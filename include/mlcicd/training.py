@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlcicd import trust
 from mlcicd.choices import ESTIMATORS, RETRAIN_DEFAULTS
 from mlcicd.errors import ConfigError
 from mlcicd.settings import PROJECT_ROOT
@@ -62,15 +63,20 @@ class TrainResult:
         return cls(**data)
 
 
-def load_reference(run_id: str, tracking_uri: str) -> pd.DataFrame:
-    """The training sample logged with a run (features and ``__prediction__``); MLflow's error if none."""
-    import mlflow
+def load_reference(c: Any, key: bytes, model_name: str, version: str) -> Any:
+    """The version's training sample (features and ``__prediction__``), checked against its signed
+    digest; UntrustedArtifact otherwise, FileNotFoundError when the version logged none."""
+    import tempfile
+
     import pandas as pd
 
-    path = mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path=REFERENCE_ARTIFACT, tracking_uri=tracking_uri
-    )
-    return pd.read_parquet(path)
+    with tempfile.TemporaryDirectory(prefix="mlcicd-reference-") as tmp:
+        path = trust.trusted_artifact(c, key, model_name, version, REFERENCE_ARTIFACT, Path(tmp))
+        if path is None:
+            raise FileNotFoundError(
+                f"{model_name} v{version} logged no training sample ({REFERENCE_ARTIFACT})"
+            )
+        return pd.read_parquet(path)
 
 
 def split_positions(y: Any, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

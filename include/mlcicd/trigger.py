@@ -25,12 +25,9 @@ from mlcicd import summary as run_summary
 from mlcicd.choices import DEFAULT_MODEL_NAME, NAME_PATTERN, is_name
 from mlcicd.errors import ConfigError, TriggerError
 from mlcicd.names import (
-    DECISION_XCOM,
-    ERROR_XCOM,
     RETRAIN_DAG,
     ExitCode,
     Task,
-    mlflow_run_url,
 )
 from mlcicd.names import exit_code as outcome_exit_code
 
@@ -300,65 +297,13 @@ def follow(
                 f"the run goes on in Airflow: {link}"
             )
         time.sleep(options.poll_s)
-    summary = summarize(client, options, run_id, state, seen, link)
+
+    def xcom(task_id: str, key: str = "return_value") -> Any:
+        return client.xcom(options.dag_id, run_id, task_id, key)
+
+    model_name = options.conf.get("model_name") or DEFAULT_MODEL_NAME
+    summary = run_summary.from_xcoms(xcom, run_id, state, seen, link, options.mlflow_url, model_name)
     return exit_code(summary, options.accept_rejection), summary
-
-
-def summarize(
-    client: Client, options: TriggerOptions, run_id: str, state: str, tasks: dict[str, Any], link: str
-) -> dict[str, Any]:
-    dag_id = options.dag_id
-    failed = next((t for t, state in tasks.items() if state == "failed"), None)
-    error = failed and (
-        client.xcom(dag_id, run_id, failed, ERROR_XCOM)
-        or {"stage": failed, "kind": "error", "message": f"task {failed} failed; see its log"}
-    )
-    decision = client.xcom(dag_id, run_id, Task.DECIDE, DECISION_XCOM) or {}
-    trained = client.xcom(dag_id, run_id, Task.TRAIN) or {}
-    evaluated = client.xcom(dag_id, run_id, Task.EVALUATE) or {}
-    release = client.xcom(dag_id, run_id, Task.REGISTER) or {}
-    deployment = client.xcom(dag_id, run_id, Task.DEPLOY)
-    promotion = client.xcom(dag_id, run_id, Task.PROMOTE) or {}
-    rejection = client.xcom(dag_id, run_id, Task.REJECT) or {}
-    validation = client.xcom(dag_id, run_id, Task.VALIDATE)
-    outcome = run_summary.outcome(state, decision, error)
-    mlflow_link = None
-    if options.mlflow_url and trained.get("mlflow_run_id"):
-        mlflow_link = mlflow_run_url(
-            options.mlflow_url, trained.get("experiment_id"), trained["mlflow_run_id"]
-        )
-    return {
-        "run_id": run_id,
-        "state": state,
-        "outcome": outcome,
-        "validation": run_summary.validation_view(validation),
-        "candidate": trained
-        and {
-            "mlflow_run_id": trained.get("mlflow_run_id"),
-            "model_version": release.get("version"),
-            "metrics": evaluated.get("candidate_metrics"),
-        },
-        "search": run_summary.search_view(client.xcom(dag_id, run_id, Task.SELECT)),
-        "scan": run_summary.scan_view(client.xcom(dag_id, run_id, Task.SCAN)),
-        "gate": decision and {"decision": decision["decision"], "reasons": decision["reasons"]},
-        "image": client.xcom(dag_id, run_id, Task.BUILD),
-        "deployment": deployment
-        and {
-            "target": deployment["target"],
-            "state": "serving" if promotion else "staged" if deployment.get("staged") else "serving",
-            "endpoint": deployment["endpoint"],
-            "serving_version": deployment["version"],
-        },  # fmt: skip
-        "rollout": run_summary.rollout_view(client.xcom(dag_id, run_id, Task.ANALYZE)),
-        "champion_version": promotion.get("champion_version")
-        or rejection.get("champion_version")
-        or (error or {}).get("champion_version"),
-        "model_name": release.get("model_name") or (options.conf.get("model_name") or DEFAULT_MODEL_NAME),
-        "error": error,
-        "tasks": tasks,
-        "airflow_url": link,
-        "mlflow_url": mlflow_link,
-    }
 
 
 def exit_code(summary: dict[str, Any], accept_rejection: bool = False) -> int:

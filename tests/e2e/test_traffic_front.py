@@ -177,3 +177,35 @@ def test_a_client_whose_body_comes_seconds_after_its_headers_is_served(front, mi
         if mirrored:
             target.mirror(False)
             target.abort()
+
+
+def test_a_canary_belongs_to_the_run_that_staged_it(front):
+    """Two overlapping runs of one model (issue 28, finding 5): the second is refused with the run that
+    holds the canary, and can neither judge, promote nor take out the first run's candidate."""
+    from mlcicd import deploy
+    from mlcicd.errors import DeployError
+    from mlcicd.tasks import serving
+
+    target, smokes, _ = front
+    lease = settings.load().rollout_lease_minutes * 60
+    target.stage(release("4"), smokes["4"], mode="canary")
+    try:
+        share = target.shift(10)
+        staged = target.candidate()
+        assert staged.detail["staged_by"] == "front-4" and staged.version == "4"
+        held = deploy.held_by_another(staged, "second-run", lease)
+        assert held and "v4 is staged by run front-4" in held
+        with pytest.raises(DeployError, match="staged by run front-4"):
+            serving.reconcile(settings.load(), "local", MODEL, repair=True, run_id="second-run")
+        with pytest.raises(DeployError, match="v4 of run front-4, not this run's"):
+            deploy.own_candidate(target.candidate(), "second-run")
+        assert target.candidate().version == "4" and target.traffic()["weight"] == share  # untouched
+        assert deploy.own_candidate(target.candidate(), "front-4", "4").version == "4"
+        assert deploy.held_by_another(staged, "front-4", lease) is None  # its own run goes on
+        # A run that died: after its lease, the next run may take the candidate out.
+        assert (
+            deploy.held_by_another(staged, "second-run", lease, now=staged.detail["staged_at"] + lease + 1)
+            is None
+        )
+    finally:
+        target.abort()

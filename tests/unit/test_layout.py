@@ -30,6 +30,7 @@ LAYERS = [
         "mlcicd.memory",
         "mlcicd.resume_race",
         "mlcicd.suite_schema",
+        "mlcicd.signing",
     ],  # fmt: skip
     [
         "mlcicd.data",
@@ -43,6 +44,8 @@ LAYERS = [
         "mlcicd.window_report",
         "mlcicd.release",
         "mlcicd.rollout",
+        "mlcicd.policy",
+        "mlcicd.trust",
     ],  # fmt: skip
     ["mlcicd.scan.types"],
     ["mlcicd.scan.slices", "mlcicd.scan.robustness", "mlcicd.scan.report"],

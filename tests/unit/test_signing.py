@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mlcicd import data, registry, signing, synthetic, training
+from mlcicd import data, registry, signing, synthetic, training, trust
 from mlcicd.errors import ConfigError, UntrustedArtifact
+from mlcicd.training import load_reference
 
 KEY = b"k" * 40  # pragma: allowlist secret
 OTHER = b"o" * 40  # pragma: allowlist secret
@@ -33,22 +34,22 @@ def version(tmp_path_factory):
     signed = {training.REFERENCE_ARTIFACT: signing.file_digest(root / "run" / "reference.parquet")}
     v = registry.register(c, "signed_model", result.model_uri, result.mlflow_run_id, "run-1",
                           result.model_digest, model_id=result.model_id)  # fmt: skip
-    registry.sign_version(c, KEY, "signed_model", v, signed)
+    trust.sign_version(c, KEY, "signed_model", v, signed)
     artifacts = Path(c.get_run(result.mlflow_run_id).info.artifact_uri.removeprefix("file://"))
     return c, v, artifacts
 
 
 def test_a_signed_record_is_vouched_for_and_its_reference_reads(version):
     c, v, _ = version
-    assert str(registry.trusted_version(c, KEY, "signed_model", v).version) == v
-    assert len(registry.trusted_reference(c, KEY, "signed_model", v)) > 0
-    assert registry.release_of(c, "signed_model", v, KEY).version == v
+    assert str(trust.trusted_version(c, KEY, "signed_model", v).version) == v
+    assert len(load_reference(c, KEY, "signed_model", v)) > 0
+    assert trust.release_of(c, "signed_model", v, KEY).version == v
 
 
 def test_another_key_is_named_and_nothing_is_trusted(version):
     c, v, _ = version
     with pytest.raises(UntrustedArtifact) as refused:
-        registry.release_of(c, "signed_model", v, OTHER)
+        trust.release_of(c, "signed_model", v, OTHER)
     message = str(refused.value)
     assert f"signed with another key (id '{signing.fingerprint(KEY)}'" in message
     assert f"python -m mlcicd resign signed_model {v}" in message
@@ -56,7 +57,7 @@ def test_another_key_is_named_and_nothing_is_trusted(version):
 
 @pytest.mark.parametrize(
     ("tag", "value"),
-    [("mlcicd.model_digest", "0" * 64), (registry.IMAGE_TAG, "evil.example/model:1"), (registry.SIGNATURE_TAG, "")],
+    [("mlcicd.model_digest", "0" * 64), (trust.IMAGE_TAG, "evil.example/model:1"), (trust.SIGNATURE_TAG, "")],
 )  # fmt: skip
 def test_a_tampered_record_stops_every_reader(version, tag, value):
     c, v, _ = version
@@ -64,9 +65,9 @@ def test_a_tampered_record_stops_every_reader(version, tag, value):
     c.set_model_version_tag("signed_model", v, tag, value)
     try:
         for read in (
-            lambda: registry.release_of(c, "signed_model", v, KEY),
-            lambda: registry.trusted_reference(c, KEY, "signed_model", v),
-            lambda: registry.record_tags(c, KEY, "signed_model", v, {registry.IMAGE_TAG: "x"}),
+            lambda: trust.release_of(c, "signed_model", v, KEY),
+            lambda: load_reference(c, KEY, "signed_model", v),
+            lambda: trust.record_tags(c, KEY, "signed_model", v, {trust.IMAGE_TAG: "x"}),
         ):
             with pytest.raises(UntrustedArtifact, match="has no signature|changed after it was signed"):
                 read()
@@ -75,7 +76,7 @@ def test_a_tampered_record_stops_every_reader(version, tag, value):
             c.set_model_version_tag("signed_model", v, t, val)
         if tag not in before:
             c.delete_model_version_tag("signed_model", v, tag)
-    assert registry.trusted_version(c, KEY, "signed_model", v)
+    assert trust.trusted_version(c, KEY, "signed_model", v)
 
 
 def test_a_tampered_artifact_is_not_read_until_it_is_re_signed(version):
@@ -90,14 +91,14 @@ def test_a_tampered_artifact_is_not_read_until_it_is_re_signed(version):
         with pytest.raises(
             UntrustedArtifact, match="reference/reference.parquet .* changed after it was signed"
         ):
-            registry.trusted_reference(c, KEY, "signed_model", v)
-        registry.sign_version(
+            load_reference(c, KEY, "signed_model", v)
+        trust.sign_version(
             c, KEY, "signed_model", v, {training.REFERENCE_ARTIFACT: signing.file_digest(path)}
         )
-        assert len(registry.trusted_reference(c, KEY, "signed_model", v)) == 3  # deliberately re-signed
+        assert len(load_reference(c, KEY, "signed_model", v)) == 3  # deliberately re-signed
     finally:
         path.write_bytes(original)
-        registry.sign_version(
+        trust.sign_version(
             c, KEY, "signed_model", v, {training.REFERENCE_ARTIFACT: signing.file_digest(path)}
         )
 
@@ -109,12 +110,11 @@ def test_an_artifact_added_outside_the_record_is_refused(version, tmp_path):
     extra.write_text(json.dumps({"name": "churn", "expectations": []}))
     try:
         with pytest.raises(UntrustedArtifact, match="is not in the signed record"):
-            registry.trusted_artifact(c, KEY, "signed_model", v, "validation/reference_suite.json", tmp_path)
+            trust.trusted_artifact(c, KEY, "signed_model", v, "validation/reference_suite.json", tmp_path)
     finally:
         extra.unlink()
     assert (
-        registry.trusted_artifact(c, KEY, "signed_model", v, "validation/reference_suite.json", tmp_path)
-        is None
+        trust.trusted_artifact(c, KEY, "signed_model", v, "validation/reference_suite.json", tmp_path) is None
     )
 
 

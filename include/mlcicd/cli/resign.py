@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mlcicd import trust
 from mlcicd.names import ExitCode
 
 
@@ -68,8 +69,8 @@ def _record(settings: Any, model: str, version: str) -> dict[str, Any]:
     from mlcicd import registry, signing
     from mlcicd.serving.modelfile import DIGEST_TAG
     from mlcicd.suite_schema import check_suite
-    from mlcicd.tasks.retrain import REFERENCE_SUITE_ARTIFACT
     from mlcicd.training import REFERENCE_ARTIFACT
+    from mlcicd.validation.reference import REFERENCE_SUITE_ARTIFACT
 
     c = registry.client(settings.tracking_uri, settings.registry_uri)
     mv = c.get_model_version(model, version)
@@ -88,12 +89,10 @@ def _record(settings: Any, model: str, version: str) -> dict[str, Any]:
     if files != tags.get(DIGEST_TAG):
         warnings.append(f"the model files' digest is {files}, not the recorded {tags.get(DIGEST_TAG)}: "
                         "loads will refuse them whatever the signature says")  # fmt: skip
-    was = signing.problem(
-        settings.signing_key(), registry.version_record(mv), tags.get(registry.SIGNATURE_TAG)
-    )
+    was = signing.problem(settings.signing_key(), trust.version_record(mv), tags.get(trust.SIGNATURE_TAG))
     return {
         "run_id": mv.run_id, "source": mv.source, "model_digest": tags.get(DIGEST_TAG),
-        "image": tags.get(registry.IMAGE_TAG), "image_digest": tags.get(registry.IMAGE_DIGEST_TAG),
+        "image": tags.get(trust.IMAGE_TAG), "image_digest": tags.get(trust.IMAGE_DIGEST_TAG),
         "signature_now": f"the record {was}" if was else "valid", "key_id": signing.fingerprint(settings.signing_key()),
         "artifacts": artifacts, "warnings": warnings,
     }  # fmt: skip
@@ -103,4 +102,4 @@ def _sign(settings: Any, model: str, version: str, artifacts: dict[str, str]) ->
     from mlcicd import registry
 
     c = registry.client(settings.tracking_uri, settings.registry_uri)
-    registry.sign_version(c, settings.signing_key(), model, version, artifacts)
+    trust.sign_version(c, settings.signing_key(), model, version, artifacts)

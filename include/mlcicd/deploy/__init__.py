@@ -11,13 +11,13 @@ import contextlib
 import importlib
 from collections.abc import Iterator
 
-from mlcicd.deploy.base import Deployment, DeployTarget, SmokeTest
+from mlcicd.deploy.base import Deployment, DeployTarget, SmokeTest, held_by_another, own_candidate
 from mlcicd.errors import ConfigError, DeployBusy
 from mlcicd.settings import Settings
 
 __all__ = [
-    "Deployment", "DeployTarget", "SmokeTest", "check_target", "get_target", "lock", "preflight",
-    "stop_all",
+    "Deployment", "DeployTarget", "SmokeTest", "check_target", "get_target", "held_by_another", "lock",
+    "own_candidate", "preflight", "stop_all",
 ]  # fmt: skip
 
 TARGETS = {

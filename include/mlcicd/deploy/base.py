@@ -46,6 +46,51 @@ class Deployment:
         return asdict(self)
 
 
+# A staged candidate belongs to the run that staged it: its Deployment's detail names the run and when.
+STAGED_BY, STAGED_AT = "staged_by", "staged_at"
+
+
+def held_by_another(
+    candidate: Deployment | None, run_id: str | None, lease_s: float, now: float | None = None
+) -> str | None:
+    """Why ``run_id`` may not replace the staged ``candidate``: another run staged it less than
+    ``lease_s`` ago (that run may still be analysing it). None when there is no candidate, it is this
+    run's, its run is unknown (staged before runs were recorded) or its lease ran out (the run died)."""
+    if candidate is None:
+        return None
+    owner, since = candidate.detail.get(STAGED_BY), candidate.detail.get(STAGED_AT)
+    if not owner or owner == run_id or since is None:
+        return None
+    age = (time.time() if now is None else now) - float(since)
+    if age > lease_s:
+        return None
+    return (
+        f"v{candidate.version} is staged by run {owner} ({age / 60:.0f} min ago, held for up to "
+        f"{lease_s / 60:.0f} min, MLCICD_ROLLOUT_LEASE_MINUTES): that run analyses, promotes or takes it out. "
+        "Start this run again when it has finished"
+    )
+
+
+def own_candidate(candidate: Deployment | None, run_id: str, version: str | None = None) -> Deployment:
+    """The staged candidate, when this run staged it (of ``version``, when given).
+
+    Raises:
+        DeployError: none is staged, or another run's is: nothing was changed.
+    """
+    if candidate is None:
+        raise DeployError(
+            "the staged candidate is gone (stopped, or taken out by another run): nothing to act on"
+        )
+    owner = candidate.detail.get(STAGED_BY)
+    if (owner and owner != run_id) or (version is not None and candidate.version != str(version)):
+        raise DeployError(
+            f"the staged candidate is v{candidate.version} of run {owner or '(unknown)'}, not this run's"
+            f"{f' v{version}' if version else ''}: it was left as it is. Another run of the model replaced "
+            "this run's candidate; this run does not judge or promote it"
+        )
+    return candidate
+
+
 class DeployTarget(Protocol):
     name: str
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
-from mlcicd.deploy.base import Deployment, SmokeTest, smoke_test, wait_healthy
+from mlcicd.deploy.base import STAGED_AT, STAGED_BY, Deployment, SmokeTest, smoke_test, wait_healthy
 from mlcicd.deploy.front import SLOTS, Front, SlotConfig
 from mlcicd.errors import DeployError
 from mlcicd.release import Release
@@ -111,7 +112,8 @@ class FrontedTarget:
     def _deployment(self, server: dict[str, Any], state: dict[str, Any]) -> Deployment:
         return Deployment(self.name, self.endpoint, str(server["version"]),
                           {"slot": server["slot"], "server": server.get("url"), "image": server.get("image"),
-                           "release": server.get("release"), "rollout": state.get("mode")})  # fmt: skip
+                           "release": server.get("release"), "rollout": state.get("mode"),
+                           STAGED_BY: server.get(STAGED_BY), STAGED_AT: server.get(STAGED_AT)})  # fmt: skip
 
     # -- the interface ----------------------------------------------------------------------------
 
@@ -222,6 +224,7 @@ class FrontedTarget:
                 f"v{release.version} failed its {check} beside the serving version and was stopped; {with_stable}. "
                 f"Problems: {exc}" + (f". Server log (end):\n{server_log}" if server_log else "")
             ) from exc
+        server.update({STAGED_BY: release.airflow_run_id or None, STAGED_AT: time.time()})
         state = {**self._state(), "candidate": server, "weight": 0, "mirror": False, "mode": mode}
         self._save(state)
         log.info(
@@ -268,16 +271,20 @@ class FrontedTarget:
             raise DeployError(
                 f"the candidate v{cand['version']} exited before it took all traffic; it was taken out"
             )
+        try:  # the call that can fail (a Docker API error) before any traffic moves
+            self._keep(cand)
+        except Exception as exc:
+            raise DeployError(f"the candidate v{cand['version']} could not be kept running ({exc}): "
+                              "no traffic moved") from exc  # fmt: skip
         if state.get("mirror"):
             self.front.mirror(None)
         weights = {cand["slot"]: FULL}
         if stable:
             weights[stable["slot"]] = 0
-        self.front.weigh(weights)
-        self._keep(cand)
         new = {**state, "stable": cand, "candidate": None, "weight": 0, "mirror": False,
                "previous_version": stable["version"] if stable else None}  # fmt: skip
-        self._save(new)
+        self.front.weigh(weights)
+        self._save(new)  # at once: the state never names the old version while the front serves the new
         if stable:
             self.front.retire(stable["slot"])
             self._stop_server(stable)

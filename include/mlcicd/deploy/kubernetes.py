@@ -21,79 +21,30 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from mlcicd.deploy.base import Deployment, SmokeTest
+from mlcicd.deploy.base import STAGED_AT, STAGED_BY, Deployment, SmokeTest
+from mlcicd.deploy.kubernetes_manifests import (  # noqa: F401 - the target's names, as before the split
+    CANARY_OF,
+    K8S_DIR,
+    RUN_ANNOTATION,
+    SERVICE_PORT,
+    TEMPLATES,
+    VERSION_ANNOTATION,
+    image_ref,
+    render_manifests,
+    replica_split,
+)
 from mlcicd.errors import ConfigError, DeployError
-from mlcicd.kube import TOKEN_SECRET, check_connection, pod_operator, resource_name, token_env
+from mlcicd.kube import check_connection, pod_operator, resource_name, token_env
 from mlcicd.release import Release
 from mlcicd.serving.auth import token_header
-from mlcicd.settings import PROJECT_ROOT, Settings
+from mlcicd.settings import Settings
 
 if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
 log = logging.getLogger("mlcicd")
 
-K8S_DIR = PROJECT_ROOT / "include" / "k8s"
-TEMPLATES = ("deployment.yaml.j2", "service.yaml.j2")
 DEPLOY_SCRIPT = K8S_DIR / "deploy.sh"
-SERVICE_PORT = 8080
-CANARY_OF = "mlcicd.io/canary-of"  # the label that marks a canary's pods (and selects them)
-VERSION_ANNOTATION = "mlcicd.io/model-version"
-
-
-def replica_split(percent: float, stable_replicas: int) -> tuple[int, float]:
-    """Canary pods beside ``stable_replicas`` stable ones for about ``percent`` % of connections,
-    and the share that gives. The stable pods stay as they are (the champion keeps its capacity);
-    at least one canary pod, so a small share on few pods is larger than asked: 10 % beside 2 pods
-    is 1 pod, 33 %. Exact small shares need more stable replicas (9 for 10 %)."""
-    if not 0 < percent < 100:
-        raise ValueError(f"a canary share is between 0 and 100 %, not {percent}")
-    canary = max(1, round(stable_replicas * percent / (100 - percent)))
-    return canary, round(100 * canary / (stable_replicas + canary), 1)
-
-
-def image_ref(release: Release) -> str:
-    """``repository:tag@sha256:...`` when the image was pushed (pinned by digest), else the tag."""
-    if not release.image:
-        raise ConfigError(
-            "the kubernetes target needs the model-server image, and build_image built none; "
-            "set MLCICD_IMAGE_BUILDER to docker or kaniko (or auto)"
-        )
-    if release.image_digest:
-        return f"{release.image}@{release.image_digest.split('@', 1)[1]}"
-    return release.image
-
-
-def render_manifests(settings: Settings, release: Release, *, canary: bool = False) -> str:
-    """The Deployment and Service of ``release`` as one multi-document YAML string: the stable ones,
-    or the canary's (``<name>-canary``, one pod outside the stable Service until it is shifted)."""
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(K8S_DIR), undefined=jinja2.StrictUndefined, autoescape=False
-    )
-    name = resource_name(release.model_name)
-    own = f"{name}-canary" if canary else name
-    labels = {"app.kubernetes.io/name": "mlcicd-model-server", "app.kubernetes.io/instance": own,
-              "app.kubernetes.io/version": str(release.version)}  # fmt: skip
-    selector = {CANARY_OF: name} if canary else {"app.kubernetes.io/instance": name}
-    values = {
-        "deployment": own,
-        "service": own,
-        "selector": selector,
-        "service_selector": selector,
-        "pod_labels": {**labels, **selector} if canary else labels,
-        "namespace": settings.kube_namespace,
-        "model_name": release.model_name,
-        "version": str(release.version),
-        "airflow_run_id": release.airflow_run_id,
-        "image": image_ref(release),
-        "model_digest": release.model_digest or "",
-        "token_secret": TOKEN_SECRET,
-        "replicas": 1 if canary else settings.kube_replicas,
-        "image_pull_secrets": list(settings.kube_image_pull_secrets),
-    }
-    return "\n---\n".join(env.get_template(t).render(**values) for t in TEMPLATES) + "\n"
 
 
 def service_url(settings: Settings, model_name: str, *, canary: bool = False) -> str:
@@ -208,9 +159,12 @@ class KubernetesTarget:
     def _deployment(self, d: Any, endpoint: str) -> Deployment:
         # The pod template's: `rollout undo` restores the template, not the Deployment's annotations.
         version = (d.spec.template.metadata.annotations or {}).get(VERSION_ANNOTATION)
+        created = getattr(d.metadata, "creation_timestamp", None)
         return Deployment(self.name, endpoint, str(version),
                           {"deployment": d.metadata.name, "namespace": self.settings.kube_namespace,
-                           "replicas": d.spec.replicas})  # fmt: skip
+                           "replicas": d.spec.replicas,
+                           STAGED_BY: (d.metadata.annotations or {}).get(RUN_ANNOTATION) or None,
+                           STAGED_AT: created.timestamp() if created else None})  # fmt: skip
 
     def current(self) -> Deployment | None:
         """The version the stable Deployment runs; None if there is none."""

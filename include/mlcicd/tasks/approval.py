@@ -18,6 +18,25 @@ from mlcicd.names import APPROVAL_XCOM, APPROVE_OPTION, REJECT_OPTION, Task
 
 
 class RolloutApproval(HITLBranchOperator):
+    def execute(self, context: Any) -> Any:
+        """Ask the installation's approvers (MLCICD_APPROVERS; with MLCICD_APPROVAL_FOUR_EYES, not the
+        user who triggered the run): Airflow refuses an answer from anyone else (403)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from mlcicd import policy
+        from mlcicd.errors import ConfigError
+        from mlcicd.settings import load
+
+        triggered_by = getattr(context["dag_run"], "triggering_user_name", None)
+        try:
+            users = policy.approvers(load(), triggered_by)
+        except ConfigError as exc:
+            raise AirflowFailException(f"{Task.APPROVE}: {exc}") from exc
+        if users:
+            self.assigned_users = [{"id": u, "name": u} for u in users]
+            self.body = f"{self.body}\n\nWho may answer: {', '.join(users)} (MLCICD_APPROVERS)."
+        return super().execute(context)
+
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         if "error" not in event:
             by = event.get("responded_by_user") or {}

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlcicd import record
+from mlcicd import record, trust
 from mlcicd.names import Task, mlflow_run_url
 from mlcicd.settings import Settings
 from mlcicd.tasks.boundary import mlflow_client, push_links, run_dir, stage
@@ -54,7 +54,7 @@ def monitor_window(run_id: str, params: dict[str, Any], window_end: datetime) ->
             min_predictions=int(params["min_predictions"]),
         )
         c, _ = mlflow_client(settings)
-        champ = registry.trusted_champion(c, settings.signing_key(), name)
+        champ = trust.trusted_champion(c, settings.signing_key(), name)
         window = observe(settings, c, champ, name, start, window_end, policy.min_predictions)
         decision = apply_policy(settings.monitor_dir(name) / "history.json", window_end, window, policy)
         log.info("window %s .. %s: %s; retrain: %s (%s)", start, window_end, window.note,
@@ -93,9 +93,10 @@ def observe(
     min_predictions: int,
 ) -> Window:  # fmt: skip
     """Read the window's prediction log and test it against the champion's training reference."""
-    from mlcicd import monitoring, registry
+    from mlcicd import monitoring
     from mlcicd.errors import UntrustedArtifact
     from mlcicd.serving import predlog
+    from mlcicd.training import load_reference
 
     if champ is None:
         return Window(f"no champion for {name}: nothing is served, nothing to monitor", counts=False)
@@ -110,7 +111,7 @@ def observe(
                       hostile={"oversized_lines": logged.oversized})  # fmt: skip
     n, records = logged.lines, logged.records
     try:
-        reference = registry.trusted_reference(c, settings.signing_key(), name, champ.version)
+        reference = load_reference(c, settings.signing_key(), name, champ.version)
     except UntrustedArtifact:
         raise  # the window is not judged against a reference the installation did not sign
     except Exception as exc:  # an older champion may lack it: say so, do not guess

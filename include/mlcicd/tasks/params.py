@@ -104,7 +104,17 @@ def policy(params: dict[str, Any], settings: Settings) -> Policy:
 
 
 def params_of(context: Any) -> dict[str, Any]:
-    """The run's params, with the conf of the retrain requests that started it (if any) applied."""
+    """The run's params: with the conf of the retrain requests that started it (if any) applied, then
+    tightened to the installation's rules (:mod:`mlcicd.policy`: params may not waive them)."""
+    from mlcicd import policy
+    from mlcicd.settings import load
+
+    return policy.apply(asked_params(context), load()).params
+
+
+def asked_params(context: Any) -> dict[str, Any]:
+    """The params as the run asked for them (the retrain requests' conf applied), before the
+    installation's rules: what ``reconcile_serving`` reports the rules changed."""
     events = context.get("triggering_asset_events") or {}
     extras = [dict(e.extra or {}) for evs in events.values() for e in evs]
     return params_from_events(context["params"], extras)

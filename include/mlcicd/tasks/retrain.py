@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mlcicd import record
+from mlcicd import record, trust
 from mlcicd.errors import ChampionUnusable, ValidationFailed
 from mlcicd.names import Task, mlflow_run_url
 from mlcicd.suite_schema import check_suite
 from mlcicd.tasks import params as p
 from mlcicd.tasks.boundary import mlflow_client, push_links, run_dir, stage, working_on
 from mlcicd.training import REFERENCE_ARTIFACT
+from mlcicd.validation.reference import REFERENCE_SUITE_ARTIFACT, reference_suite
 
 log = logging.getLogger("mlcicd")
-
-REFERENCE_SUITE_ARTIFACT = "validation/reference_suite.json"
 
 
 def ingest(run_id: str, params: dict[str, Any], run_date: datetime | None = None) -> dict[str, Any]:
@@ -70,7 +68,10 @@ def validate(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict
         ref = data.BatchRef.from_dict(batch)
         df = data.load_stored(ref)
         working_on(run_id, Task.VALIDATE, len(df))
-        reference, reference_origin, source = reference_suite(settings, ref, str(params["model_name"]), df)
+        c, _ = mlflow_client(settings)
+        reference, reference_origin, source = reference_suite(
+            c, settings.signing_key(), settings.inferred_suites_dir, ref, str(params["model_name"]), df
+        )
         declared = validation.find_suite(ref.dataset_name, settings.suites_dir, settings.inferred_suites_dir)
         suite, suite_path, origin = reference, source, reference_origin
         is_declared = declared is not None and declared.origin == "declared"
@@ -114,70 +115,6 @@ def validate(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict
                         "\n".join(f"  - {s}" for s in checked.shift))  # fmt: skip
         log.info("contract held: %s expectations; report %s", checked.evaluated, checked.report_path)
         return outcome.to_dict()
-
-
-def reference_suite(settings: Any, ref: Any, model_name: str, df: Any) -> tuple[dict[str, Any], str, str]:
-    """The suite a batch is judged against: (suite, where it comes from in words, its path or URI).
-
-    The serving champion's, inferred from the batch that trained it and logged with it; without a
-    champion (or with one trained on another dataset, or before suites were logged), the dataset's
-    first accepted batch; with neither, this batch itself.
-    """
-    from mlcicd import registry, validation
-
-    c, _ = mlflow_client(settings)
-    key = settings.signing_key()
-    champ = registry.trusted_champion(c, key, model_name)
-    if champ is not None and champ.run_id:
-        uri = f"runs:/{champ.run_id}/{REFERENCE_SUITE_ARTIFACT}"
-        with tempfile.TemporaryDirectory(prefix="mlcicd-suite-") as tmp:  # signed, then held to the schema
-            path = registry.trusted_artifact(
-                c, key, model_name, champ.version, REFERENCE_SUITE_ARTIFACT, Path(tmp)
-            )
-            suite = None if path is None else json.loads(path.read_text())
-        if suite is not None:
-            check_suite(suite, origin=f"{uri} (champion v{champ.version})")
-        if suite is not None and suite.get("name") == ref.dataset_name and validation.is_current(suite):
-            return suite, f"champion v{champ.version}", uri
-        sample = _champion_sample(c, key, champ, ref, df)
-        if sample is not None:  # a champion from before suites were logged: its training sample
-            log.warning("champion v%s logged no reference suite: inferring one from its training sample",
-                        champ.version)  # fmt: skip
-            suite = validation.infer_suite(sample, ref.dataset_name, ref.target)
-            return (
-                suite,
-                f"champion v{champ.version} (its training sample)",
-                f"runs:/{champ.run_id}/{REFERENCE_ARTIFACT}",
-            )
-        log.warning("champion v%s logged no reference for %s: judging against the dataset's first batch",
-                    champ.version, ref.dataset_name)  # fmt: skip
-    saved = settings.inferred_suites_dir / f"{ref.dataset_name}.json"
-    if saved.exists():
-        suite = check_suite(json.loads(saved.read_text()), origin=str(saved))
-        if validation.is_current(suite):
-            return suite, "first accepted batch", str(saved)
-        log.warning(
-            "%s predates the contract/profile split: inferring a new reference from this batch", saved
-        )
-    return validation.infer_suite(df, ref.dataset_name, ref.target), "first batch", str(saved)
-
-
-def _champion_sample(c: Any, key: bytes, champ: Any, ref: Any, df: Any) -> Any:
-    """The champion's logged training sample with this batch's columns (its target classes drawn
-    from this batch, which ingest checked); None when it has none or it is of another dataset."""
-    from mlcicd import registry
-    from mlcicd.monitoring import PREDICTION
-
-    try:
-        sample = registry.trusted_reference(c, key, champ.name, champ.version)
-    except FileNotFoundError as exc:
-        log.info("no training sample logged with champion v%s: %s", champ.version, exc)
-        return None
-    sample = sample.drop(columns=[PREDICTION], errors="ignore")
-    if set(sample.columns) != set(df.columns) - {ref.target}:
-        return None
-    sample[ref.target] = df[ref.target].sample(len(sample), replace=True, random_state=0).to_numpy()
-    return sample[list(df.columns)]
 
 
 def train(
@@ -256,7 +193,7 @@ def evaluate(
         model = registry.load_verified(tr.model_uri, tr.model_digest, settings.tracking_uri, "the candidate")
         cand = evaluation.score(model, x)
         cand_metrics = evaluation.all_metrics(y, cand)
-        champ_ref = registry.trusted_champion(c, settings.signing_key(), str(params["model_name"]))
+        champ_ref = trust.trusted_champion(c, settings.signing_key(), str(params["model_name"]))
         champ_metrics = comparison = None
         curves = {"candidate": cand}
         if champ_ref is not None:

@@ -84,10 +84,7 @@ def analyze(run_id: str, params: dict[str, Any]) -> tuple[bool, dict[str, Any] |
         if not plan.analysed or state.get("state") == "passed":  # switch, or a first deploy
             return True, rollout_view(state)
         target = dep.get_target(p.target_name(params, settings), settings, str(params["model_name"]))
-        if target.candidate() is None:
-            raise DeployError(
-                "the staged candidate is gone (stopped, or taken out by another run): nothing to analyse"
-            )
+        dep.own_candidate(target.candidate(), run_id)  # this run's, or the analysis stops here
         stages = plan.stages()
         now = time.time()
         if not state.get("steps"):  # the first poke: the baseline of step 1
@@ -160,8 +157,12 @@ def abort(run_id: str, params: dict[str, Any], approval: dict[str, Any] | None) 
     with stage(run_id, Task.ABORT) as settings:
         target = dep.get_target(p.target_name(params, settings), settings, str(params["model_name"]))
         with dep.lock(settings, target.name, target.model_name):
-            if hasattr(target, "abort"):
+            staged = target.candidate() if hasattr(target, "abort") else None
+            if staged is not None and staged.detail.get("staged_by") in (run_id, None):
                 target.abort()
+            elif staged is not None:
+                log.warning("the staged candidate is run %s's, not this run's: left as it is",
+                            staged.detail.get("staged_by"))  # fmt: skip
         who = (approval or {}).get("by") or "nobody (the approval timed out)"
         record.update(run_dir(settings, run_id), rollout={"state": "rejected", "approval": approval})
         champion = _tag(settings, params, "rejected")

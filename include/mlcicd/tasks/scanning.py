@@ -13,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from mlcicd import record
+from mlcicd import record, trust
 from mlcicd.names import Task
 from mlcicd.tasks import params as p
 from mlcicd.tasks.boundary import mlflow_client, push_links, run_dir, stage, working_on
@@ -53,7 +53,7 @@ def scan_model(
         c, _ = mlflow_client(settings)
         champion, version = None, evaluated.get("champion_version")
         if version:
-            champ_ref = registry.trusted_champion(c, settings.signing_key(), str(params["model_name"]))
+            champ_ref = trust.trusted_champion(c, settings.signing_key(), str(params["model_name"]))
             if champ_ref is not None and champ_ref.version == version:
                 model = load_champion(champ_ref, str(params["model_name"]), settings.tracking_uri)
                 champion = scan.scan(model, x, y, thresholds, seed).to_dict()

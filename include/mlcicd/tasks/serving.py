@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from mlcicd import trust
 from mlcicd.errors import DeployError
 from mlcicd.settings import Settings
 
@@ -49,11 +50,11 @@ class ServingState:
 
 def smoke_of(settings: Settings, c: Any, model_name: str, version: str) -> SmokeTest:
     """A smoke test for a registered version: rows of its (signed) training reference and its own predictions."""
-    from mlcicd import registry
     from mlcicd.deploy import SmokeTest
     from mlcicd.monitoring import PREDICTION
+    from mlcicd.training import load_reference
 
-    sample = registry.trusted_reference(c, settings.signing_key(), model_name, version).head(SMOKE_ROWS)
+    sample = load_reference(c, settings.signing_key(), model_name, version).head(SMOKE_ROWS)
     return SmokeTest.of(sample.drop(columns=[PREDICTION]), sample[PREDICTION])
 
 
@@ -167,33 +168,43 @@ def _put_back(
 
 def _restorable(settings: Settings, c: Any, replaced: Any) -> tuple[Release, SmokeTest] | None:
     """What it takes to put the replaced version back without the registry (it may be what fails)."""
-    from mlcicd import registry
 
     if replaced is None:
         return None
     try:
-        release = registry.release_of(c, replaced.name, replaced.version, settings.signing_key())
+        release = trust.release_of(c, replaced.name, replaced.version, settings.signing_key())
         return release, smoke_of(settings, c, replaced.name, replaced.version)
     except Exception as exc:  # e.g. a champion from before references were logged
         log.warning("v%s could not be put back should the alias move fail: %s", replaced.version, exc)
         return None
 
 
-def reconcile(settings: Settings, target_name: str, model_name: str, *, repair: bool) -> ServingState:
-    """Compare what ``target_name`` serves with ``@champion``, under the deploy lock; repair if asked."""
+def reconcile(
+    settings: Settings, target_name: str, model_name: str, *, repair: bool, run_id: str | None = None
+) -> ServingState:
+    """Compare what ``target_name`` serves with ``@champion``, under the deploy lock; repair if asked.
+    A candidate another run staged within its lease is that run's: DeployError, nothing touched."""
     from mlcicd import deploy as dep
     from mlcicd import registry
 
     target = dep.get_target(target_name, settings, model_name)
     c = registry.client(settings.tracking_uri, settings.registry_uri)
     with dep.lock(settings, target.name, model_name):
-        return _reconcile(settings, c, target, model_name, repair=repair)
+        return _reconcile(settings, c, target, model_name, repair=repair, run_id=run_id)
 
 
-def _reconcile(settings: Settings, c: Any, target: DeployTarget, name: str, *, repair: bool) -> ServingState:
+def _reconcile(
+    settings: Settings, c: Any, target: DeployTarget, name: str, *, repair: bool, run_id: str | None
+) -> ServingState:
+    from mlcicd import deploy as dep
     from mlcicd import registry
 
     leftover = target.candidate() if hasattr(target, "candidate") else None
+    held = dep.held_by_another(leftover, run_id, settings.rollout_lease_minutes * 60)
+    if (
+        held and repair
+    ):  # another run's rollout in progress: a second run of the model is refused, nothing touched
+        raise DeployError(f"{held}; this run of {name} was refused before it changed anything")
     if leftover is not None and repair:  # a rollout that never finished (its run died or was stopped)
         log.warning("v%s was left staged beside the stable version: taking it out", leftover.version)
         target.abort()
@@ -236,7 +247,7 @@ def _reconcile(settings: Settings, c: Any, target: DeployTarget, name: str, *, r
     if not repair:
         return state("disagree", f"{todo}: `python -m mlcicd status --repair` deploys v{champion} again")
     try:
-        release = registry.release_of(c, name, champion, settings.signing_key())
+        release = trust.release_of(c, name, champion, settings.signing_key())
         deployment = target.deploy(release, smoke_of(settings, c, name, champion))
     except Exception as exc:
         raise DeployError(

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import replace
 from typing import Any
 
-from mlcicd import record
+from mlcicd import record, trust
 from mlcicd.errors import ConfigError, DeployError, MlcicdError
 from mlcicd.names import Task
 from mlcicd.release import Release
 from mlcicd.tasks import params as p
 from mlcicd.tasks.boundary import mlflow_client, run_dir, stage
-from mlcicd.tasks.retrain import REFERENCE_SUITE_ARTIFACT
 from mlcicd.tasks.serving import SMOKE_ROWS
+from mlcicd.validation.reference import REFERENCE_SUITE_ARTIFACT
 
 log = logging.getLogger("mlcicd")
 
@@ -37,7 +38,7 @@ def register(
             model_id=trained["model_id"],
         )
         # The installation's signature on what later runs read back (see mlcicd.signing).
-        registry.sign_version(c, settings.signing_key(), name, version, trained.get("signed_artifacts") or {})
+        trust.sign_version(c, settings.signing_key(), name, version, trained.get("signed_artifacts") or {})
         registry.tag_decision(
             c, run_id=trained["mlflow_run_id"], model_id=trained["model_id"], decision=decision,
             model_name=name, version=version,
@@ -73,7 +74,7 @@ def _mark_failed(
         if key is None:
             c.set_model_version_tag(model_name, version, tag, value)
         else:
-            registry.record_tags(c, key, model_name, version, {tag: value})
+            trust.record_tags(c, key, model_name, version, {tag: value})
         c.delete_registered_model_alias(model_name, registry.CHALLENGER)
     except Exception as exc:
         log.warning("could not record %s=%s on %s v%s in MLflow: %s", tag, value, model_name, version, exc)
@@ -82,7 +83,6 @@ def _mark_failed(
 def build_image(run_id: str, release: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """Build the model-server image of the registered version when the target runs images."""
     from mlcicd import image as img
-    from mlcicd import registry
 
     with stage(run_id, Task.BUILD) as settings:
         rel = Release.from_dict(release)
@@ -104,12 +104,12 @@ def build_image(run_id: str, release: dict[str, Any], params: dict[str, Any]) ->
                 built = docker.build(settings, rel, reg)
         except MlcicdError:
             _mark_failed(
-                c, rel.model_name, rel.version, registry.IMAGE_TAG, "build_failed", settings.signing_key()
+                c, rel.model_name, rel.version, trust.IMAGE_TAG, "build_failed", settings.signing_key()
             )
             raise
-        tags = {registry.IMAGE_TAG: built.reference, "mlcicd.image_id": built.image_id,
-                registry.IMAGE_DIGEST_TAG: built.repo_digest, "mlcicd.image_context_digest": built.context_digest}  # fmt: skip
-        registry.record_tags(c, settings.signing_key(), rel.model_name, rel.version, tags)
+        tags = {trust.IMAGE_TAG: built.reference, "mlcicd.image_id": built.image_id,
+                trust.IMAGE_DIGEST_TAG: built.repo_digest, "mlcicd.image_context_digest": built.context_digest}  # fmt: skip
+        trust.record_tags(c, settings.signing_key(), rel.model_name, rel.version, tags)
         record.update(run_dir(settings, run_id), image=built.to_dict())
         return built.to_dict()
 
@@ -154,6 +154,13 @@ def deploy(
         try:
             if staged:  # beside the champion; promote_champion gives it all traffic
                 with dep.lock(settings, target.name, rel.model_name):
+                    held = dep.held_by_another(
+                        target.candidate(), run_id, settings.rollout_lease_minutes * 60
+                    )
+                    if held:  # never replace another run's canary: that run would judge this one's
+                        raise DeployError(
+                            f"{held}; nothing was deployed", champion_version=gated_version(c, rel)
+                        )
                     serving.check_gated_against(c, rel, gated)
                     if plan.mode != "switch" and target.current() is None:
                         log.warning("nothing serves yet: no %s rollout, v%s takes all traffic at once", plan.mode,
@@ -226,13 +233,14 @@ def promote(
             try:
                 _, replaced = serving.deploy_and_promote(
                     settings, c, target, rel, smoke, gated,
-                    switch=lambda: target.promote(rel, smoke) if _staged(target, version) else target.deploy(rel, smoke),
+                    switch=lambda: target.promote(rel, smoke) if _staged(target, version, run_id) else target.deploy(rel, smoke),
                 )  # fmt: skip
             except MlcicdError:
                 _mark_failed(c, name, version, "mlcicd.deploy", "rolled_back")
                 with dep.lock(settings, target.name, name):
-                    if _staged(target, version):
-                        target.abort()
+                    with contextlib.suppress(DeployError):  # another run's candidate stays as it is
+                        if _staged(target, version, run_id):
+                            target.abort()
                 raise
             deployment = {**deployment, "replaced_version": replaced}
             record.update(run_dir(settings, run_id), deployment={"state": "serving"})
@@ -256,24 +264,43 @@ def promote(
         return out
 
 
-def _staged(target: Any, version: str) -> bool:
+def _staged(target: Any, version: str, run_id: str) -> bool:
+    """Whether this run's ``version`` is staged; DeployError when another run's candidate is (left alone)."""
+    from mlcicd.deploy import own_candidate
+
     staged = target.candidate()
-    return staged is not None and staged.version == str(version)
+    if staged is None:
+        return False
+    own_candidate(staged, run_id, version)  # another run's, or another version: nothing is touched
+    return True
+
+
+def gated_version(c: Any, rel: Release) -> str | None:
+    from mlcicd import registry
+
+    champion = registry.champion(c, rel.model_name)
+    return champion.version if champion else None
 
 
 def reconcile(run_id: str, params: dict[str, Any]) -> dict[str, Any]:
     """Before anything else: what the target serves must be what ``@champion`` names; repair or fail loudly."""
-    from mlcicd import registry
+    from mlcicd import policy, registry
     from mlcicd.deploy import preflight
     from mlcicd.tasks import serving
 
     with stage(run_id, Task.RECONCILE) as settings:
-        # Names first: one that is not one, or that would be another model's resources, touches nothing.
+        # Names and the installation's rules first: a run they refuse touches nothing.
         p.check_names(params)
+        policy.check_allowed(params, settings)
         registry.check_distinct(mlflow_client(settings)[0], str(params["model_name"]))
+        applied = policy.apply(params, settings)  # given the asked params: says what the rules changed
+        params = applied.params
+        for note in applied.overridden:
+            log.warning("the installation's rule applies: %s", note)
+        record.update(run_dir(settings, run_id), policy={"overridden": applied.overridden})
         target = p.target_name(params, settings)
         preflight(target, settings)
-        state = serving.reconcile(settings, target, str(params["model_name"]), repair=True)
+        state = serving.reconcile(settings, target, str(params["model_name"]), repair=True, run_id=run_id)
         record.update(run_dir(settings, run_id), serving=state.to_dict())
         if not state.agree:
             raise DeployError(f"served and champion disagree on the {target} target: {state.note}")
