@@ -14,6 +14,8 @@ PEAK_FACTOR = 6.0  # a run's peak resident memory / the batch's in-memory size (
 SYNTHETIC_ROW_BYTES = 100  # the synthetic batch in memory: 98 bytes a row (9 columns, 3 of text)
 CSV_EXPANSION = 2.0  # in memory / on disk: 98 / 52 bytes a row for the synthetic batch as CSV
 PARQUET_CELL_BYTES = 16  # a cell in memory: 8 for a number, about 8 + its length for a short text
+TEXT_OFFSET_BYTES = 8  # a text value in memory beyond its bytes (pandas' Arrow-backed strings: its offset)
+TEXT_SAMPLE_GROUPS, TEXT_SAMPLE_ROWS = 5, 2000  # where a Parquet file's text lengths are measured
 
 
 def estimate_bytes(path: Path | None, rows: int | None = None) -> int | None:
@@ -25,13 +27,51 @@ def estimate_bytes(path: Path | None, rows: int | None = None) -> int | None:
         return None
     if path.suffix.lower() == ".csv":
         return int(path.stat().st_size * CSV_EXPANSION)
+    return _parquet_bytes(path)
+
+
+def _parquet_bytes(path: Path) -> int | None:
+    """A Parquet file's size in memory: text columns by the decoded length of their values, sampled in
+    up to :data:`TEXT_SAMPLE_GROUPS` row groups (a dictionary-encoded column of long values is a few
+    kilobytes on disk and gigabytes in memory), other columns at :data:`PARQUET_CELL_BYTES` a cell."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     try:
-        meta = pq.read_metadata(path)
-    except (OSError, ValueError):
+        pf = pq.ParquetFile(path)
+    except (OSError, ValueError, pa.ArrowException):
         return None  # not Parquet after all: the reader says so
-    return meta.num_rows * meta.num_columns * PARQUET_CELL_BYTES
+    rows, fields = pf.metadata.num_rows, list(pf.schema_arrow)
+    text = [f.name for f in fields if _is_text(f.type)]
+    total = rows * (len(fields) - len(text)) * PARQUET_CELL_BYTES
+    if not text or not rows:
+        return total + rows * len(text) * PARQUET_CELL_BYTES
+    groups = pf.metadata.num_row_groups
+    picked = sorted(
+        {round(i * (groups - 1) / max(TEXT_SAMPLE_GROUPS - 1, 1)) for i in range(TEXT_SAMPLE_GROUPS)}
+    )
+    lengths = {name: [] for name in text}
+    for group in picked:
+        batch = next(pf.iter_batches(batch_size=TEXT_SAMPLE_ROWS, row_groups=[group], columns=text), None)
+        for name in text if batch is not None else ():
+            column = batch.column(name)
+            if pa.types.is_dictionary(column.type):
+                column = column.dictionary_decode()
+            lengths[name].append(pc.mean(pc.binary_length(column)).as_py() or 0.0)
+    for name in text:
+        average = max(lengths[name], default=0.0)  # the longest group's mean: a sample errs low otherwise
+        total += int(rows * (average + TEXT_OFFSET_BYTES))
+    return total
+
+
+def _is_text(kind: object) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    checks = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+    return any(check(kind) for check in checks)
 
 
 def available_bytes(limit_mb: int | None = None) -> int:

@@ -23,8 +23,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# The Airflow versions whose scheduler has the race; on any other the guard is not installed (and says so).
-AFFECTED = ("3.3.",)
+# The Airflow versions whose scheduler was read and seen to race, and whose private
+# SchedulerJobRunner._process_executor_events the guard wraps: exactly these. On any other the guard is
+# not installed (and says so): a later 3.3.x may change the method, or carry the upstream fix.
+AFFECTED = ("3.3.2",)
 _INSTALLED = "_mlcicd_resume_race_guard"
 
 
@@ -63,7 +65,7 @@ def install() -> bool:
 
     if getattr(SchedulerJobRunner, _INSTALLED, False):
         return True
-    if not airflow.__version__.startswith(AFFECTED):
+    if airflow.__version__ not in AFFECTED:
         log.warning("mlcicd: the resume-race guard is for Airflow %s; not installed on %s: check "
                     "apache/airflow#71580 before relying on fast approvals", AFFECTED, airflow.__version__)  # fmt: skip
         return False

@@ -65,9 +65,16 @@ _CDN = {
     "https://cdnjs.cloudflare.com/ajax/libs/font-awesome/6.6.0/css/all.min.css": "fontawesome/css/all.min.css",
 }  # fmt: skip
 _ASSET_LINK = re.compile(r"""(src|href)=(["'])(""" + "|".join(map(re.escape, _CDN)) + r""")\2""")
-_DARK_THEME = re.compile(r"""<link[^>]*bootstrap-dark@[^>]*>""")
-_S3_LOGO = re.compile(r"""https://great-expectations-web-assets\.s3[^"')\s]*/logo-long\.png[^"')\s]*""")
-_S3_ANY = re.compile(r"""url\(['"]?https://great-expectations-web-assets\.s3[^)]*\)""")
+# Pages carry a batch's values (GX's unexpected lists): every repeat is bounded (GX's own tags and URLs
+# are far shorter), so that a long value with many starts and no end costs a bounded scan per start,
+# not one to the end of the page (quadratic: a 1 MB value took minutes).
+_SPAN = 400
+_DARK_THEME = re.compile(rf"""<link[^>]{{0,{_SPAN}}}bootstrap-dark@[^>]{{0,{_SPAN}}}>""")
+_S3_LOGO = re.compile(
+    rf"""https://great-expectations-web-assets\.s3[^"')\s]{{0,{_SPAN}}}/logo-long\.png[^"')\s]{{0,{_SPAN}}}"""
+)
+_S3_ANY = re.compile(rf"""url\(['"]?https://great-expectations-web-assets\.s3[^)]{{0,{_SPAN}}}\)""")
+PAGE_PATTERNS = (_ASSET_LINK, _DARK_THEME, _S3_LOGO, _S3_ANY)
 
 
 def localize(html: str, depth: int) -> str:

@@ -53,3 +53,23 @@ def test_without_a_limit_the_available_memory_is_the_bound():
     memory.check_fits(1_000, "a small batch")  # fits
     with pytest.raises(DataError, match="is available here. Split"):
         memory.check_fits(have, "a batch as large as the free memory")  # its run needs 6 times that
+
+
+def test_a_small_parquet_file_of_dictionary_encoded_long_text_is_refused_before_it_is_read(
+    tmp_path, monkeypatch
+):
+    """A few kilobytes on disk, gigabytes once decoded (issue 28, finding 6): the estimate measures the
+    text's decoded length instead of counting cells."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = 3_000_000
+    text = pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, dtype="int32")), pa.array(["x" * 1000]))
+    path = tmp_path / "small.parquet"
+    pq.write_table(pa.table({"note": text, "amount": np.ones(rows)}), path)
+    assert path.stat().st_size < 2_000_000  # on disk: small
+    assert memory.estimate_bytes(path) > rows * 1000  # in memory: 3 GB of text
+    monkeypatch.setattr(pd, "read_parquet", lambda *a, **k: pytest.fail("read"))
+    with pytest.raises(DataError, match="is about 2.9 GB in memory"):
+        data.read_batch(str(path), roots=(str(tmp_path),), memory_limit_mb=2000)

@@ -37,3 +37,20 @@ def test_the_plugin_installs_the_guard_once_and_only_for_jobs():
         [sys.executable, "-c", SCRIPT, str(PLUGINS)], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+def test_the_guard_is_installed_only_on_the_versions_it_was_checked_against():
+    script = textwrap.dedent("""
+        import airflow
+        from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+        from mlcicd import resume_race
+
+        original = SchedulerJobRunner._process_executor_events
+        airflow.__version__ = "3.3.3"  # a patch release the guard was not read against
+        assert resume_race.install() is False and SchedulerJobRunner._process_executor_events is original
+        airflow.__version__ = "3.3.2"
+        assert resume_race.install() is True and SchedulerJobRunner._process_executor_events is not original
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]

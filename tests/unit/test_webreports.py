@@ -99,3 +99,29 @@ def test_nothing_outside_the_folders_is_served(served, path):
     client, _, _ = served
     r = client.get(f"/{path}", headers={"Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 404 and "root:" not in r.text and "import" not in r.text
+
+
+def test_the_page_rewrites_cannot_scan_to_the_end_of_a_long_value_from_each_start():
+    """Issue 28, finding 6: a batch value repeating ``url(https://great-expectations-web-assets.s3/x``
+    with no ')' made each occurrence scan to the end of the page (20,000 repeats: 26 s). Every repeat in
+    the patterns is bounded, so the cost is linear in the page; and such a value is left as it is."""
+    import re._parser as parser
+
+    from mlcicd import webreports
+
+    def unbounded(tokens) -> bool:
+        for op, arg in tokens:
+            if op in (parser.MAX_REPEAT, parser.MIN_REPEAT):
+                low, high, sub = arg
+                if high == parser.MAXREPEAT or unbounded(sub):
+                    return True
+            elif op == parser.SUBPATTERN and unbounded(arg[-1]):
+                return True
+            elif op == parser.BRANCH and any(unbounded(b) for b in arg[1]):
+                return True
+        return False
+
+    assert [p.pattern for p in webreports.PAGE_PATTERNS if unbounded(parser.parse(p.pattern))] == []
+    assert unbounded(parser.parse(r"url\([^)]*\)"))  # the check sees the old pattern's repeat
+    value = "url(https://great-expectations-web-assets.s3/x" * 20_000
+    assert webreports.localize(value, 1) == value
