@@ -83,7 +83,7 @@ class Settings:
     kube_namespace: str
     kube_replicas: int
     kube_image_pull_secrets: tuple[str, ...]
-    kube_service_account: str
+    kube_service_account: str  # empty: each model's deploy pods run as its own account (k8s-rbac MODEL)
     kube_deployer_image: str
     kaniko_image: str
     kaniko_context_uri: str | None
@@ -204,12 +204,12 @@ def load() -> Settings:
         docker_pids=_number("MLCICD_DOCKER_PIDS", 256, int, minimum=16),
         build_timeout_s=_number("MLCICD_BUILD_TIMEOUT_S", 1800.0, float, minimum=1),
         kube_conn_id=os.getenv("MLCICD_KUBE_CONN_ID", "kubernetes_default"),
-        kube_namespace=os.getenv("MLCICD_KUBE_NAMESPACE", "mlcicd"),
+        kube_namespace=os.getenv("MLCICD_KUBE_NAMESPACE", "mlcicd-models"),
         kube_replicas=_number("MLCICD_KUBE_REPLICAS", 2, int, minimum=1),
         kube_image_pull_secrets=tuple(
             s.strip() for s in os.getenv("MLCICD_KUBE_IMAGE_PULL_SECRETS", "").split(",") if s.strip()
         ),
-        kube_service_account=os.getenv("MLCICD_KUBE_SERVICE_ACCOUNT", "mlcicd-deployer"),
+        kube_service_account=os.getenv("MLCICD_KUBE_SERVICE_ACCOUNT", ""),
         kube_deployer_image=os.getenv("MLCICD_KUBE_DEPLOYER_IMAGE", "alpine/k8s:1.31.4"),
         kaniko_image=os.getenv("MLCICD_KANIKO_IMAGE", "gcr.io/kaniko-project/executor:v1.23.2-debug"),
         kaniko_context_uri=os.getenv("MLCICD_KANIKO_CONTEXT_URI") or None,

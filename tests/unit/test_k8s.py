@@ -104,7 +104,7 @@ def test_deploy_pod_built_by_the_provider_is_valid(kube_settings):
     validate(pod)
     assert pod["metadata"]["namespace"] == "models"
     spec = pod["spec"]
-    assert spec["serviceAccountName"] == "mlcicd-deployer"
+    assert spec["serviceAccountName"] == "mlcicd-churn-model-deployer"  # the model's own (k8s-rbac)
     assert [s["name"] for s in spec["imagePullSecrets"]] == ["regcred", "other"]
     base = spec["containers"][0]
     assert base["image"] == kube_settings.kube_deployer_image
@@ -155,7 +155,7 @@ def test_rbac_file_is_valid():
     docs = [d for d in yaml.safe_load_all((k8s_target.K8S_DIR / "rbac.yaml").read_text()) if d]
     for doc in docs:
         validate(doc)
-    assert {d["kind"] for d in docs} == {"Namespace", "ServiceAccount", "Role", "RoleBinding"}
+    assert {d["kind"] for d in docs} == {"Namespace", "Role", "RoleBinding"}
 
 
 # -- the deploy pod's script, with kubectl recorded and the rest real (bash, curl, jq, the server) --

@@ -29,6 +29,7 @@ from mlcicd.deploy.kubernetes_manifests import (  # noqa: F401 - the target's na
     SERVICE_PORT,
     TEMPLATES,
     VERSION_ANNOTATION,
+    deployer_account,
     image_ref,
     render_manifests,
     replica_split,
@@ -66,7 +67,7 @@ def deploy_operator(
         "SMOKE_PAYLOAD": json.dumps(smoke.payload),
         "SMOKE_EXPECTED": json.dumps(smoke.expected),
         **({"CANARY": f"{name}-canary"} if staged or canary else {}),
-    }, name)  # fmt: skip
+    }, release.model_name)  # fmt: skip
 
 
 def canary_operator(
@@ -75,17 +76,19 @@ def canary_operator(
     """The pod that shifts traffic to the canary (``replicas`` pods in the Service) or removes it."""
     name = resource_name(model_name)
     env = {"CANARY": f"{name}-canary", **({"REPLICAS": str(replicas)} if action == "shift" else {})}
-    return _pod(settings, action, f"{replicas}" if action == "shift" else "", env, name)
+    return _pod(settings, action, f"{replicas}" if action == "shift" else "", env, model_name)
 
 
 def _pod(
-    settings: Settings, action: str, suffix: str, env: dict[str, str], name: str
+    settings: Settings, action: str, suffix: str, env: dict[str, str], model_name: str
 ) -> KubernetesPodOperator:
     from kubernetes.client import models as k8s
 
+    name = resource_name(model_name)
     return pod_operator(
         settings,
         task_id="deploy_model_pod",
+        service_account_name=deployer_account(settings, model_name),
         name=f"{name}-{action}{'-' + suffix if suffix else ''}".replace(".", "-")[:63].rstrip("-"),
         image=settings.kube_deployer_image,
         cmds=["bash", "-c"],

@@ -70,3 +70,23 @@ def render_manifests(settings: Settings, release: Release, *, canary: bool = Fal
         "image_pull_secrets": list(settings.kube_image_pull_secrets),
     }
     return "\n---\n".join(env.get_template(t).render(**values) for t in TEMPLATES) + "\n"
+
+
+def deployer_account(settings: Settings, model_name: str) -> str:
+    """The account the model's deploy pods run as: its own (see :func:`render_rbac`), unless
+    MLCICD_KUBE_SERVICE_ACCOUNT names one shared by every model (with the broader rights you gave it)."""
+    return settings.kube_service_account or f"{resource_name(model_name)}-deployer"
+
+
+def render_rbac(settings: Settings, model_name: str) -> str:
+    """The model's ServiceAccount, Role and RoleBinding (``include/k8s/model-rbac.yaml.j2``): rights on
+    its own Deployments and Services only, in the models' namespace."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(K8S_DIR), undefined=jinja2.StrictUndefined, autoescape=False
+    )
+    return env.get_template("model-rbac.yaml.j2").render(
+        account=deployer_account(settings, model_name), namespace=settings.kube_namespace,
+        resource=resource_name(model_name), label=model_name,
+    )  # fmt: skip

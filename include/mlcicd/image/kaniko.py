@@ -65,6 +65,9 @@ def build_operator(
             "MODEL_VERSION": str(release.version),
         },
         labels={"app.kubernetes.io/name": "mlcicd-builder"},
+        # The build calls no Kubernetes API: the namespace's default account, and no token mounted.
+        service_account_name="default",
+        automount_service_account_token=False,
         container_resources=k8s.V1ResourceRequirements(
             requests={"cpu": "500m", "memory": "1Gi"}, limits={"cpu": "2", "memory": "4Gi"}
         ),
