@@ -211,7 +211,9 @@ def load() -> Settings:
         ),
         kube_service_account=os.getenv("MLCICD_KUBE_SERVICE_ACCOUNT", ""),
         kube_deployer_image=os.getenv("MLCICD_KUBE_DEPLOYER_IMAGE", "alpine/k8s:1.31.4"),
-        kaniko_image=os.getenv("MLCICD_KANIKO_IMAGE", "gcr.io/kaniko-project/executor:v1.23.2-debug"),
+        # Google archived Kaniko in 2025; osscontainertools/kaniko is the maintained fork (its debug image
+        # keeps busybox: sh, wget, sha256sum, tar, which the build script uses).
+        kaniko_image=os.getenv("MLCICD_KANIKO_IMAGE", "ghcr.io/osscontainertools/kaniko:v1.28.3-debug"),
         kaniko_context_uri=os.getenv("MLCICD_KANIKO_CONTEXT_URI") or None,
         kaniko_push_secret=os.getenv("MLCICD_KANIKO_PUSH_SECRET") or None,
         gate_floors={

@@ -123,9 +123,8 @@ def test_deploy_pod_built_by_the_provider_is_valid(kube_settings):
 
 
 def test_kaniko_pod_built_by_the_provider_is_valid(kube_settings):
-    op = kaniko.build_operator(
-        kube_settings, RELEASE, "registry.local:5000/churn_model:3-abc", "s3://b/c.tar.gz"
-    )
+    context = kaniko.Context("s3://b/c.tar.gz", "https://b.s3.example/c.tar.gz?X-Amz-Signature=s", "d" * 64)
+    op = kaniko.build_operator(kube_settings, RELEASE, "registry.local:5000/churn_model:3-abc", context)
     pod = pod_of(op)
     validate(pod)
     base = pod["spec"]["containers"][0]
@@ -133,7 +132,8 @@ def test_kaniko_pod_built_by_the_provider_is_valid(kube_settings):
     assert (
         env["DESTINATION"] == "registry.local:5000/churn_model:3-abc" and env["CONTEXT"] == "s3://b/c.tar.gz"
     )
-    assert "--destination" in base["args"][0] and "/airflow/xcom/return.json" in base["args"][0]
+    assert env["CONTEXT_URL"] == context.url and env["CONTEXT_SHA256"] == "d" * 64
+    assert base["args"] == [kaniko.BUILD_SCRIPT]
     (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "push-credentials"]
     assert volume["secret"]["secretName"] == "registry-push"  # pragma: allowlist secret
     assert {"name": "push-credentials", "mountPath": "/kaniko/.docker", "readOnly": True} in base[

@@ -8,9 +8,11 @@ the pushed digest back through the KubernetesPodOperator's XCom sidecar.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,17 +27,36 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mlcicd")
 
-# Kaniko's debug image has a busybox shell: the build's digest is written as the pod's XCom.
-BUILD_SCRIPT = (
-    '/kaniko/executor --context="$CONTEXT" --destination="$DESTINATION" --digest-file=/tmp/digest '
-    '--build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg MODEL_NAME="$MODEL_NAME" '
-    '--build-arg MODEL_VERSION="$MODEL_VERSION" --snapshot-mode=redo --cache=true '
-    '&& mkdir -p /airflow/xcom && printf \'{"digest": "%s"}\' "$(cat /tmp/digest)" > /airflow/xcom/return.json'
-)
+# Kaniko's debug image has a busybox shell (wget, sha256sum, tar). The pod fetches the context through a
+# short-lived signed URL and builds it only if it is the tarball Airflow uploaded (its sha256): write
+# access to the bucket is not enough to change what is built. The build's digest is the pod's XCom.
+BUILD_SCRIPT = """set -eu
+kaniko="${KANIKO_DIR:-/kaniko}" xcom="${XCOM_DIR:-/airflow/xcom}" tmp="${WORK_DIR:-/tmp}"
+wget -q -O "$tmp/context.tar.gz" "$CONTEXT_URL"
+if ! echo "$CONTEXT_SHA256  $tmp/context.tar.gz" | sha256sum -c - >/dev/null 2>&1; then
+  echo "the build context at $CONTEXT is not the one Airflow uploaded (sha256 $CONTEXT_SHA256): not built" >&2
+  exit 3
+fi
+mkdir -p "$kaniko/buildcontext" && tar -xzf "$tmp/context.tar.gz" -C "$kaniko/buildcontext"
+"$kaniko/executor" --context="dir://$kaniko/buildcontext" --destination="$DESTINATION" \\
+  --digest-file="$tmp/digest" --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg MODEL_NAME="$MODEL_NAME" \\
+  --build-arg MODEL_VERSION="$MODEL_VERSION" --snapshot-mode=redo --cache=true
+mkdir -p "$xcom" && printf '{"digest": "%s"}' "$(cat "$tmp/digest")" > "$xcom/return.json"
+"""
+CONTEXT_URL_SECONDS = 3600  # the signed URL's life: the pod starts well within it
+
+
+@dataclass(frozen=True)
+class Context:
+    """The uploaded build context: where it is, a signed URL the pod fetches it by, its sha256."""
+
+    uri: str
+    url: str
+    sha256: str
 
 
 def build_operator(
-    settings: Settings, release: Release, destination: str, context_uri: str
+    settings: Settings, release: Release, destination: str, context: Context
 ) -> KubernetesPodOperator:
     from kubernetes.client import models as k8s
 
@@ -58,7 +79,9 @@ def build_operator(
         cmds=["/busybox/sh", "-c"],
         arguments=[BUILD_SCRIPT],
         env_vars={
-            "CONTEXT": context_uri,
+            "CONTEXT": context.uri,
+            "CONTEXT_URL": context.url,
+            "CONTEXT_SHA256": context.sha256,
             "DESTINATION": destination,
             "BASE_IMAGE": settings.base_image,
             "MODEL_NAME": release.model_name,
@@ -74,23 +97,32 @@ def build_operator(
     )
 
 
-def upload_context(context_dir: Path, context_root: str, name: str) -> str:
-    """Pack ``context_dir`` as tar.gz under ``context_root``; return the object's URI."""
+def upload_context(context_dir: Path, context_root: str, name: str) -> Context:
+    """Pack ``context_dir`` as tar.gz under ``context_root``; return where it is, a signed URL to it
+    and its sha256 (the build pod checks it before building)."""
     from airflow.sdk import ObjectStoragePath
 
     packed = context_dir.parent / "context.tar.gz"
     with tarfile.open(packed, "w:gz") as tar:
         tar.add(context_dir, arcname=".")
+    data = packed.read_bytes()
     try:
         dest = ObjectStoragePath(context_root.rstrip("/")) / name
-        with packed.open("rb") as src, dest.open("wb") as out:
-            out.write(src.read())
+        with dest.open("wb") as out:
+            out.write(data)
     except (ValueError, ImportError) as exc:  # no filesystem for the scheme: its provider is missing
         raise ConfigError(
             f"cannot write the build context to {context_root!r}: {exc}. Install the provider of that "
             "scheme (apache-airflow-providers-amazon for s3://, -google for gs://) and set its connection"
         ) from exc
-    return str(dest)
+    try:
+        url = dest.sign(expiration=CONTEXT_URL_SECONDS)
+    except NotImplementedError as exc:
+        raise ConfigError(
+            f"the build context at {context_root!r} cannot be handed to the build pod by a signed URL (its "
+            "store has none): use an s3:// or gs:// prefix for MLCICD_KANIKO_CONTEXT_URI"
+        ) from exc
+    return Context(str(dest), url, hashlib.sha256(data).hexdigest())
 
 
 def build(settings: Settings, release: Release, registry: Registry | None) -> Image:
@@ -113,11 +145,11 @@ def build(settings: Settings, release: Release, registry: Registry | None) -> Im
     work = settings.images_dir / release.model_name / f"v{release.version}"
     digest = make_context(settings, release, work / "context")
     reference = f"{repository(release.model_name, registry)}:{release.version}-{digest[:12]}"
-    context_uri = upload_context(
+    context = upload_context(
         work / "context", settings.kaniko_context_uri, f"{reference.rsplit('/', 1)[-1]}.tar.gz"
     )
-    op = build_operator(settings, release, reference, context_uri)
-    log.info("Kaniko pod %s builds %s from %s", op.name, reference, context_uri)
+    op = build_operator(settings, release, reference, context)
+    log.info("Kaniko pod %s builds %s from %s (sha256 %s)", op.name, reference, context.uri, context.sha256)
     try:
         result = op.execute(context=get_current_context()) or {}
     except AirflowException as exc:
