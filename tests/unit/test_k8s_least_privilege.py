@@ -67,9 +67,8 @@ def test_the_deploy_pod_runs_as_the_models_account_and_kaniko_with_no_token(kube
     )
     assert deploy["spec"]["serviceAccountName"] == account["metadata"]["name"]
     assert deploy["metadata"]["namespace"] == "models"
-    build = pod_of(
-        kaniko.build_operator(kube_settings, RELEASE, "registry.local:5000/x:1", "s3://b/c.tar.gz")
-    )
+    context = kaniko.Context("s3://b/c.tar.gz", "https://b.example/c.tar.gz?sig=s", "d" * 64)
+    build = pod_of(kaniko.build_operator(kube_settings, RELEASE, "registry.local:5000/x:1", context))
     validate(build)
     assert build["spec"]["automountServiceAccountToken"] is False
     assert build["spec"]["serviceAccountName"] == "default"
