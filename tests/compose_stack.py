@@ -161,6 +161,8 @@ def write_env(path: Path, state_dir: Path) -> dict[str, str]:
         "MLFLOW_ADMIN_USER": "admin",
         "MLFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(24),
         "MLFLOW_SECRET_KEY": secrets.token_urlsafe(48),
+        "REDIS_PASSWORD": "r"
+        + secrets.token_urlsafe(32),  # never starting with "-" (an option to redis-server)
         "MLCICD_SERVER_TOKEN": secrets.token_urlsafe(24),
         "MLCICD_SERVER_METRICS_TOKEN": secrets.token_urlsafe(24),
         "MLCICD_HOST_STATE_DIR": str(state_dir),

@@ -22,6 +22,8 @@ SECRETS = {
     "AIRFLOW_API_SECRET_KEY": (32, 'python3 -c "import secrets; print(secrets.token_urlsafe(48))"'),
     "MLFLOW_ADMIN_PASSWORD": (12, "a password of 12 characters or more (MLflow refuses shorter)"),
     "MLFLOW_SECRET_KEY": (32, 'python3 -c "import secrets; print(secrets.token_urlsafe(48))"'),
+    # The Celery broker shares the network the model servers join: never open there.
+    "REDIS_PASSWORD": (24, 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'),
 }
 FERNET = "AIRFLOW_FERNET_KEY"
 FERNET_HOW = 'python3 -c "import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())"'
@@ -39,6 +41,8 @@ def problems(env: dict[str, str]) -> list[str]:
     distinct = [env[v] for v in (*SECRETS, FERNET) if env.get(v)]
     if len(set(distinct)) < len(distinct):
         found.append("two of the secrets have the same value: give each its own")
+    if env.get("REDIS_PASSWORD", "").startswith("-"):  # redis-server would read it as an option
+        found.append("REDIS_PASSWORD starts with '-': redis-server takes it for an option; make another one")
     key = env.get(FERNET, "")
     try:
         valid = len(base64.urlsafe_b64decode(key.encode())) == 32 and PLACEHOLDER not in key
