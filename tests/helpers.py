@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,17 @@ import requests
 # For the Airflows the tests start: the model servers their tasks deploy run one process, as in the
 # rest of the session (tests/conftest.py says why); devserver drops the caller's MLCICD_* settings.
 SERVER_ENV = {"MLCICD_SERVER_WORKERS": "1"}
+# The session's own Airflow database and MLflow store (conftest, and any in-process mlflow.set_tracking_uri()):
+# a run in a state folder of its own must not inherit them, or which tests share a worker decides where
+# it writes (a test's `airflow db migrate` once ran against the session's database, half made).
+SESSION_POINTERS = ("AIRFLOW_HOME", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "MLFLOW_TRACKING_URI",
+                    "MLCICD_TRACKING_URI", "MLCICD_REGISTRY_URI")  # fmt: skip
+
+
+def state_env(state: Path, **extra: str) -> dict[str, str]:
+    """This process's environment for a run whose Airflow and MLflow live in ``state``."""
+    env = {k: v for k, v in os.environ.items() if k not in SESSION_POINTERS}
+    return {**env, "MLCICD_STATE_DIR": str(state), **extra}
 
 
 def make_model_dir(root: Path, rows: int, seed: int, version: str = "7") -> tuple[Any, Any]:

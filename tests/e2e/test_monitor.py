@@ -67,6 +67,12 @@ def write_window(
 
 
 def monitor(hour: int, **params):
+    states, events, run_record = monitor_run(hour, **params)
+    return states, events, run_record.get("monitor")
+
+
+def monitor_run(hour: int, **params):
+    """One ml_monitor run: its task states, the retrain events it made, and its whole run record."""
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
 
@@ -79,8 +85,7 @@ def monitor(hour: int, **params):
         events = [e.extra for e in session.query(AssetEvent).filter(AssetEvent.source_run_id == run.run_id)]
     from mlcicd import record
 
-    report = record.read(load().runs_dir / record.run_key(run.run_id)).get("monitor")
-    return states, events, report
+    return states, events, record.read(load().runs_dir / record.run_key(run.run_id))
 
 
 def test_no_drift_over_several_windows_no_retrain(champion):
@@ -160,15 +165,30 @@ def test_unknown_model_is_a_clear_no_op():
 
 
 def test_champion_without_reference_is_reported_not_retrained(champion):
+    """A signed reference gone from the store stops the window (nothing judged against a guess, nothing
+    retrained, the artifact and the command named); a champion from before references were logged
+    (its signed record names none) is reported, not retrained."""
+    import json as json_module
     from pathlib import Path
     from urllib.parse import urlparse
 
+    from mlcicd import trust
+    from mlcicd.training import REFERENCE_ARTIFACT
+
     s = load()
     c = registry.client(s.tracking_uri)
-    run_id = c.get_model_version_by_alias(MODEL, "champion").run_id
-    ref = Path(urlparse(c.get_run(run_id).info.artifact_uri).path) / "reference" / "reference.parquet"
+    mv = c.get_model_version_by_alias(MODEL, "champion")
+    ref = Path(urlparse(c.get_run(mv.run_id).info.artifact_uri).path) / "reference" / "reference.parquet"
     ref.unlink()
     write_window(champion, 80, drift=3.0)
+    states, events, run_record = monitor_run(80, consecutive_windows=1, cooldown_hours=0)
+    assert states["evaluate_window"] == "failed" and events == []
+    error = run_record.get("error") or {}
+    assert "reference/reference.parquet" in error.get("message", "") and "mlcicd resign" in error["message"]
+    signed = json_module.loads(mv.tags[trust.SIGNED_ARTIFACTS_TAG])
+    trust.sign_version(
+        c, s.signing_key(), MODEL, mv.version, {k: v for k, v in signed.items() if k != REFERENCE_ARTIFACT}
+    )
     states, events, report = monitor(80, consecutive_windows=1, cooldown_hours=0)
     assert events == [] and "has no recorded reference" in report["note"]
 

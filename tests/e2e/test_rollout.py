@@ -7,7 +7,6 @@ breaks a condition is aborted at its first step with the champion serving everyt
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import requests
 
 from mlcicd import synthetic
 from mlcicd.ports import free_port
-from tests.helpers import Load
+from tests.helpers import Load, state_env
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +28,7 @@ FAST = ["rollout_interval_s=2", "rollout_checks=1", "rollout_min_requests=5", "m
 def env(tmp_path_factory):
     state = tmp_path_factory.mktemp("rollout") / "state"
     port = free_port("127.0.0.1")
-    e = {**os.environ, "MLCICD_STATE_DIR": str(state), "MLCICD_LOCAL_PORT": str(port)}
+    e = state_env(state, MLCICD_LOCAL_PORT=str(port))
     yield e, f"http://127.0.0.1:{port}"
     subprocess.run([sys.executable, "-m", "mlcicd", "stop"], env=e, capture_output=True, timeout=120)
 

@@ -5,7 +5,6 @@ scan_major=warn lets the other rules decide; the report is written and logged to
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from mlcicd import registry, synthetic
 from mlcicd.ports import free_port
 from mlcicd.settings import PROJECT_ROOT
+from tests.helpers import state_env
 
 pytestmark = pytest.mark.e2e
 MODEL = "scan_churn"
@@ -33,7 +33,7 @@ LENIENT = {
 def env(tmp_path_factory):
     """A state folder and local port of its own (the MLflow store is the session's)."""
     state = tmp_path_factory.mktemp("scan") / "state"
-    e = {**os.environ, "MLCICD_STATE_DIR": str(state), "MLCICD_LOCAL_PORT": str(free_port("127.0.0.1"))}
+    e = state_env(state, MLCICD_LOCAL_PORT=str(free_port("127.0.0.1")))
     yield e, state
     subprocess.run([sys.executable, "-m", "mlcicd", "stop"], env=e, capture_output=True, timeout=120)
 

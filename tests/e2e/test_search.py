@@ -18,6 +18,7 @@ import pytest
 from mlcicd import record, registry
 from mlcicd.ports import free_port
 from mlcicd.settings import PROJECT_ROOT
+from tests.helpers import state_env
 
 pytestmark = pytest.mark.e2e
 MODEL = "search_churn"
@@ -31,11 +32,7 @@ WITH_A_FAILURE = {
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     state = tmp_path_factory.mktemp("search") / "state"
-    e = {**os.environ, "MLCICD_STATE_DIR": str(state), "MLCICD_LOCAL_PORT": str(free_port("127.0.0.1"))}
-    # The state folder's own MLflow store: an earlier test's mlflow.set_tracking_uri() exports
-    # MLFLOW_TRACKING_URI into this process, which the runs would otherwise inherit.
-    for key in ("MLFLOW_TRACKING_URI", "MLCICD_TRACKING_URI", "MLCICD_REGISTRY_URI"):
-        e.pop(key, None)
+    e = state_env(state, MLCICD_LOCAL_PORT=str(free_port("127.0.0.1")))
     yield e, state
     subprocess.run([sys.executable, "-m", "mlcicd", "stop"], env=e, capture_output=True, timeout=120)
 

@@ -97,3 +97,39 @@ def _all_time():
     from datetime import UTC, datetime
 
     return datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def test_the_queue_is_bounded_by_bytes_not_only_by_requests(tmp_path, monkeypatch):
+    """Issue 28, finding 6: 100,000 queued requests of 10,000 rows each had no bound in bytes. With the
+    writer held up, requests beyond MLCICD_PREDICTION_LOG_MAX_QUEUE_BYTES are dropped and counted."""
+    import threading
+
+    release = threading.Event()
+    original = PredictionLogger._write
+    monkeypatch.setattr(
+        PredictionLogger, "_write", lambda self, batch: (release.wait(30), original(self, batch))
+    )
+    drops = []
+    log = PredictionLogger(tmp_path, on_drop=drops.append, max_queue_bytes=3 * 80_000 + 1_000)
+    rows = {"a": np.arange(10_000, dtype="float64")}  # 80,000 bytes of features
+    for _ in range(6):
+        log.log_frame(HEADER, rows, [0] * 10_000)
+    assert log.dropped >= 3 * 10_000 and sum(drops) == log.dropped  # at most 3 requests' bytes were held
+    release.set()
+    log.close(timeout_s=30)
+    assert log.written == 6 * 10_000 - log.dropped and log._queued_bytes == 0
+
+
+def test_with_a_container_limit_the_servers_concurrency_fits_its_memory():
+    from mlcicd.serving.limits import BODY_EXPANSION, Limits
+
+    asked = Limits()  # 64 requests of up to 8 MiB per worker
+    fitted = asked.fitted(2**30, workers=1)  # a 1 GiB container
+    assert (
+        fitted.max_concurrency * asked.max_body_bytes * BODY_EXPANSION
+        <= 2**30 / 2
+        < ((fitted.max_concurrency + 1) * asked.max_body_bytes * BODY_EXPANSION)
+    )
+    assert asked.fitted(2**30, workers=4).max_concurrency == 2  # shared by the workers
+    assert asked.fitted(None, workers=1) == asked  # no limit: as set
+    assert Limits(max_body_bytes=2**20).fitted(64 * 2**30, workers=1).max_concurrency == 64  # never raised

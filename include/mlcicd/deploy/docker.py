@@ -24,6 +24,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from mlcicd.deploy import front as front_config
 from mlcicd.deploy.base import server_env
 from mlcicd.deploy.fronted import FrontedTarget
 from mlcicd.errors import ConfigError, DeployError
@@ -111,6 +112,7 @@ class DockerTarget(FrontedTarget):
         user = self._own_files(self.front.dir)
         host_config = self.client.create_host_config(
             network_mode=self.network, read_only=True, tmpfs={"/tmp": "size=16m"},
+            mem_limit=f"{front_config.MEMORY_MB}m", memswap_limit=f"{front_config.MEMORY_MB}m", pids_limit=256,
             binds={str(self.front.dir.resolve()): {"bind": FRONT_IN_CONTAINER, "mode": "rw"}},
             restart_policy={"Name": "unless-stopped"},
             port_bindings={CONTAINER_PORT: (self.host, self.port)} if self.network != "host" else None,

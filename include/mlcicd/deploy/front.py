@@ -35,11 +35,16 @@ SLOTS = ("a", "b")
 BACKEND = "models"
 LUA = PROJECT_ROOT / "include" / "haproxy" / "shadow.lua"
 MAX_BODY = 1 << 20  # tune.bufsize: a request body is mirrored only if it fits in one buffer
+# Connections the front holds at once (beyond them the kernel queues them): each active one may take two
+# buffers, so the front's memory is bounded by MAXCONN x 2 x MAX_BODY (its container's limit, below).
+MAXCONN = 256
+MEMORY_MB = (MAXCONN * 2 * MAX_BODY >> 20) + 128
 
 CONFIG = """\
 # Written by mlcicd ({what}); changed at run time through admin.sock. Do not edit.
 global
     nbthread 2
+    maxconn {maxconn}
     stats socket unix@admin.sock mode 600 level admin
     stats timeout 30s
     tune.bufsize {bufsize}
@@ -101,7 +106,7 @@ def render(bind: str, slots: dict[str, SlotConfig], shadow: str | None, what: st
             lines.append(f"    server {name} {host}:{port} weight {slot.weight}")
     return CONFIG.format(
         what=what, bind=bind, servers="\n".join(lines), backend=BACKEND, shadow=shadow or "off",
-        bufsize=MAX_BODY,
+        bufsize=MAX_BODY, maxconn=MAXCONN,
     )  # fmt: skip
 
 

@@ -4,8 +4,15 @@ and pods where the project's settings module is not configured)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+# A JSON body in memory while it is parsed: itself and about 6 times its size as Python lists (measured:
+# a 9.3 MiB dataframe_split of 150,000 x 8 numbers peaked at 55.6 MiB in parse_json and table_from_mlflow).
+BODY_EXPANSION = 7
+REQUEST_MEMORY_SHARE = (
+    0.5  # of the container's memory, for the bodies in flight; the model and batches have the rest
+)
 
 
 def _env(name: str, default: float) -> float:
@@ -36,6 +43,38 @@ class Limits:
             int(_env("MLCICD_SERVER_MAX_CONCURRENCY", d.max_concurrency)), _env("MLCICD_SERVER_TIMEOUT_S", d.timeout_s),
             int(_env("MLCICD_SERVER_BATCH_ROWS", d.batch_rows)), _env("MLCICD_SERVER_BATCH_WAIT_MS", d.batch_wait_ms),
         )  # fmt: skip
+
+    def fitted(self, memory_bytes: int | None, workers: int) -> Limits:
+        """These limits with ``max_concurrency`` lowered so that every worker's bodies in flight, at
+        their largest, fit in their share of ``memory_bytes`` (the container's limit; None: no limit)."""
+        if not memory_bytes:
+            return self
+        per_worker = memory_bytes * REQUEST_MEMORY_SHARE / max(workers, 1)
+        most = max(1, int(per_worker // (self.max_body_bytes * BODY_EXPANSION)))
+        return replace(self, max_concurrency=min(self.max_concurrency, most))
+
+
+def fitted_limits(workers: int) -> tuple[Limits, str | None]:
+    """The settings' limits fitted to this container's memory, and what was lowered (None: nothing)."""
+    asked = Limits.from_env()
+    memory = memory_limit()
+    limits = asked.fitted(memory, workers)
+    if limits.max_concurrency == asked.max_concurrency:
+        return limits, None
+    return limits, (
+        f"at most {limits.max_concurrency} requests in flight per worker, not {asked.max_concurrency} "
+        f"(MLCICD_SERVER_MAX_CONCURRENCY): with {workers} worker(s), bodies of up to {limits.max_body_bytes} "
+        f"bytes must fit in half of the container's {memory} bytes"
+    )
+
+
+def memory_limit() -> int | None:
+    """The container's memory limit (cgroup v2), or None when there is none."""
+    try:
+        raw = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return None
+    return None if raw == "max" or not raw.isdigit() else int(raw)
 
 
 def available_cores() -> int:

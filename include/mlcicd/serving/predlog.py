@@ -27,9 +27,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from mlcicd.serving.logrecords import expand, nbytes, plain
+
 
 class PredictionLogger:
-    """Writes records off the request path. Bounded three ways: the queue (``max_queue`` items), each
+    """Writes records off the request path. Bounded three ways: the queue (``max_queue`` items and
+    ``max_queue_bytes``, MLCICD_PREDICTION_LOG_MAX_QUEUE_BYTES: a request's rows are one item), each
     file (``max_bytes``, then the hour's next file), and the folder (``retention_hours`` and
     ``max_total_bytes``: the oldest files go first). Every record lost, whatever the reason (a full
     queue, a value that is not JSON, a failing disk), is counted in ``dropped`` and reported to
@@ -38,7 +41,7 @@ class PredictionLogger:
     def __init__(
         self, directory: Path | None, max_queue: int = 100_000, max_bytes: int = 100 * 2**20,
         on_drop: Callable[[int], Any] | None = None, retention_hours: float | None = None,
-        max_total_bytes: int | None = None,
+        max_total_bytes: int | None = None, max_queue_bytes: int | None = None,
     ) -> None:  # fmt: skip
         self.directory = directory
         self.max_bytes = max_bytes
@@ -51,6 +54,10 @@ class PredictionLogger:
         self.written = 0
         self._current: Path | None = None
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=max_queue)
+        self.max_queue_bytes = int(max_queue_bytes if max_queue_bytes is not None else _setting(
+            "MLCICD_PREDICTION_LOG_MAX_QUEUE_BYTES", 64 * 2**20))  # fmt: skip
+        self._queued_bytes = 0
+        self._queued_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         if directory is not None:
             self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -65,10 +72,21 @@ class PredictionLogger:
         them into records happens off the request path."""
         if not self.enabled:
             return
+        size = nbytes(frame) + 16 * len(predictions)
+        with self._queued_lock:
+            if self._queued_bytes + size > self.max_queue_bytes:
+                self._drop(len(predictions))
+                return
+            self._queued_bytes += size
         try:
-            self._queue.put_nowait({"__frame__": (header, frame, predictions)})
+            self._queue.put_nowait({"__frame__": (header, frame, predictions), "__bytes__": size})
         except queue.Full:
+            self._release(size)
             self._drop(len(predictions))
+
+    def _release(self, size: int) -> None:
+        with self._queued_lock:
+            self._queued_bytes -= size
 
     def close(self, timeout_s: float = 5.0) -> None:
         if self._thread is not None:
@@ -89,6 +107,7 @@ class PredictionLogger:
             record = self._queue.get()
             if record is None:
                 return
+            self._release(record.get("__bytes__", 0))
             batch = [record]
             while len(batch) < 1000:
                 try:
@@ -98,6 +117,7 @@ class PredictionLogger:
                 if nxt is None:
                     self._write(batch)
                     return
+                self._release(nxt.get("__bytes__", 0))
                 batch.append(nxt)
             self._write(batch)
 
@@ -105,13 +125,13 @@ class PredictionLogger:
         lines = []
         for item in batch:
             try:
-                records = _expand(item)
+                records = expand(item)
             except Exception:  # a frame that cannot be read: its rows are lost, counted
                 self._drop(len(item["__frame__"][2]) if "__frame__" in item else 1)
                 continue
             for r in records:
                 try:
-                    lines.append(json.dumps(r, default=_plain, allow_nan=False) + "\n")
+                    lines.append(json.dumps(r, default=plain, allow_nan=False) + "\n")
                 except (TypeError, ValueError):
                     self._drop(1)
         if not lines:
@@ -172,15 +192,6 @@ def _setting(name: str, default: float) -> float:
         return default
 
 
-def _plain(v: Any) -> Any:
-    """numpy scalars as Python values; anything else is not a record value."""
-    if hasattr(v, "item"):
-        return v.item()
-    raise TypeError(f"{type(v).__name__} is not JSON")
-
-
-# Reading a window is bounded whatever clients sent: lines longer than this are hostile and never
-# parsed; at most SAMPLE_ROWS lines (a uniform sample) and PARSE_BUDGET_BYTES are parsed.
 MAX_LINE_BYTES = 64 * 1024
 SAMPLE_ROWS = 50_000
 PARSE_BUDGET_BYTES = 32 * 2**20
@@ -320,26 +331,3 @@ def _files(directory: Path, start: datetime, end: datetime) -> list[tuple[Path, 
         if hour < end and hour + timedelta(hours=1) > start:
             keep.append((path, start <= hour and hour + timedelta(hours=1) <= end))
     return keep
-
-
-def _expand(item: dict[str, Any]) -> list[dict[str, Any]]:
-    if "__frame__" not in item:
-        return [item]
-    header, frame, predictions = item["__frame__"]
-    if isinstance(frame, dict):  # column name -> array
-        names = list(frame)
-        rows = [
-            dict(zip(names, values, strict=True))
-            for values in zip(*(frame[n].tolist() for n in names), strict=True)
-        ]
-    else:
-        rows = frame.to_dict(orient="records")
-    return [
-        {**header, "row": i, "features": _finite(f), "prediction": p}
-        for i, (f, p) in enumerate(zip(rows, predictions, strict=True))
-    ]
-
-
-def _finite(features: dict[str, Any]) -> dict[str, Any]:
-    """Missing values as null (JSON has no NaN)."""
-    return {k: None if isinstance(v, float) and v != v else v for k, v in features.items()}

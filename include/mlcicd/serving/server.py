@@ -40,7 +40,7 @@ from starlette.requests import ClientDisconnect
 from mlcicd.serving.auth import TOKEN_HEADER, refusal
 from mlcicd.serving.http import ERROR_CODES, SafeJSON, error_response, read_body
 from mlcicd.serving.inputs import BadInput
-from mlcicd.serving.limits import Limits, server_workers
+from mlcicd.serving.limits import Limits, fitted_limits, server_workers
 
 log = logging.getLogger("mlcicd.serving")
 VERSION_HEADER = "X-Model-Version"  # on every response: the version that answered
@@ -318,8 +318,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"mlcicd model server: not starting: {exc}") from None
     for var in THREAD_VARS:  # before the native libraries start: every thread of the process
         os.environ[var] = str(server_threads())
-    limits = Limits.from_env()  # refuse a bad setting here, once, not in every worker
     workers = server_workers()
+    limits, lowered = fitted_limits(workers)  # a bad setting is refused here, once, not in every worker
+    if lowered:
+        log.warning("%s", lowered)
+    os.environ["MLCICD_SERVER_MAX_CONCURRENCY"] = str(limits.max_concurrency)  # the workers' apps read it
     import uvicorn
 
     if workers == 1:
