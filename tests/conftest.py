@@ -31,9 +31,12 @@ from mlcicd.ports import free_port  # noqa: E402 - one allocator for the session
 os.environ["MLCICD_LOCAL_PORT"] = str(free_port("127.0.0.1"))
 # Hermetic: none of the user's deployment settings or connections leaks into the tests
 # (tests/e2e/test_k8s_cluster.py takes its cluster and registry from MLCICD_TEST_* variables).
+# The Airflow database too: pytest-xdist's workers inherit the controller's environment, in which this
+# file already pointed AIRFLOW__DATABASE__SQL_ALCHEMY_CONN at the controller's folder; kept, both workers'
+# first `airflow db migrate` ran on that one database at once ("table connection already exists").
 for key in ("MLCICD_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLCICD_REGISTRY_URI", "AIRFLOW_HOME",
-            "MLCICD_DEPLOY_TARGET", "MLCICD_IMAGE_BUILDER", "AIRFLOW_CONN_DOCKER_DEFAULT",
-            "AIRFLOW_CONN_KUBERNETES_DEFAULT", "MLCICD_DOCKER_NETWORK"):  # fmt: skip
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "MLCICD_DEPLOY_TARGET", "MLCICD_IMAGE_BUILDER",
+            "AIRFLOW_CONN_DOCKER_DEFAULT", "AIRFLOW_CONN_KUBERNETES_DEFAULT", "MLCICD_DOCKER_NETWORK"):  # fmt: skip
     os.environ.pop(key, None)
 # Some tests loosen the gate on purpose, to make sure of a promotion: this installation allows it.
 os.environ["MLCICD_GATE_MAX_DEGRADATION"] = "0.5"

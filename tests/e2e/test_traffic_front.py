@@ -209,3 +209,37 @@ def test_a_canary_belongs_to_the_run_that_staged_it(front):
         )
     finally:
         target.abort()
+
+
+def test_a_promotion_that_fails_before_traffic_moves_leaves_the_front_and_its_state_agreeing(
+    front, monkeypatch
+):
+    """Issue 28, finding 6: promote moved HAProxy's weights, then kept the candidate (a Docker API call
+    on the docker target), then saved the state: a failure in between left the candidate serving 100 %
+    while the state, and reconcile, named the old version. Now the fallible call comes first."""
+    from mlcicd.deploy.front import BACKEND
+    from mlcicd.errors import DeployError
+
+    target, smokes, payload = front
+    if target.current() is None:  # run on its own
+        target.deploy(release("1"), smokes["1"])
+    stable = target.current().version
+    target.stage(release("5"), smokes["5"], mode="switch")
+    slot = target.candidate().detail["slot"]
+
+    def docker_api_error(handle):
+        raise RuntimeError("500 Server Error: the Docker engine is unavailable")
+
+    monkeypatch.setattr(target, "_keep", docker_api_error)
+    try:
+        with pytest.raises(DeployError, match="could not be kept running .* no traffic moved"):
+            target.promote(release("5"), smokes["5"])
+        assert target.current().version == stable and target.candidate().version == "5"
+        assert target.front.command(f"get weight {BACKEND}/{slot}").split()[0] == "0"
+        for _ in range(10):
+            answer = requests.post(
+                f"{target.endpoint}/invocations", json=payload, headers=auth_headers(), timeout=10
+            )
+            assert answer.status_code == 200 and answer.headers["X-Model-Version"] == stable
+    finally:
+        target.abort()
