@@ -132,7 +132,7 @@ def test_shadow_copies_reach_the_candidate_and_callers_see_only_the_stable_answe
     time.sleep(1.5)  # the logger's flush
     shadow_ids = _ids(predictions / "shadow", "5")
     live_ids = _ids(predictions, stable)
-    assert shadow_ids and shadow_ids <= live_ids | shadow_ids and len(shadow_ids & live_ids) > 10
+    assert shadow_ids and shadow_ids <= live_ids and len(shadow_ids) > 10  # every copy has its live original
     assert not _ids(predictions, "5"), "a mirrored answer was logged as live traffic"
     target.abort()
 

@@ -150,11 +150,23 @@ def test_derived_dataset_names_are_never_dots_or_hidden(uri, name):
     assert data.dataset_name_for(uri) == name
 
 
-def test_the_file_actually_opened_is_checked_too(tmp_path):
-    """A symlink swapped in between the check and the open is caught on the open file itself."""
+def test_the_file_actually_opened_is_checked_too(tmp_path, monkeypatch):
+    """A symlink swapped between read_batch's check of the path and its open is caught on the open file
+    itself: the swap is made at that moment (while the file's size is estimated)."""
     root, outside = tmp_path / "root", tmp_path / "outside"
     root.mkdir(), outside.mkdir()
+    (root / "inside.csv").write_text("a,churned\n1,0\n2,1\n")
     (outside / "secret.csv").write_text("a,churned\n1,1\n")
-    (root / "swapped.csv").symlink_to(outside / "secret.csv")
-    with open(root / "swapped.csv", "rb") as fh, pytest.raises(DataError, match="MLCICD_DATA_ROOTS"):
-        data.within_roots_opened(fh, str(root / "swapped.csv"), (str(root),))
+    link = root / "batch.csv"
+    link.symlink_to(root / "inside.csv")
+    estimate = data.memory.estimate_bytes
+
+    def swapped_meanwhile(path, rows=None):
+        link.unlink()
+        link.symlink_to(outside / "secret.csv")
+        return estimate(path, rows)
+
+    assert len(data.read_batch(str(link), roots=(str(root),))) == 2  # untouched: read
+    monkeypatch.setattr(data.memory, "estimate_bytes", swapped_meanwhile)
+    with pytest.raises(DataError, match="MLCICD_DATA_ROOTS"):
+        data.read_batch(str(link), roots=(str(root),))
