@@ -24,6 +24,7 @@ def prepare_environment(settings: Settings) -> None:
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "GX_ANALYTICS_ENABLED": "False",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # one bar per download filled the CLI's output
         "PYTHONWARNINGS": "ignore",
     }
     for key, value in defaults.items():

@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mlcicd import trust
 from mlcicd.names import ExitCode
 
 
@@ -66,7 +65,7 @@ def resign_command(args: argparse.Namespace) -> int:
 def _record(settings: Any, model: str, version: str) -> dict[str, Any]:
     import mlflow.artifacts
 
-    from mlcicd import registry, signing
+    from mlcicd import registry, signing, trust
     from mlcicd.serving.modelfile import DIGEST_TAG
     from mlcicd.suite_schema import check_suite
     from mlcicd.training import REFERENCE_ARTIFACT
@@ -85,6 +84,12 @@ def _record(settings: Any, model: str, version: str) -> dict[str, Any]:
             if path == REFERENCE_SUITE_ARTIFACT:  # never sign a suite that could not be read safely
                 check_suite(json.loads(local.read_text()), origin=f"runs:/{mv.run_id}/{path}")
             artifacts[path] = signing.file_digest(local)
+    signed = trust.version_record(mv)["artifacts"]
+    for path in sorted(set(signed) | set(artifacts)):
+        if signed.get(path) != artifacts.get(path):
+            now = "gone from the store" if path not in artifacts else "not in the signed record" if path not in signed else (
+                f"changed since it was signed (signed sha256 {signed[path]})")  # fmt: skip
+            warnings.append(f"{path}: {now}")
     files = registry.model_digest(f"models:/{model}/{version}", settings.tracking_uri)
     if files != tags.get(DIGEST_TAG):
         warnings.append(f"the model files' digest is {files}, not the recorded {tags.get(DIGEST_TAG)}: "
@@ -99,7 +104,7 @@ def _record(settings: Any, model: str, version: str) -> dict[str, Any]:
 
 
 def _sign(settings: Any, model: str, version: str, artifacts: dict[str, str]) -> None:
-    from mlcicd import registry
+    from mlcicd import registry, trust
 
     c = registry.client(settings.tracking_uri, settings.registry_uri)
     trust.sign_version(c, settings.signing_key(), model, version, artifacts)
