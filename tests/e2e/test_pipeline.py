@@ -316,6 +316,7 @@ def test_a_tampered_suite_stops_the_run_until_it_is_re_signed_deliberately(first
         assert champion_version() == champion.version
         code, shown = resign(champion.version)
         assert code == 2 and "not signed: check it, then add --yes" in shown
+        assert "warning: validation/reference_suite.json: changed since it was signed" in shown
         assert cli("--conf", "synthetic_seed=6")[0] == 1  # showing signed nothing
         code, shown = resign(champion.version, "--yes")
         assert code == 0 and "signed with this installation's key" in shown, shown
