@@ -330,3 +330,24 @@ def test_a_tampered_suite_stops_the_run_until_it_is_re_signed_deliberately(first
     finally:
         path.write_text(original)
         assert resign(champion.version, "--yes")[0] == 0
+
+
+def test_an_alias_moved_to_a_version_registered_without_the_key_is_never_deployed(first):
+    """Registry write access is not enough either: a version registered by hand from the champion's own
+    files (digest tag and all, no signature) and made @champion stops the next run at its first task;
+    what served keeps serving."""
+    c = registry.client(load().tracking_uri)
+    champion = registry.champion(c, MODEL)
+    real = c.get_model_version(MODEL, champion.version)
+    forged = c.create_model_version(MODEL, source=real.source, run_id=real.run_id,
+                                    tags={"mlcicd.model_digest": real.tags["mlcicd.model_digest"]})  # fmt: skip
+    c.set_registered_model_alias(MODEL, registry.CHAMPION, forged.version)
+    endpoint = f"http://127.0.0.1:{load().local_port}"
+    try:
+        code, s = cli("--conf", "synthetic_seed=7")
+        assert code == 1 and s["error"]["stage"] == "reconcile_serving", (s.get("error"), s)
+        assert s["error"]["kind"] == "untrusted" and "has no signature" in s["error"]["message"]
+        assert requests.get(f"{endpoint}/version", timeout=5).json()["version"] == champion.version
+    finally:
+        c.set_registered_model_alias(MODEL, registry.CHAMPION, champion.version)
+        c.delete_model_version(MODEL, forged.version)

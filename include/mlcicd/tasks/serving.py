@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlcicd import trust
-from mlcicd.errors import DeployError
+from mlcicd.errors import DeployError, UntrustedArtifact
 from mlcicd.settings import Settings
 
 if TYPE_CHECKING:
@@ -246,9 +246,13 @@ def _reconcile(
     todo = f"v{served} serves but the champion is v{champion}"
     if not repair:
         return state("disagree", f"{todo}: `python -m mlcicd status --repair` deploys v{champion} again")
+    release = trust.release_of(
+        c, name, champion, settings.signing_key()
+    )  # an untrusted champion: not deployed
     try:
-        release = trust.release_of(c, name, champion, settings.signing_key())
         deployment = target.deploy(release, smoke_of(settings, c, name, champion))
+    except UntrustedArtifact:
+        raise
     except Exception as exc:
         raise DeployError(
             f"{todo}, and deploying v{champion} again failed ({exc}). Deploy it by hand, or point the alias at "
