@@ -22,9 +22,11 @@ SECRETS = {
     "AIRFLOW_API_SECRET_KEY": (32, 'python3 -c "import secrets; print(secrets.token_urlsafe(48))"'),
     "MLFLOW_ADMIN_PASSWORD": (12, "a password of 12 characters or more (MLflow refuses shorter)"),
     "MLFLOW_SECRET_KEY": (32, 'python3 -c "import secrets; print(secrets.token_urlsafe(48))"'),
-    # The Celery broker shares the network the model servers join: never open there.
-    "REDIS_PASSWORD": (24, 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'),
 }
+# With docker-compose.celery.yaml (it sets CHECK_REDIS_PASSWORD): the broker shares the network the
+# model servers join, so it is never open there; the password goes into the broker's URL as it is.
+REDIS = ("REDIS_PASSWORD", 24, "python3 -c \"import secrets; print('r' + secrets.token_urlsafe(32))\"")
+URL_SAFE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
 FERNET = "AIRFLOW_FERNET_KEY"
 FERNET_HOW = 'python3 -c "import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())"'
 STATE = "MLCICD_HOST_STATE_DIR"
@@ -32,17 +34,23 @@ STATE = "MLCICD_HOST_STATE_DIR"
 
 def problems(env: dict[str, str]) -> list[str]:
     found = []
-    for var, (minimum, how) in SECRETS.items():
+    wanted = {**SECRETS, **({REDIS[0]: REDIS[1:]} if env.get("CHECK_REDIS_PASSWORD") else {})}
+    for var, (minimum, how) in wanted.items():
         value = env.get(var, "")
         if not value or PLACEHOLDER in value.lower():
             found.append(f"{var} is {'unset' if not value else 'the example value'}: set it in .env ({how})")
         elif len(value) < minimum:
             found.append(f"{var} has {len(value)} characters; use at least {minimum} ({how})")
-    distinct = [env[v] for v in (*SECRETS, FERNET) if env.get(v)]
+    distinct = [env[v] for v in (*wanted, FERNET) if env.get(v)]
     if len(set(distinct)) < len(distinct):
         found.append("two of the secrets have the same value: give each its own")
-    if env.get("REDIS_PASSWORD", "").startswith("-"):  # redis-server would read it as an option
-        found.append("REDIS_PASSWORD starts with '-': redis-server takes it for an option; make another one")
+    redis = env.get("REDIS_PASSWORD", "") if env.get("CHECK_REDIS_PASSWORD") else ""
+    if redis.startswith("-"):  # redis-server would read it as an option
+        found.append(f"REDIS_PASSWORD starts with '-': redis-server takes it for an option ({REDIS[2]})")
+    if set(redis) - URL_SAFE:  # it goes into the broker's URL unencoded
+        found.append(
+            f"REDIS_PASSWORD has characters a URL would need encoded; use letters, digits, - and _ ({REDIS[2]})"
+        )
     key = env.get(FERNET, "")
     try:
         valid = len(base64.urlsafe_b64decode(key.encode())) == 32 and PLACEHOLDER not in key

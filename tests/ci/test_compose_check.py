@@ -19,7 +19,6 @@ GOOD = {
     "AIRFLOW_FERNET_KEY": base64.urlsafe_b64encode(b"k" * 32).decode(),
     "MLFLOW_ADMIN_PASSWORD": "mlflow-" + "e" * 20,  # pragma: allowlist secret
     "MLFLOW_SECRET_KEY": "csrf-" + "f" * 40,  # pragma: allowlist secret
-    "REDIS_PASSWORD": "redis-" + "g" * 30,  # pragma: allowlist secret
     "MLCICD_HOST_STATE_DIR": "/srv/mlcicd-state",
 }
 
@@ -33,8 +32,7 @@ def test_the_example_env_is_refused_with_every_variable_named():
     done = check(env_file=ROOT / ".env.example")
     assert done.returncode == 1
     for var in ("POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY",
-                "AIRFLOW_FERNET_KEY", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_SECRET_KEY", "REDIS_PASSWORD",
-                "MLCICD_HOST_STATE_DIR"):  # fmt: skip
+                "AIRFLOW_FERNET_KEY", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_SECRET_KEY", "MLCICD_HOST_STATE_DIR"):  # fmt: skip
         assert var in done.stderr, var
     assert "set it in .env" in done.stderr
 
@@ -54,7 +52,15 @@ def test_good_settings_pass():
         ),
         ({"MLFLOW_SECRET_KEY": "jwt-" + "c" * 40}, "the same value"),  # pragma: allowlist secret
         ({"AIRFLOW_FERNET_KEY": "not-a-key"}, "AIRFLOW_FERNET_KEY is not a Fernet key"),
-        ({"REDIS_PASSWORD": "--" + "r" * 30}, "REDIS_PASSWORD starts with '-'"),  # pragma: allowlist secret
+        ({"CHECK_REDIS_PASSWORD": "1"}, "REDIS_PASSWORD is unset"),
+        (
+            {"CHECK_REDIS_PASSWORD": "1", "REDIS_PASSWORD": "--" + "r" * 30},
+            "REDIS_PASSWORD starts with '-'",
+        ),  # pragma: allowlist secret
+        (
+            {"CHECK_REDIS_PASSWORD": "1", "REDIS_PASSWORD": "r@" + "r" * 30},
+            "characters a URL would need encoded",
+        ),  # pragma: allowlist secret
         (
             {"MLCICD_HOST_STATE_DIR": "/tmp"},
             "MLCICD_HOST_STATE_DIR must be an absolute path to a folder of its own",
