@@ -102,11 +102,12 @@ class Settings:
     gate_floors: dict[str, float] = field(default_factory=lambda: dict(GATE_FLOORS))
     configured_signing_key: str | None = field(default=None, repr=False)  # MLCICD_SIGNING_KEY
 
-    def signing_key(self) -> bytes:
-        """The key that signs what runs read back from MLflow (:mod:`mlcicd.signing`)."""
+    def signing_key(self, create: bool = True) -> bytes:
+        """The key that signs what runs read back from MLflow (:mod:`mlcicd.signing`); ``create``: make
+        the state folder's on first use (a command run elsewhere must not make a key of its own)."""
         from mlcicd.signing import installation_key
 
-        return installation_key(self.configured_signing_key, self.state_dir)
+        return installation_key(self.configured_signing_key, self.state_dir, create)
 
     @property
     def runs_dir(self) -> Path:

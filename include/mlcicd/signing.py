@@ -32,11 +32,11 @@ def key_file(state_dir: Path) -> Path:
     return state_dir / "keys" / "signing.key"
 
 
-def installation_key(configured: str | None, state_dir: Path) -> bytes:
-    """The signing key: the configured one, else the state folder's (made on first use).
+def installation_key(configured: str | None, state_dir: Path, create: bool = True) -> bytes:
+    """The signing key: the configured one, else the state folder's (made on first use when ``create``).
 
     Raises:
-        ConfigError: a configured key shorter than :data:`MIN_KEY_CHARS`.
+        ConfigError: a configured key shorter than :data:`MIN_KEY_CHARS`; no key and ``create`` off.
     """
     if configured:
         if len(configured) < MIN_KEY_CHARS:
@@ -44,6 +44,9 @@ def installation_key(configured: str | None, state_dir: Path) -> bytes:
                               "(e.g. python -c 'import secrets; print(secrets.token_hex(32))')")  # fmt: skip
         return configured.encode()
     path = key_file(state_dir)
+    if not path.exists() and not create:
+        raise ConfigError(f"no signing key here: {KEY_ENV} is unset and {path} does not exist. Run this where the "
+                          f"installation's state folder is (MLCICD_STATE_DIR), or set {KEY_ENV} to its key")  # fmt: skip
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_name(f".signing.key.{os.getpid()}.{secrets.token_hex(4)}")
@@ -54,8 +57,13 @@ def installation_key(configured: str | None, state_dir: Path) -> bytes:
             os.link(tmp, path)  # first writer wins: two tasks starting at once end with one key
         except FileExistsError:
             pass
+        except (
+            OSError
+        ):  # a file system without hard links: the first to rename wins, the others keep theirs out
+            if not path.exists():
+                os.replace(tmp, path)
         finally:
-            tmp.unlink()
+            tmp.unlink(missing_ok=True)
     return path.read_text().strip().encode()
 
 

@@ -20,7 +20,9 @@ Check = Callable[[Any], bool]
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return not math.isnan(v) if isinstance(v, float) else abs(v) <= 10**308  # a float's range
 
 
 def _bound(v: Any) -> bool:  # a between's bound: a number, or None for an open side

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 SIGNATURE_TAG = "mlcicd.signature"
 SIGNED_ARTIFACTS_TAG = "mlcicd.signed_artifacts"  # {artifact path in the run: sha256} a later run trusts
 IMAGE_TAG, IMAGE_DIGEST_TAG = "mlcicd.image", "mlcicd.image_digest"
+# The installation's signature on a promotion: a version may be @champion (served, judged against) only if
+# mlcicd promoted it; a signed version that was rejected or rolled back is not a champion.
+PROMOTION_TAG = "mlcicd.promotion"
 
 
 def version_record(mv: Any) -> dict[str, Any]:
@@ -38,6 +41,7 @@ def version_record(mv: Any) -> dict[str, Any]:
         "name": mv.name, "version": str(mv.version), "run_id": mv.run_id or "", "source": mv.source or "",
         "model_digest": tags.get(DIGEST_TAG, ""), "image": tags.get(IMAGE_TAG, ""),
         "image_digest": tags.get(IMAGE_DIGEST_TAG, ""), "artifacts": artifacts,
+        "airflow_run_id": tags.get(RUN_ID_TAG, ""),  # rendered into manifests: signed like the rest
     }  # fmt: skip
 
 
@@ -87,12 +91,43 @@ def record_tags(
     sign_version(c, key, model_name, version)
 
 
+def sign_promotion(c: MlflowClient, key: bytes, model_name: str, version: str) -> None:
+    """Record, signed, that this installation promotes ``version`` (before the alias moves to it)."""
+    from mlcicd import signing
+
+    record = {"promoted": model_name, "version": str(version)}
+    c.set_model_version_tag(model_name, str(version), PROMOTION_TAG, signing.sign(key, record))
+
+
+def check_promoted(key: bytes, mv: Any) -> None:
+    """Raise UntrustedArtifact unless ``mv`` carries this installation's signed promotion."""
+    from mlcicd import signing
+    from mlcicd.errors import UntrustedArtifact
+
+    record = {"promoted": mv.name, "version": str(mv.version)}
+    why = signing.problem(key, record, (mv.tags or {}).get(PROMOTION_TAG))
+    if why:
+        raise UntrustedArtifact(
+            f"{mv.name} v{mv.version} is @champion, but its promotion {why}: the alias was moved outside mlcicd "
+            "(a rejected or rolled-back version is signed, never promoted). Nothing was changed. Point the alias "
+            f"back, or if v{mv.version} should serve, sign its promotion deliberately: python -m mlcicd resign "
+            f"{mv.name} {mv.version}"
+        )
+
+
 def trusted_champion(c: MlflowClient, key: bytes, model_name: str) -> ChampionRef | None:
-    """:func:`champion`, once its signature vouches for its record (see :func:`trusted_version`)."""
+    """:func:`champion`, built from the version its signature vouches for (see :func:`trusted_version`)."""
+    from mlcicd.serving.modelfile import DIGEST_TAG
+
     ref = champion(c, model_name)
-    if ref is not None:
-        trusted_version(c, key, model_name, ref.version)
-    return ref
+    if ref is None:
+        return None
+    mv = trusted_version(c, key, model_name, ref.version)  # the digest below is the one verified
+    check_promoted(key, mv)
+    version = str(mv.version)
+    return ChampionRef(
+        model_name, version, f"models:/{model_name}/{version}", mv.run_id, (mv.tags or {}).get(DIGEST_TAG)
+    )
 
 
 def trusted_artifact(

@@ -134,3 +134,20 @@ def test_the_settings_never_print_the_key(monkeypatch):
     monkeypatch.setenv("MLCICD_SIGNING_KEY", "s" * 40)
     settings = load()
     assert settings.signing_key() == b"s" * 40 and "s" * 40 not in repr(settings)
+
+
+def test_a_signed_version_made_champion_outside_mlcicd_is_not_trusted_until_its_promotion_is_signed(version):
+    """Every version is signed when registered, rejected ones too: registry write access could point
+    @champion at one the gate or a human turned down. Only a promotion this installation signed counts."""
+    c, v, _ = version
+    c.set_registered_model_alias("signed_model", registry.CHAMPION, v)
+    try:
+        with pytest.raises(UntrustedArtifact, match="is @champion, but its promotion has no signature"):
+            trust.trusted_champion(c, KEY, "signed_model")
+        trust.sign_promotion(c, OTHER, "signed_model", v)
+        with pytest.raises(UntrustedArtifact, match="its promotion was signed with another key"):
+            trust.trusted_champion(c, KEY, "signed_model")
+        trust.sign_promotion(c, KEY, "signed_model", v)
+        assert trust.trusted_champion(c, KEY, "signed_model").version == v
+    finally:
+        c.delete_registered_model_alias("signed_model", registry.CHAMPION)

@@ -4,7 +4,7 @@ A run stops when a version's record in MLflow (model digest, image, reference ar
 vouched for by the key (:mod:`mlcicd.signing`): after a key rotation, for a version from before
 signatures, or because someone changed it. This command shows the record as MLflow holds it now,
 with the artifacts' digests computed from the store and the reference suite held to its schema,
-and signs it only with ``--yes``.
+and signs it only with ``--yes`` (and, when the version is ``@champion``, its promotion).
 """
 
 from __future__ import annotations
@@ -94,11 +94,13 @@ def _record(settings: Any, model: str, version: str) -> dict[str, Any]:
     if files != tags.get(DIGEST_TAG):
         warnings.append(f"the model files' digest is {files}, not the recorded {tags.get(DIGEST_TAG)}: "
                         "loads will refuse them whatever the signature says")  # fmt: skip
-    was = signing.problem(settings.signing_key(), trust.version_record(mv), tags.get(trust.SIGNATURE_TAG))
+    was = signing.problem(
+        settings.signing_key(create=False), trust.version_record(mv), tags.get(trust.SIGNATURE_TAG)
+    )
     return {
         "run_id": mv.run_id, "source": mv.source, "model_digest": tags.get(DIGEST_TAG),
         "image": tags.get(trust.IMAGE_TAG), "image_digest": tags.get(trust.IMAGE_DIGEST_TAG),
-        "signature_now": f"the record {was}" if was else "valid", "key_id": signing.fingerprint(settings.signing_key()),
+        "signature_now": f"the record {was}" if was else "valid", "key_id": signing.fingerprint(settings.signing_key(create=False)),
         "artifacts": artifacts, "warnings": warnings,
     }  # fmt: skip
 
@@ -107,4 +109,8 @@ def _sign(settings: Any, model: str, version: str, artifacts: dict[str, str]) ->
     from mlcicd import registry, trust
 
     c = registry.client(settings.tracking_uri, settings.registry_uri)
-    trust.sign_version(c, settings.signing_key(), model, version, artifacts)
+    key = settings.signing_key(create=False)
+    trust.sign_version(c, key, model, version, artifacts)
+    champion = registry.champion(c, model)
+    if champion is not None and champion.version == str(version):  # it serves: its promotion too
+        trust.sign_promotion(c, key, model, version)

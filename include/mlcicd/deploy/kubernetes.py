@@ -246,7 +246,9 @@ class KubernetesTarget:
         except ApiException as exc:
             raise DeployError(
                 f"the Kubernetes API refused the deploy pod in {self.settings.kube_namespace!r} ({exc.status} "
-                f"{exc.reason}); apply include/k8s/rbac.yaml there and check MLCICD_KUBE_SERVICE_ACCOUNT and the "
+                f"{exc.reason}). The deploy pods run as {deployer_account(self.settings, self.model_name)!r}: "
+                f"create it with `python -m mlcicd k8s-rbac {self.model_name} | kubectl apply -f -` (or set "
+                "MLCICD_KUBE_SERVICE_ACCOUNT), apply include/k8s/rbac.yaml, and check the "
                 f"rights of the {self.settings.kube_conn_id} connection (pods: create, get, list, delete; "
                 "pods/log; pods/exec for the XCom sidecar; pods/proxy for the canary analysis). Nothing was applied."
             ) from exc

@@ -109,12 +109,20 @@ def deploy_and_promote(
                 f"{name}@champion is v{now or '(none)'} now, but v{version} was gated against "
                 f"v{gated_against or '(none)'}: nothing was switched. Run again to judge it against v{now}"
             )
+        held = dep.held_by_another(
+            target.candidate(), release.airflow_run_id, settings.rollout_lease_minutes * 60
+        )
+        if (
+            held and switch is None
+        ):  # a switch replaces (or removes) any staged candidate: never another run's
+            raise DeployError(f"{held}; nothing was switched")
         previous = _restorable(settings, c, replaced)
         deployment = switch() if switch is not None else target.deploy(release, smoke)
         try:
             # Passed its smoke test and serves: recorded before the alias moves, so that reconcile
             # can tell an interrupted promotion from a version that should not serve.
             c.set_model_version_tag(name, version, registry.REPLACES_TAG, now or registry.NONE)
+            trust.sign_promotion(c, settings.signing_key(), name, version)
             registry.move_champion(c, name, version, expected=now)
         except registry.ChampionMoved as exc:
             state = _reconcile(settings, c, target, name, repair=True)
@@ -234,6 +242,11 @@ def _reconcile(
         todo = f"v{served} was deployed to replace v{champion or '(none)'} and the alias never moved"
         if not repair:
             return state("disagree", f"{todo}: `python -m mlcicd status --repair` finishes the promotion")
+        key = settings.signing_key()
+        trust.trusted_version(
+            c, key, name, served
+        )  # it passed its smoke test; its record is still vouched for
+        trust.sign_promotion(c, key, name, served)
         registry.move_champion(c, name, served, expected=champion)
         registry.mark_promoted(c, name, served)
         log.warning("%s: finished the promotion, %s@champion is v%s", todo, name, served)
@@ -246,9 +259,9 @@ def _reconcile(
     todo = f"v{served} serves but the champion is v{champion}"
     if not repair:
         return state("disagree", f"{todo}: `python -m mlcicd status --repair` deploys v{champion} again")
-    release = trust.release_of(
-        c, name, champion, settings.signing_key()
-    )  # an untrusted champion: not deployed
+    key = settings.signing_key()  # a champion whose record or promotion is not vouched for is not deployed
+    trust.check_promoted(key, trust.trusted_version(c, key, name, champion))
+    release = trust.release_of(c, name, champion, key)
     try:
         deployment = target.deploy(release, smoke_of(settings, c, name, champion))
     except UntrustedArtifact:
