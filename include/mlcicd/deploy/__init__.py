@@ -10,14 +10,15 @@ from __future__ import annotations
 import contextlib
 import importlib
 from collections.abc import Iterator
+from pathlib import Path
 
 from mlcicd.deploy.base import Deployment, DeployTarget, SmokeTest, held_by_another, own_candidate
 from mlcicd.errors import ConfigError, DeployBusy
 from mlcicd.settings import Settings
 
 __all__ = [
-    "Deployment", "DeployTarget", "SmokeTest", "check_target", "get_target", "held_by_another", "lock",
-    "own_candidate", "preflight", "stop_all",
+    "Deployment", "DeployTarget", "SmokeTest", "check_target", "get_target", "held_by_another", "held_elsewhere", "lease_seconds",
+    "lease_until", "lock", "own_candidate", "preflight", "stop_all", "take_lease",
 ]  # fmt: skip
 
 TARGETS = {
@@ -86,3 +87,48 @@ def lock(settings: Settings, target: str, model_name: str) -> Iterator[None]:
         yield
     finally:
         held.release()
+
+
+def _lease_path(settings: Settings, target: str, model_name: str) -> Path:
+    return settings.state_dir / "locks" / f"rollout-{target}-{model_name}.json"
+
+
+def take_lease(settings: Settings, target: str, model_name: str, run_id: str, seconds: float) -> None:
+    """Record that ``run_id``'s staged candidate is its own for ``seconds`` from now (renewed by each of
+    the analysis' pokes), beside the deploy lock in the shared state folder."""
+    import json
+    import time
+
+    path = _lease_path(settings, target, model_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"run_id": run_id, "until": time.time() + seconds}))
+    tmp.replace(path)
+
+
+def lease_until(settings: Settings, target: str, model_name: str, owner: str | None) -> float | None:
+    """When ``owner``'s lease on the staged candidate ends (None: it took none, or it is another run's)."""
+    import json
+
+    try:
+        lease = json.loads(_lease_path(settings, target, model_name).read_text())
+    except (OSError, ValueError):
+        return None
+    return float(lease["until"]) if owner and lease.get("run_id") == owner else None
+
+
+def lease_seconds(settings: Settings, interval_s: float) -> float:
+    """A staged candidate's lease: the setting, or long enough for the approval and three analysis
+    intervals between the pokes that renew it."""
+    return max(
+        settings.rollout_lease_minutes * 60, settings.approval_timeout_minutes * 60 + 3 * interval_s + 600
+    )
+
+
+def held_elsewhere(settings: Settings, target: DeployTarget, run_id: str | None) -> str | None:
+    """Why ``run_id`` may not replace ``target``'s staged candidate (see :func:`held_by_another`), its
+    owner's lease read from the state folder; None when it may."""
+    candidate = target.candidate() if hasattr(target, "candidate") else None
+    owner = candidate.detail.get("staged_by") if candidate is not None else None
+    until = lease_until(settings, target.name, target.model_name, owner)
+    return held_by_another(candidate, run_id, settings.rollout_lease_minutes * 60, until=until)

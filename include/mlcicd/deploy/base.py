@@ -51,23 +51,26 @@ STAGED_BY, STAGED_AT = "staged_by", "staged_at"
 
 
 def held_by_another(
-    candidate: Deployment | None, run_id: str | None, lease_s: float, now: float | None = None
-) -> str | None:
-    """Why ``run_id`` may not replace the staged ``candidate``: another run staged it less than
-    ``lease_s`` ago (that run may still be analysing it). None when there is no candidate, it is this
-    run's, its run is unknown (staged before runs were recorded) or its lease ran out (the run died)."""
+    candidate: Deployment | None, run_id: str | None, lease_s: float, now: float | None = None,
+    until: float | None = None,
+) -> str | None:  # fmt: skip
+    """Why ``run_id`` may not replace the staged ``candidate``: another run staged it and its lease runs
+    (``until``, renewed by that run's analysis; else ``lease_s`` from the staging). None when there is no
+    candidate, it is this run's, its run is unknown (staged before runs were recorded) or its lease ran
+    out (the run died)."""
     if candidate is None:
         return None
     owner, since = candidate.detail.get(STAGED_BY), candidate.detail.get(STAGED_AT)
     if not owner or owner == run_id or since is None:
         return None
-    age = (time.time() if now is None else now) - float(since)
-    if age > lease_s:
+    now = time.time() if now is None else now
+    ends = until if until is not None else float(since) + lease_s
+    if now > ends:
         return None
     return (
-        f"v{candidate.version} is staged by run {owner} ({age / 60:.0f} min ago, held for up to "
-        f"{lease_s / 60:.0f} min, MLCICD_ROLLOUT_LEASE_MINUTES): that run analyses, promotes or takes it out. "
-        "Start this run again when it has finished"
+        f"v{candidate.version} is staged by run {owner} ({(now - float(since)) / 60:.0f} min ago; its lease runs "
+        f"{(ends - now) / 60:.0f} more min, renewed while it analyses, MLCICD_ROLLOUT_LEASE_MINUTES): that run "
+        "analyses, promotes or takes it out. Start this run again when it has finished"
     )
 
 

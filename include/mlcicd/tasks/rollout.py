@@ -85,6 +85,8 @@ def analyze(run_id: str, params: dict[str, Any]) -> tuple[bool, dict[str, Any] |
             return True, rollout_view(state)
         target = dep.get_target(p.target_name(params, settings), settings, str(params["model_name"]))
         dep.own_candidate(target.candidate(), run_id)  # this run's, or the analysis stops here
+        lease = dep.lease_seconds(settings, plan.interval_s)
+        dep.take_lease(settings, target.name, target.model_name, run_id, lease)  # each poke renews it
         stages = plan.stages()
         now = time.time()
         if not state.get("steps"):  # the first poke: the baseline of step 1
@@ -116,7 +118,9 @@ def analyze(run_id: str, params: dict[str, Any]) -> tuple[bool, dict[str, Any] |
         if step["verdict"] == "failed":
             state["state"] = "aborted"
             record.update(path, rollout=state)
-            target.abort()
+            with dep.lock(settings, target.name, target.model_name):
+                dep.own_candidate(target.candidate(), run_id)  # never another run's candidate
+                target.abort()
             champion = _tag(settings, params, "analysis_failed")
             raise DeployError(
                 f"the {plan.mode} analysis failed at step {state['step'] + 1} ({step['percent']} %): "
@@ -136,7 +140,9 @@ def analyze(run_id: str, params: dict[str, Any]) -> tuple[bool, dict[str, Any] |
                         "started": now,
                     }
                 )
-                share = target.shift(stages[state["step"]])
+                with dep.lock(settings, target.name, target.model_name):
+                    dep.own_candidate(target.candidate(), run_id)
+                    share = target.shift(stages[state["step"]])
                 state["steps"][-1]["share"] = share
                 log.info("advanced to %s %% of traffic (%d %% asked)", share, stages[state["step"]])
             else:

@@ -109,12 +109,9 @@ def deploy_and_promote(
                 f"{name}@champion is v{now or '(none)'} now, but v{version} was gated against "
                 f"v{gated_against or '(none)'}: nothing was switched. Run again to judge it against v{now}"
             )
-        held = dep.held_by_another(
-            target.candidate(), release.airflow_run_id, settings.rollout_lease_minutes * 60
-        )
-        if (
-            held and switch is None
-        ):  # a switch replaces (or removes) any staged candidate: never another run's
+        # A switch replaces (or removes) any staged candidate: never another run's.
+        held = dep.held_elsewhere(settings, target, release.airflow_run_id) if switch is None else None
+        if held:
             raise DeployError(f"{held}; nothing was switched")
         previous = _restorable(settings, c, replaced)
         deployment = switch() if switch is not None else target.deploy(release, smoke)
@@ -208,10 +205,8 @@ def _reconcile(
     from mlcicd import registry
 
     leftover = target.candidate() if hasattr(target, "candidate") else None
-    held = dep.held_by_another(leftover, run_id, settings.rollout_lease_minutes * 60)
-    if (
-        held and repair
-    ):  # another run's rollout in progress: a second run of the model is refused, nothing touched
+    held = dep.held_elsewhere(settings, target, run_id) if repair else None
+    if held:  # another run's rollout in progress: a second run of the model is refused, nothing touched
         raise DeployError(f"{held}; this run of {name} was refused before it changed anything")
     if leftover is not None and repair:  # a rollout that never finished (its run died or was stopped)
         log.warning("v%s was left staged beside the stable version: taking it out", leftover.version)

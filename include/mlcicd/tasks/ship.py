@@ -154,9 +154,7 @@ def deploy(
         try:
             if staged:  # beside the champion; promote_champion gives it all traffic
                 with dep.lock(settings, target.name, rel.model_name):
-                    held = dep.held_by_another(
-                        target.candidate(), run_id, settings.rollout_lease_minutes * 60
-                    )
+                    held = dep.held_elsewhere(settings, target, run_id)
                     if held:  # never replace another run's canary: that run would judge this one's
                         raise DeployError(
                             f"{held}; nothing was deployed", champion_version=gated_version(c, rel)
@@ -167,6 +165,8 @@ def deploy(
                                     rel.version)  # fmt: skip
                         plan = replace(plan, mode="switch")
                     deployment = target.stage(rel, smoke, plan.mode)
+                    lease = dep.lease_seconds(settings, plan.interval_s)
+                    dep.take_lease(settings, target.name, rel.model_name, run_id, lease)
                     if plan.mode == "canary":
                         share = target.shift(plan.steps[0])
                         log.info("the canary takes %s %% of traffic (%s %% asked)", share, plan.steps[0])
