@@ -81,3 +81,15 @@ def test_a_bad_rule_setting_is_named(monkeypatch, env, message):
         monkeypatch.setenv(key, value)
     with pytest.raises(ConfigError, match=message):
         load()
+
+
+def test_four_eyes_turns_the_triggering_users_own_approval_into_a_rejection_by_id_or_name(strict):
+    from mlcicd.tasks.approval import self_approved
+
+    context = {"dag_run": SimpleNamespace(triggering_user_name="alice")}
+    assert self_approved(context, {"id": "7", "name": "alice"})  # FAB: a numeric id, the name matches
+    assert self_approved(context, {"id": "alice", "name": "Alice A."})
+    assert not self_approved(context, {"id": "bob", "name": "bob"})
+    assert not self_approved(
+        {"dag_run": SimpleNamespace(triggering_user_name=None)}, {"id": "alice", "name": "alice"}
+    )

@@ -133,3 +133,10 @@ def test_with_a_container_limit_the_servers_concurrency_fits_its_memory():
     assert asked.fitted(2**30, workers=4).max_concurrency == 2  # shared by the workers
     assert asked.fitted(None, workers=1) == asked  # no limit: as set
     assert Limits(max_body_bytes=2**20).fitted(64 * 2**30, workers=1).max_concurrency == 64  # never raised
+
+
+def test_text_counts_by_its_length_in_the_queue():
+    from mlcicd.serving.logrecords import nbytes
+
+    text = np.array(["x" * 100_000] * 10, dtype=object)  # an object array's nbytes says 80
+    assert nbytes({"note": text}) >= 1_000_000 and nbytes({"a": np.arange(10, dtype="float64")}) == 80

@@ -36,9 +36,11 @@ BACKEND = "models"
 LUA = PROJECT_ROOT / "include" / "haproxy" / "shadow.lua"
 MAX_BODY = 1 << 20  # tune.bufsize: a request body is mirrored only if it fits in one buffer
 # Connections the front holds at once (beyond them the kernel queues them): each active one may take two
-# buffers, so the front's memory is bounded by MAXCONN x 2 x MAX_BODY (its container's limit, below).
+# buffers; in shadow mode each of the mirror's tasks (shadow.lua's MAX_INFLIGHT) holds a body copy and its
+# http client's two buffers. The front's container is limited to that, and a base.
 MAXCONN = 256
-MEMORY_MB = (MAXCONN * 2 * MAX_BODY >> 20) + 128
+SHADOW_TASKS = 200  # shadow.lua's MAX_INFLIGHT
+MEMORY_MB = ((MAXCONN * 2 + SHADOW_TASKS * 3) * MAX_BODY >> 20) + 128
 
 CONFIG = """\
 # Written by mlcicd ({what}); changed at run time through admin.sock. Do not edit.

@@ -6,12 +6,19 @@ from typing import Any
 
 
 def nbytes(frame: Any) -> int:
-    """A request's rows in memory: a DataFrame's, or the arrays' of a column name -> array mapping."""
+    """A request's rows in memory: a DataFrame's, or the arrays' of a column name -> array mapping (text
+    by its length: an object array's ``nbytes`` counts 8 bytes a value, however long)."""
     if hasattr(frame, "memory_usage"):
         return int(frame.memory_usage(index=False, deep=True).sum())
     if isinstance(frame, dict):
-        return sum(int(getattr(v, "nbytes", 0)) or 8 * len(v) for v in frame.values())
+        return sum(_array_bytes(v) for v in frame.values())
     return 0
+
+
+def _array_bytes(values: Any) -> int:
+    if getattr(values, "dtype", None) is not None and values.dtype != object:
+        return int(values.nbytes)
+    return sum(8 + (len(v) if isinstance(v, (str, bytes)) else 8) for v in values)
 
 
 def plain(v: Any) -> Any:
@@ -19,10 +26,6 @@ def plain(v: Any) -> Any:
     if hasattr(v, "item"):
         return v.item()
     raise TypeError(f"{type(v).__name__} is not JSON")
-
-
-# Reading a window is bounded whatever clients sent: lines longer than this are hostile and never
-# parsed; at most SAMPLE_ROWS lines (a uniform sample) and PARSE_BUDGET_BYTES are parsed.
 
 
 def expand(item: dict[str, Any]) -> list[dict[str, Any]]:

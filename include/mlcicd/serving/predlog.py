@@ -192,6 +192,8 @@ def _setting(name: str, default: float) -> float:
         return default
 
 
+# Reading a window is bounded whatever clients sent: lines longer than this are hostile and never
+# parsed; at most SAMPLE_ROWS lines (a uniform sample) and PARSE_BUDGET_BYTES are parsed.
 MAX_LINE_BYTES = 64 * 1024
 SAMPLE_ROWS = 50_000
 PARSE_BUDGET_BYTES = 32 * 2**20

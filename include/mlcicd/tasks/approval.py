@@ -41,13 +41,28 @@ class RolloutApproval(HITLBranchOperator):
         if "error" not in event:
             by = event.get("responded_by_user") or {}
             chosen = list(event.get("chosen_options") or [])
+            note = None
+            if chosen == [APPROVE_OPTION] and self_approved(context, by):
+                # Four eyes, whatever the auth manager's ids and names: the approval is a rejection.
+                chosen = event["chosen_options"] = [REJECT_OPTION]
+                note = "approved by the user who triggered the run: a rejection (MLCICD_APPROVAL_FOUR_EYES)"
             context["ti"].xcom_push(key=APPROVAL_XCOM, value={
                 "decision": chosen[0] if chosen else None,
                 "by": by.get("name") or by.get("id"),
                 "at": str(event.get("responded_at")),
                 "timed_out": not by,
+                "note": note,
             })  # fmt: skip
         return super().execute_complete(context=context, event=event)
+
+
+def self_approved(context: Any, by: dict[str, Any]) -> bool:
+    """Whether, with MLCICD_APPROVAL_FOUR_EYES, the user who triggered the run answered its approval
+    (compared by id and by name: MLCICD_APPROVERS holds ids, a run records its trigger by name)."""
+    from mlcicd.settings import load
+
+    triggered_by = getattr(context["dag_run"], "triggering_user_name", None)
+    return bool(load().approval_four_eyes and triggered_by and triggered_by in (by.get("id"), by.get("name")))
 
 
 def approval_operator(timeout_minutes: float) -> RolloutApproval:
