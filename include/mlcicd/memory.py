@@ -39,11 +39,14 @@ def _parquet_bytes(path: Path) -> int | None:
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
+        schema = pq.read_schema(path)
     except (OSError, ValueError, pa.ArrowException):
         return None  # not Parquet after all: the reader says so
-    rows, fields = pf.metadata.num_rows, list(pf.schema_arrow)
-    text = [f.name for f in fields if _is_text(f.type)]
+    text = [f.name for f in schema if _is_text(f.type)]
+    # Text read as dictionaries: the lengths come from each dictionary value, taken by the indices,
+    # so a long value repeated is measured without being decoded row by row.
+    pf = pq.ParquetFile(path, read_dictionary=text)
+    rows, fields = pf.metadata.num_rows, list(schema)
     total = rows * (len(fields) - len(text)) * PARQUET_CELL_BYTES
     if not text or not rows:
         return total + rows * len(text) * PARQUET_CELL_BYTES
@@ -51,14 +54,17 @@ def _parquet_bytes(path: Path) -> int | None:
     picked = sorted(
         {round(i * (groups - 1) / max(TEXT_SAMPLE_GROUPS - 1, 1)) for i in range(TEXT_SAMPLE_GROUPS)}
     )
-    lengths = {name: [] for name in text}
+    lengths: dict[str, list[float]] = {name: [] for name in text}
     for group in picked:
         batch = next(pf.iter_batches(batch_size=TEXT_SAMPLE_ROWS, row_groups=[group], columns=text), None)
         for name in text if batch is not None else ():
             column = batch.column(name)
             if pa.types.is_dictionary(column.type):
-                column = column.dictionary_decode()
-            lengths[name].append(pc.mean(pc.binary_length(column)).as_py() or 0.0)
+                per_value = pc.binary_length(column.dictionary)
+                column_lengths = pc.take(per_value, column.indices)
+            else:
+                column_lengths = pc.binary_length(column)
+            lengths[name].append(pc.mean(column_lengths).as_py() or 0.0)
     for name in text:
         average = max(lengths[name], default=0.0)  # the longest group's mean: a sample errs low otherwise
         total += int(rows * (average + TEXT_OFFSET_BYTES))

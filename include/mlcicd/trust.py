@@ -46,17 +46,30 @@ def version_record(mv: Any) -> dict[str, Any]:
 
 
 def sign_version(
-    c: MlflowClient, key: bytes, model_name: str, version: str, artifacts: dict[str, str] | None = None
-) -> None:
-    """Sign the version's record as MLflow holds it now (with ``artifacts``' digests, when given)."""
+    c: MlflowClient, key: bytes, model_name: str, version: str, artifacts: dict[str, str] | None = None,
+    expect: dict[str, Any] | None = None,
+) -> None:  # fmt: skip
+    """Sign the version's record (with ``artifacts``' digests, when given), once MLflow holds what the
+    signer knows it should: ``expect`` names those fields (what this run trained, what was shown).
+
+    Raises:
+        UntrustedArtifact: the record differs from ``expect``: nothing is signed.
+    """
     from mlcicd import signing
+    from mlcicd.errors import UntrustedArtifact
 
     if artifacts is not None:
         c.set_model_version_tag(
             model_name, version, SIGNED_ARTIFACTS_TAG, json.dumps(artifacts, sort_keys=True)
         )
-    mv = c.get_model_version(model_name, version)
-    c.set_model_version_tag(model_name, version, SIGNATURE_TAG, signing.sign(key, version_record(mv)))
+    record = version_record(c.get_model_version(model_name, version))
+    changed = sorted(k for k, v in (expect or {}).items() if record.get(k) != v)
+    if changed:
+        raise UntrustedArtifact(
+            f"{model_name} v{version}: MLflow holds {', '.join(changed)} other than expected, so it was not "
+            "signed. Check who changed the version meanwhile; nothing serves it"
+        )
+    c.set_model_version_tag(model_name, version, SIGNATURE_TAG, signing.sign(key, record))
 
 
 def trusted_version(c: MlflowClient, key: bytes, model_name: str, version: str) -> Any:
@@ -84,11 +97,13 @@ def record_tags(
 ) -> None:
     """Set tags that are part of the signed record (the image's), once the record as it was is vouched
     for, and sign it again: a tampered record is never signed over."""
-    trusted_version(c, key, model_name, version)
+    was = version_record(trusted_version(c, key, model_name, version))
+    fields = {IMAGE_TAG: "image", IMAGE_DIGEST_TAG: "image_digest"}
+    expect = {**was, **{fields[t]: v for t, v in tags.items() if t in fields and v}}
     for tag, value in tags.items():
         if value:
             c.set_model_version_tag(model_name, version, tag, value)
-    sign_version(c, key, model_name, version)
+    sign_version(c, key, model_name, version, expect=expect)  # nothing else changed meanwhile
 
 
 def sign_promotion(c: MlflowClient, key: bytes, model_name: str, version: str) -> None:

@@ -151,3 +151,12 @@ def test_a_signed_version_made_champion_outside_mlcicd_is_not_trusted_until_its_
         assert trust.trusted_champion(c, KEY, "signed_model").version == v
     finally:
         c.delete_registered_model_alias("signed_model", registry.CHAMPION)
+
+
+def test_a_version_other_than_the_signer_expects_is_not_signed(version):
+    """What is signed is what the signer knows (the run's trained model, the record resign showed), not
+    whatever MLflow holds by then."""
+    c, v, _ = version
+    with pytest.raises(UntrustedArtifact, match="MLflow holds model_digest other than expected"):
+        trust.sign_version(c, KEY, "signed_model", v, expect={"model_digest": "sha256:" + "0" * 64})
+    assert str(trust.trusted_version(c, KEY, "signed_model", v).version) == v  # signed as before

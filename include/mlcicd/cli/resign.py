@@ -42,7 +42,7 @@ def resign_command(args: argparse.Namespace) -> int:
     try:
         shown = _record(settings, args.model, str(args.version))
         if args.yes:
-            _sign(settings, args.model, str(args.version), shown["artifacts"])
+            _sign(settings, args.model, str(args.version), shown)
     except Exception as exc:
         message = str(exc) if isinstance(exc, MlcicdError) else f"{type(exc).__name__}: {exc}"
         print(json.dumps({"signed": False, "error": message}) if args.json else f"error: {message}")
@@ -105,12 +105,16 @@ def _record(settings: Any, model: str, version: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _sign(settings: Any, model: str, version: str, artifacts: dict[str, str]) -> None:
+def _sign(settings: Any, model: str, version: str, shown: dict[str, Any]) -> None:
+    """Sign the record that was shown, and only it: a change made meanwhile fails."""
     from mlcicd import registry, trust
 
     c = registry.client(settings.tracking_uri, settings.registry_uri)
     key = settings.signing_key(create=False)
-    trust.sign_version(c, key, model, version, artifacts)
+    expect = {k: shown[k] or "" for k in ("run_id", "source", "model_digest", "image", "image_digest")}
+    trust.sign_version(
+        c, key, model, version, shown["artifacts"], expect={**expect, "artifacts": shown["artifacts"]}
+    )
     champion = registry.champion(c, model)
     if champion is not None and champion.version == str(version):  # it serves: its promotion too
         trust.sign_promotion(c, key, model, version)

@@ -37,8 +37,15 @@ def register(
             trained["model_digest"],
             model_id=trained["model_id"],
         )
-        # The installation's signature on what later runs read back (see mlcicd.signing).
-        trust.sign_version(c, settings.signing_key(), name, version, trained.get("signed_artifacts") or {})
+        # The installation's signature on what later runs read back (see mlcicd.signing), over what this
+        # run trained: a version changed in MLflow meanwhile is not signed.
+        trained_record = {
+            "run_id": trained["mlflow_run_id"],
+            "model_digest": trained["model_digest"],
+            "airflow_run_id": run_id,
+        }
+        artifacts = trained.get("signed_artifacts") or {}
+        trust.sign_version(c, settings.signing_key(), name, version, artifacts, expect=trained_record)
         registry.tag_decision(
             c, run_id=trained["mlflow_run_id"], model_id=trained["model_id"], decision=decision,
             model_name=name, version=version,
