@@ -67,13 +67,24 @@ def check_distinct(c: MlflowClient, model_name: str) -> None:
     from mlcicd.kube import resource_name
 
     mine = resource_name(model_name)
-    for registered in c.search_registered_models(max_results=1000):
+    for registered in _all_registered(c):
         if registered.name != model_name and resource_name(registered.name) == mine:
             raise ConfigError(
                 f"model_name {model_name!r} names the same deployed resources ({mine}) as the registered model "
                 f"{registered.name!r}: use {registered.name!r} itself, or a name that differs in more than case "
                 "and punctuation"
             )
+
+
+def _all_registered(c: MlflowClient) -> Iterator[Any]:
+    """Every registered model, page by page."""
+    token = None
+    while True:
+        page = c.search_registered_models(max_results=1000, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
 
 
 def champion(c: MlflowClient, model_name: str) -> ChampionRef | None:
