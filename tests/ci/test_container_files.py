@@ -92,7 +92,8 @@ def test_no_secret_on_a_command_line_and_everything_waits_for_the_check():
 def celery_config(tmp_path: Path) -> dict:
     """The Celery overlay merged over the base file by Compose itself (the schema cannot read its !override)."""
     env = tmp_path / ".env"
-    env.write_text("".join(f"{k}=x\n" for k in re.findall(r"\$\{([A-Z_]+):\?", COMPOSE.read_text()))
+    required = set(re.findall(r"\$\{([A-Z_]+):\?", COMPOSE.read_text() + CELERY.read_text()))
+    env.write_text("".join(f"{k}=x\n" for k in sorted(required))
                    + f"MLCICD_HOST_STATE_DIR={tmp_path / 'state'}\n")  # fmt: skip
     out = subprocess.run([str(BIN / "docker-compose"), "--project-directory", str(ROOT), "--env-file", str(env),
                           "-f", str(COMPOSE), "-f", str(CELERY), "config"],
@@ -109,6 +110,14 @@ def test_celery_overlay_gives_the_docker_socket_to_the_deploy_worker_only(tmp_pa
     services = celery_config(tmp_path)["services"]
     airflow = [n for n in services if n.startswith("airflow-")]
     assert {"redis", "airflow-worker", "airflow-worker-deploy"} <= set(services)
+    # Redis asks for a password on the network the model servers join, and check-env makes sure there is one.
+    assert (
+        services["redis"]["command"][0] == "--requirepass"
+        and services["check-env"]["environment"]["CHECK_REDIS_PASSWORD"] == "1"
+    )
+    assert services["airflow-worker"]["environment"]["AIRFLOW__CELERY__BROKER_URL"].startswith(
+        "redis://:x@redis:"
+    )
     for name in airflow:
         assert services[name]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
         has_socket = any(v["target"] == "/var/run/docker.sock" for v in services[name].get("volumes", []))
