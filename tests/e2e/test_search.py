@@ -5,7 +5,6 @@ touching the gate's holdout, a failing candidate that leaves the run successful,
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -47,9 +46,10 @@ def run(env: dict, **conf) -> tuple[int, dict]:
     return done.returncode, json.loads(lines[-1])
 
 
-def mapped_states(run_id: str) -> list[str]:
-    """The states of train_candidate's mapped task instances, from the session's Airflow database."""
-    with sqlite3.connect(os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///")) as db:
+def mapped_states(state: Path, run_id: str) -> list[str]:
+    """The states of train_candidate's mapped task instances, from the Airflow database of the runs'
+    own state folder (tests.helpers.state_env: not the session's)."""
+    with sqlite3.connect(state / "airflow" / "airflow.db") as db:
         rows = db.execute(
             "SELECT state FROM task_instance WHERE run_id = ? AND task_id = 'train_candidate' AND map_index >= 0",
             (run_id,),
@@ -81,7 +81,7 @@ def test_quick_gives_one_task_instance_and_one_child_run_per_candidate(env, quic
     assert code == 0 and s["state"] == "success", s.get("error")
     se = s["search"]
     assert se["name"] == "quick" and len(se["candidates"]) == 6
-    assert mapped_states(s["run_id"]) == ["success"] * 6
+    assert mapped_states(state, s["run_id"]) == ["success"] * 6
     kids = children(state, se["parent_run_id"])
     assert [r.data.tags["mlcicd.candidate"] for r in kids] == [str(i) for i in range(6)]
     assert {r.data.params["estimator"] for r in kids} == {
@@ -133,7 +133,9 @@ def test_a_timed_out_candidate_is_recorded_and_the_run_goes_on(env):
     assert [r["estimator"] for r in failed] == ["random_forest"]
     assert "CandidateTimeout" in failed[0]["error"] and "search_timeout_s=3" in failed[0]["error"]
     assert next(r for r in rows if r["chosen"])["estimator"] == "logistic_regression"
-    assert mapped_states(s["run_id"]) == ["success"] * 3  # the failure is the candidate's, not the task's
+    assert (
+        mapped_states(state, s["run_id"]) == ["success"] * 3
+    )  # the failure is the candidate's, not the task's
     kid = next(
         r
         for r in children(state, s["search"]["parent_run_id"])
