@@ -16,8 +16,13 @@ SERVER_ENV = {"MLCICD_SERVER_WORKERS": "1"}
 # The session's own Airflow database and MLflow store (conftest, and any in-process mlflow.set_tracking_uri()):
 # a run in a state folder of its own must not inherit them, or which tests share a worker decides where
 # it writes (a test's `airflow db migrate` once ran against the session's database, half made).
-SESSION_POINTERS = ("AIRFLOW_HOME", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "MLFLOW_TRACKING_URI",
-                    "MLCICD_TRACKING_URI", "MLCICD_REGISTRY_URI")  # fmt: skip
+SESSION_POINTERS = (
+    "AIRFLOW_HOME",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "MLFLOW_TRACKING_URI",
+    "MLCICD_TRACKING_URI",
+    "MLCICD_REGISTRY_URI",
+)
 
 
 def state_env(state: Path, **extra: str) -> dict[str, str]:

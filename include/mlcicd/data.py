@@ -248,8 +248,11 @@ def _numbers_from_text(df: pd.DataFrame, probe: int = 1000) -> dict[str, dict[st
         if text.empty:
             continue
         markers = sorted(set(text.unique()) & NA_MARKERS)
-        found[str(col)] = {"count": int(len(text)), "markers": markers,
-                           "other_text": int((~text.isin(NA_MARKERS)).sum())}  # fmt: skip
+        found[str(col)] = {
+            "count": int(len(text)),
+            "markers": markers,
+            "other_text": int((~text.isin(NA_MARKERS)).sum()),
+        }
     return found
 
 

@@ -26,11 +26,15 @@ def check_allowed(params: dict[str, Any], settings: Settings) -> None:
     """Raise ConfigError for a model or deploy target the installation does not allow."""
     model, target = str(params.get("model_name")), params.get("deploy_target") or settings.deploy_target
     if settings.allowed_models and model not in settings.allowed_models:
-        raise ConfigError(f"model_name={model!r} is not one this installation deploys (MLCICD_ALLOWED_MODELS: "
-                          f"{', '.join(settings.allowed_models)})")  # fmt: skip
+        raise ConfigError(
+            f"model_name={model!r} is not one this installation deploys (MLCICD_ALLOWED_MODELS: "
+            f"{', '.join(settings.allowed_models)})"
+        )
     if settings.allowed_targets and target not in settings.allowed_targets:
-        raise ConfigError(f"deploy_target={target!r} is not allowed here (MLCICD_ALLOWED_TARGETS: "
-                          f"{', '.join(settings.allowed_targets)})")  # fmt: skip
+        raise ConfigError(
+            f"deploy_target={target!r} is not allowed here (MLCICD_ALLOWED_TARGETS: "
+            f"{', '.join(settings.allowed_targets)})"
+        )
 
 
 def apply(params: dict[str, Any], settings: Settings) -> Applied:
@@ -44,8 +48,10 @@ def apply(params: dict[str, Any], settings: Settings) -> Applied:
         notes.append("scan_major=warn asked; MLCICD_SCAN_MAJOR=reject keeps it reject")
     if params.get("scan_allow_major_without_champion") and not settings.scan_allow_major_without_champion:
         out["scan_allow_major_without_champion"] = False
-        notes.append("scan_allow_major_without_champion=true asked; the installation does not allow it "
-                     "(MLCICD_SCAN_ALLOW_MAJOR_WITHOUT_CHAMPION)")  # fmt: skip
+        notes.append(
+            "scan_allow_major_without_champion=true asked; the installation does not allow it "
+            "(MLCICD_SCAN_ALLOW_MAJOR_WITHOUT_CHAMPION)"
+        )
     return Applied(out, notes)
 
 
@@ -58,6 +64,8 @@ def approvers(settings: Settings, triggered_by: str | None) -> list[str]:
     """
     allowed = [u for u in settings.approvers if not (settings.approval_four_eyes and u == triggered_by)]
     if settings.approvers and not allowed:
-        raise ConfigError(f"nobody may approve this run: {triggered_by!r}, who triggered it, is the only approver "
-                          "and MLCICD_APPROVAL_FOUR_EYES asks for a second person; add approvers to MLCICD_APPROVERS")  # fmt: skip
+        raise ConfigError(
+            f"nobody may approve this run: {triggered_by!r}, who triggered it, is the only approver "
+            "and MLCICD_APPROVAL_FOUR_EYES asks for a second person; add approvers to MLCICD_APPROVERS"
+        )
     return allowed

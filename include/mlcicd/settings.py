@@ -250,13 +250,19 @@ def _policy() -> dict[str, object]:
         )
     four_eyes = _flag("MLCICD_APPROVAL_FOUR_EYES")
     if four_eyes and not approvers:
-        raise ConfigError("MLCICD_APPROVAL_FOUR_EYES=true needs MLCICD_APPROVERS: the Airflow user ids who may "
-                          "approve (the one who triggered a run is then left out of its approvers)")  # fmt: skip
+        raise ConfigError(
+            "MLCICD_APPROVAL_FOUR_EYES=true needs MLCICD_APPROVERS: the Airflow user ids who may "
+            "approve (the one who triggered a run is then left out of its approvers)"
+        )
     return {
-        "require_approval": _flag("MLCICD_REQUIRE_APPROVAL"), "scan_major": scan_major,
+        "require_approval": _flag("MLCICD_REQUIRE_APPROVAL"),
+        "scan_major": scan_major,
         "scan_allow_major_without_champion": _flag("MLCICD_SCAN_ALLOW_MAJOR_WITHOUT_CHAMPION"),
-        "allowed_models": models, "allowed_targets": targets, "approvers": approvers, "approval_four_eyes": four_eyes,
-    }  # fmt: skip
+        "allowed_models": models,
+        "allowed_targets": targets,
+        "approvers": approvers,
+        "approval_four_eyes": four_eyes,
+    }
 
 
 def _list(var: str) -> tuple[str, ...]:

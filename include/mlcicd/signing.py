@@ -40,13 +40,17 @@ def installation_key(configured: str | None, state_dir: Path, create: bool = Tru
     """
     if configured:
         if len(configured) < MIN_KEY_CHARS:
-            raise ConfigError(f"{KEY_ENV} has {len(configured)} characters; use at least {MIN_KEY_CHARS} "
-                              "(e.g. python -c 'import secrets; print(secrets.token_hex(32))')")  # fmt: skip
+            raise ConfigError(
+                f"{KEY_ENV} has {len(configured)} characters; use at least {MIN_KEY_CHARS} "
+                "(e.g. python -c 'import secrets; print(secrets.token_hex(32))')"
+            )
         return configured.encode()
     path = key_file(state_dir)
     if not path.exists() and not create:
-        raise ConfigError(f"no signing key here: {KEY_ENV} is unset and {path} does not exist. Run this where the "
-                          f"installation's state folder is (MLCICD_STATE_DIR), or set {KEY_ENV} to its key")  # fmt: skip
+        raise ConfigError(
+            f"no signing key here: {KEY_ENV} is unset and {path} does not exist. Run this where the "
+            f"installation's state folder is (MLCICD_STATE_DIR), or set {KEY_ENV} to its key"
+        )
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_name(f".signing.key.{os.getpid()}.{secrets.token_hex(4)}")

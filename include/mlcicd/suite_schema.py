@@ -145,8 +145,11 @@ def check_suite(suite: Any, *, origin: str, declared: bool = False) -> dict[str,
         for key, value in e["kwargs"].items():
             check = KWARGS.get(key) if key in allowed[kind] else CONDITIONS.get(key) if declared else None
             if check is None:
-                why = "row conditions only in a suite declared in include/suites/" if key in CONDITIONS else (
-                    f"{kind} takes {', '.join(sorted(allowed[kind]))}")  # fmt: skip
+                why = (
+                    "row conditions only in a suite declared in include/suites/"
+                    if key in CONDITIONS
+                    else (f"{kind} takes {', '.join(sorted(allowed[kind]))}")
+                )
                 raise UntrustedArtifact(f"{at}: the kwarg {key!r} is not allowed ({why})")
             if not check(value):
                 raise UntrustedArtifact(f"{at}: the kwarg {key!r} has a value of the wrong kind")

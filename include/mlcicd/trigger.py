@@ -89,8 +89,9 @@ def validate_conf(params: dict[str, Any], conf: dict[str, Any]) -> None:
         if (
             key in ("model_name", "dataset_name") and value is not None and not is_name(value)
         ):  # "$" lets "\n" by
-            raise TriggerError(f"param {key}={value!r} is invalid: it must match {NAME_PATTERN} in full",
-                               ExitCode.USAGE)  # fmt: skip
+            raise TriggerError(
+                f"param {key}={value!r} is invalid: it must match {NAME_PATTERN} in full", ExitCode.USAGE
+            )
     try:  # the search space's shape (drawing it needs scikit-learn: plan_search does)
         search.parse(conf.get("search", "none"))
     except ConfigError as exc:

@@ -38,17 +38,26 @@ def version_record(mv: Any) -> dict[str, Any]:
     except ValueError:
         artifacts = {"(unreadable)": tags.get(SIGNED_ARTIFACTS_TAG)}
     return {
-        "name": mv.name, "version": str(mv.version), "run_id": mv.run_id or "", "source": mv.source or "",
-        "model_digest": tags.get(DIGEST_TAG, ""), "image": tags.get(IMAGE_TAG, ""),
-        "image_digest": tags.get(IMAGE_DIGEST_TAG, ""), "artifacts": artifacts,
+        "name": mv.name,
+        "version": str(mv.version),
+        "run_id": mv.run_id or "",
+        "source": mv.source or "",
+        "model_digest": tags.get(DIGEST_TAG, ""),
+        "image": tags.get(IMAGE_TAG, ""),
+        "image_digest": tags.get(IMAGE_DIGEST_TAG, ""),
+        "artifacts": artifacts,
         "airflow_run_id": tags.get(RUN_ID_TAG, ""),  # rendered into manifests: signed like the rest
-    }  # fmt: skip
+    }
 
 
 def sign_version(
-    c: MlflowClient, key: bytes, model_name: str, version: str, artifacts: dict[str, str] | None = None,
+    c: MlflowClient,
+    key: bytes,
+    model_name: str,
+    version: str,
+    artifacts: dict[str, str] | None = None,
     expect: dict[str, Any] | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """Sign the version's record (with ``artifacts``' digests, when given), once MLflow holds what the
     signer knows it should: ``expect`` names those fields (what this run trained, what was shown).
 
@@ -170,7 +179,7 @@ def trusted_artifact(
         raise UntrustedArtifact(
             f"{where} is {'not in the signed record' if present else 'missing, yet its digest was signed'}: "
             f"nothing reads it. If that is expected, re-sign deliberately: python -m mlcicd resign {model_name} {version}"
-        )  # fmt: skip
+        )
     local = Path(mlflow.artifacts.download_artifacts(f"runs:/{record['run_id']}/{path}", dst_path=str(dst)))
     if signing.file_digest(local) != expected:
         raise UntrustedArtifact(
@@ -193,7 +202,12 @@ def release_of(c: MlflowClient, model_name: str, version: str, key: bytes) -> An
     tags = mv.tags or {}
     image = tags.get(IMAGE_TAG)
     return Release(
-        model_name, str(version), f"models:/{model_name}/{version}", mv.run_id or "", tags.get(RUN_ID_TAG, ""),
-        image=image if image and image != "build_failed" else None, image_digest=tags.get(IMAGE_DIGEST_TAG),
+        model_name,
+        str(version),
+        f"models:/{model_name}/{version}",
+        mv.run_id or "",
+        tags.get(RUN_ID_TAG, ""),
+        image=image if image and image != "build_failed" else None,
+        image_digest=tags.get(IMAGE_DIGEST_TAG),
         model_digest=tags.get(DIGEST_TAG),
-    )  # fmt: skip
+    )

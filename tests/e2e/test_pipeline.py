@@ -288,8 +288,14 @@ def test_a_condition_planted_in_the_champions_suite_never_runs(first, tmp_path):
 
 
 def resign(*args: str) -> tuple[int, str]:
-    out = subprocess.run([sys.executable, "-m", "mlcicd", "resign", MODEL, *args], capture_output=True,
-                         text=True, timeout=300, cwd=PROJECT_ROOT, env=os.environ.copy())  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "mlcicd", "resign", MODEL, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PROJECT_ROOT,
+        env=os.environ.copy(),
+    )
     return out.returncode, out.stdout + out.stderr
 
 
@@ -339,8 +345,12 @@ def test_an_alias_moved_to_a_version_registered_without_the_key_is_never_deploye
     c = registry.client(load().tracking_uri)
     champion = registry.champion(c, MODEL)
     real = c.get_model_version(MODEL, champion.version)
-    forged = c.create_model_version(MODEL, source=real.source, run_id=real.run_id,
-                                    tags={"mlcicd.model_digest": real.tags["mlcicd.model_digest"]})  # fmt: skip
+    forged = c.create_model_version(
+        MODEL,
+        source=real.source,
+        run_id=real.run_id,
+        tags={"mlcicd.model_digest": real.tags["mlcicd.model_digest"]},
+    )
     c.set_registered_model_alias(MODEL, registry.CHAMPION, forged.version)
     endpoint = f"http://127.0.0.1:{load().local_port}"
     try:

@@ -28,12 +28,25 @@ def version(tmp_path_factory):
     df = synthetic.generate(600, 5)
     ref = data.store_batch(df, root / "run", source_uri="s", dataset_name="churn", target="churned")
     result = training.train_and_log(
-        ref, df, training.TrainParams(estimator="logistic_regression"), run_dir=root / "run",
-        tracking_uri=uri, experiment_id=exp, run_name="unit", tags={},
-    )  # fmt: skip
+        ref,
+        df,
+        training.TrainParams(estimator="logistic_regression"),
+        run_dir=root / "run",
+        tracking_uri=uri,
+        experiment_id=exp,
+        run_name="unit",
+        tags={},
+    )
     signed = {training.REFERENCE_ARTIFACT: signing.file_digest(root / "run" / "reference.parquet")}
-    v = registry.register(c, "signed_model", result.model_uri, result.mlflow_run_id, "run-1",
-                          result.model_digest, model_id=result.model_id)  # fmt: skip
+    v = registry.register(
+        c,
+        "signed_model",
+        result.model_uri,
+        result.mlflow_run_id,
+        "run-1",
+        result.model_digest,
+        model_id=result.model_id,
+    )
     trust.sign_version(c, KEY, "signed_model", v, signed)
     artifacts = Path(c.get_run(result.mlflow_run_id).info.artifact_uri.removeprefix("file://"))
     return c, v, artifacts
@@ -58,7 +71,7 @@ def test_another_key_is_named_and_nothing_is_trusted(version):
 @pytest.mark.parametrize(
     ("tag", "value"),
     [("mlcicd.model_digest", "0" * 64), (trust.IMAGE_TAG, "evil.example/model:1"), (trust.SIGNATURE_TAG, "")],
-)  # fmt: skip
+)
 def test_a_tampered_record_stops_every_reader(version, tag, value):
     c, v, _ = version
     before = registry.version_tags(c, "signed_model", v)

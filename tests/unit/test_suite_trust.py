@@ -45,18 +45,34 @@ def test_the_inferred_suite_passes_its_own_schema(suite):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda s: s["expectations"].append({"type": "expect_column_values_to_match_regex",
-                                             "kwargs": {"column": "plan", "regex": "(a+)+$"}}),
-         "'expect_column_values_to_match_regex' is not allowed (allowed only in a suite declared"),
-        (lambda s: s["expectations"][0]["kwargs"].update(result_format={"partial_unexpected_count": 10**9}),
-         "the kwarg 'result_format' is not allowed"),
-        (lambda s: s["expectations"][0]["kwargs"].update(column_set="age"), "'column_set' has a value of the wrong kind"),
-        (lambda s: s["expectations"][3]["kwargs"].update(mostly=1.5), "'mostly' has a value of the wrong kind"),
+        (
+            lambda s: s["expectations"].append(
+                {
+                    "type": "expect_column_values_to_match_regex",
+                    "kwargs": {"column": "plan", "regex": "(a+)+$"},
+                }
+            ),
+            "'expect_column_values_to_match_regex' is not allowed (allowed only in a suite declared",
+        ),
+        (
+            lambda s: s["expectations"][0]["kwargs"].update(
+                result_format={"partial_unexpected_count": 10**9}
+            ),
+            "the kwarg 'result_format' is not allowed",
+        ),
+        (
+            lambda s: s["expectations"][0]["kwargs"].update(column_set="age"),
+            "'column_set' has a value of the wrong kind",
+        ),
+        (
+            lambda s: s["expectations"][3]["kwargs"].update(mostly=1.5),
+            "'mostly' has a value of the wrong kind",
+        ),
         (lambda s: s["expectations"][3].update(severity="ignore"), "severity must be one of"),
         (lambda s: s.update(evaluation_parameters={}), "unknown key(s) 'evaluation_parameters'"),
         (lambda s: s["expectations"].append("expect_anything"), "an expectation is an object"),
     ],
-)  # fmt: skip
+)
 def test_anything_outside_the_schema_is_refused_by_its_place(suite, change, message):
     bad = copy.deepcopy(suite)
     change(bad)
@@ -69,12 +85,22 @@ def test_a_declared_suite_may_hold_conditions_and_more_types(suite, tmp_path):
     declared = {
         "name": "churn",
         "expectations": [
-            {"type": "expect_column_values_to_be_between",
-             "kwargs": {"column": "customer_age", "min_value": 18, "max_value": 99,
-                        "row_condition": 'col("contract")=="two-year"', "condition_parser": "great_expectations"}},
-            {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "contract", "regex": "^[a-z-]+$"}},
+            {
+                "type": "expect_column_values_to_be_between",
+                "kwargs": {
+                    "column": "customer_age",
+                    "min_value": 18,
+                    "max_value": 99,
+                    "row_condition": 'col("contract")=="two-year"',
+                    "condition_parser": "great_expectations",
+                },
+            },
+            {
+                "type": "expect_column_values_to_match_regex",
+                "kwargs": {"column": "contract", "regex": "^[a-z-]+$"},
+            },
         ],
-    }  # fmt: skip
+    }
     assert check_suite(declared, origin="include/suites/churn.json", declared=True) is declared
     checked = validation.validate(
         synthetic.generate(300, 2), declared, run_name="d", docs_dir=tmp_path, declared=True

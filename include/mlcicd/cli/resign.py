@@ -87,22 +87,34 @@ def _record(settings: Any, model: str, version: str) -> dict[str, Any]:
     signed = trust.version_record(mv)["artifacts"]
     for path in sorted(set(signed) | set(artifacts)):
         if signed.get(path) != artifacts.get(path):
-            now = "gone from the store" if path not in artifacts else "not in the signed record" if path not in signed else (
-                f"changed since it was signed (signed sha256 {signed[path]})")  # fmt: skip
+            now = (
+                "gone from the store"
+                if path not in artifacts
+                else "not in the signed record"
+                if path not in signed
+                else (f"changed since it was signed (signed sha256 {signed[path]})")
+            )
             warnings.append(f"{path}: {now}")
     files = registry.model_digest(f"models:/{model}/{version}", settings.tracking_uri)
     if files != tags.get(DIGEST_TAG):
-        warnings.append(f"the model files' digest is {files}, not the recorded {tags.get(DIGEST_TAG)}: "
-                        "loads will refuse them whatever the signature says")  # fmt: skip
+        warnings.append(
+            f"the model files' digest is {files}, not the recorded {tags.get(DIGEST_TAG)}: "
+            "loads will refuse them whatever the signature says"
+        )
     was = signing.problem(
         settings.signing_key(create=False), trust.version_record(mv), tags.get(trust.SIGNATURE_TAG)
     )
     return {
-        "run_id": mv.run_id, "source": mv.source, "model_digest": tags.get(DIGEST_TAG),
-        "image": tags.get(trust.IMAGE_TAG), "image_digest": tags.get(trust.IMAGE_DIGEST_TAG),
-        "signature_now": f"the record {was}" if was else "valid", "key_id": signing.fingerprint(settings.signing_key(create=False)),
-        "artifacts": artifacts, "warnings": warnings,
-    }  # fmt: skip
+        "run_id": mv.run_id,
+        "source": mv.source,
+        "model_digest": tags.get(DIGEST_TAG),
+        "image": tags.get(trust.IMAGE_TAG),
+        "image_digest": tags.get(trust.IMAGE_DIGEST_TAG),
+        "signature_now": f"the record {was}" if was else "valid",
+        "key_id": signing.fingerprint(settings.signing_key(create=False)),
+        "artifacts": artifacts,
+        "warnings": warnings,
+    }
 
 
 def _sign(settings: Any, model: str, version: str, shown: dict[str, Any]) -> None:

@@ -51,9 +51,12 @@ STAGED_BY, STAGED_AT = "staged_by", "staged_at"
 
 
 def held_by_another(
-    candidate: Deployment | None, run_id: str | None, lease_s: float, now: float | None = None,
+    candidate: Deployment | None,
+    run_id: str | None,
+    lease_s: float,
+    now: float | None = None,
     until: float | None = None,
-) -> str | None:  # fmt: skip
+) -> str | None:
     """Why ``run_id`` may not replace the staged ``candidate``: another run staged it and its lease runs
     (``until``, renewed by that run's analysis; else ``lease_s`` from the staging). None when there is no
     candidate, it is this run's, its run is unknown (staged before runs were recorded) or its lease ran

@@ -110,10 +110,20 @@ class FrontedTarget:
         self.front.write(self._bind(), slots, shadow, f"{self.name} target, model {self.model_name}")
 
     def _deployment(self, server: dict[str, Any], state: dict[str, Any]) -> Deployment:
-        return Deployment(self.name, self.endpoint, str(server["version"]),
-                          {"slot": server["slot"], "server": server.get("url"), "image": server.get("image"),
-                           "release": server.get("release"), "rollout": state.get("mode"),
-                           STAGED_BY: server.get(STAGED_BY), STAGED_AT: server.get(STAGED_AT)})  # fmt: skip
+        return Deployment(
+            self.name,
+            self.endpoint,
+            str(server["version"]),
+            {
+                "slot": server["slot"],
+                "server": server.get("url"),
+                "image": server.get("image"),
+                "release": server.get("release"),
+                "rollout": state.get("mode"),
+                STAGED_BY: server.get(STAGED_BY),
+                STAGED_AT: server.get(STAGED_AT),
+            },
+        )
 
     # -- the interface ----------------------------------------------------------------------------
 
@@ -274,8 +284,9 @@ class FrontedTarget:
         try:  # the call that can fail (a Docker API error) before any traffic moves
             self._keep(cand)
         except Exception as exc:
-            raise DeployError(f"the candidate v{cand['version']} could not be kept running ({exc}): "
-                              "no traffic moved") from exc  # fmt: skip
+            raise DeployError(
+                f"the candidate v{cand['version']} could not be kept running ({exc}): no traffic moved"
+            ) from exc
         if state.get("mirror"):
             self.front.mirror(None)
         weights = {cand["slot"]: FULL}

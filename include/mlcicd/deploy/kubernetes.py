@@ -60,14 +60,20 @@ def deploy_operator(
     (``switch``; ``canary`` also removes the canary), or as the canary (``stage``)."""
     name = resource_name(release.model_name)
     staged = action == "stage"
-    return _pod(settings, action, f"v{release.version}", {
-        "SERVICE_URL": service_url(settings, release.model_name, canary=staged),
-        "MODEL_VERSION": str(release.version),
-        "MANIFESTS": render_manifests(settings, release, canary=staged),
-        "SMOKE_PAYLOAD": json.dumps(smoke.payload),
-        "SMOKE_EXPECTED": json.dumps(smoke.expected),
-        **({"CANARY": f"{name}-canary"} if staged or canary else {}),
-    }, release.model_name)  # fmt: skip
+    return _pod(
+        settings,
+        action,
+        f"v{release.version}",
+        {
+            "SERVICE_URL": service_url(settings, release.model_name, canary=staged),
+            "MODEL_VERSION": str(release.version),
+            "MANIFESTS": render_manifests(settings, release, canary=staged),
+            "SMOKE_PAYLOAD": json.dumps(smoke.payload),
+            "SMOKE_EXPECTED": json.dumps(smoke.expected),
+            **({"CANARY": f"{name}-canary"} if staged or canary else {}),
+        },
+        release.model_name,
+    )
 
 
 def canary_operator(
@@ -163,11 +169,18 @@ class KubernetesTarget:
         # The pod template's: `rollout undo` restores the template, not the Deployment's annotations.
         version = (d.spec.template.metadata.annotations or {}).get(VERSION_ANNOTATION)
         created = getattr(d.metadata, "creation_timestamp", None)
-        return Deployment(self.name, endpoint, str(version),
-                          {"deployment": d.metadata.name, "namespace": self.settings.kube_namespace,
-                           "replicas": d.spec.replicas,
-                           STAGED_BY: (d.metadata.annotations or {}).get(RUN_ANNOTATION) or None,
-                           STAGED_AT: created.timestamp() if created else None})  # fmt: skip
+        return Deployment(
+            self.name,
+            endpoint,
+            str(version),
+            {
+                "deployment": d.metadata.name,
+                "namespace": self.settings.kube_namespace,
+                "replicas": d.spec.replicas,
+                STAGED_BY: (d.metadata.annotations or {}).get(RUN_ANNOTATION) or None,
+                STAGED_AT: created.timestamp() if created else None,
+            },
+        )
 
     def current(self) -> Deployment | None:
         """The version the stable Deployment runs; None if there is none."""

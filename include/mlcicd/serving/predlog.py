@@ -54,8 +54,11 @@ class PredictionLogger:
         self.written = 0
         self._current: Path | None = None
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=max_queue)
-        self.max_queue_bytes = int(max_queue_bytes if max_queue_bytes is not None else _setting(
-            "MLCICD_PREDICTION_LOG_MAX_QUEUE_BYTES", 64 * 2**20))  # fmt: skip
+        self.max_queue_bytes = int(
+            max_queue_bytes
+            if max_queue_bytes is not None
+            else _setting("MLCICD_PREDICTION_LOG_MAX_QUEUE_BYTES", 64 * 2**20)
+        )
         self._queued_bytes = 0
         self._queued_lock = threading.Lock()
         self._thread: threading.Thread | None = None

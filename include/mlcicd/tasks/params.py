@@ -27,8 +27,10 @@ def check_names(params: dict[str, Any]) -> None:
     for key in ("model_name", "dataset_name"):
         value = params.get(key)
         if (value is not None or key == "model_name") and not is_name(value):
-            raise ConfigError(f"{key}={value!r} is not a name: it must match {NAME_PATTERN} in full "
-                              "(letters, digits, '_', '.', '-'; no spaces or line breaks)")  # fmt: skip
+            raise ConfigError(
+                f"{key}={value!r} is not a name: it must match {NAME_PATTERN} in full "
+                "(letters, digits, '_', '.', '-'; no spaces or line breaks)"
+            )
 
 
 def target_name(params: dict[str, Any], settings: Settings) -> str:

@@ -167,8 +167,10 @@ def abort(run_id: str, params: dict[str, Any], approval: dict[str, Any] | None) 
             if staged is not None and staged.detail.get("staged_by") in (run_id, None):
                 target.abort()
             elif staged is not None:
-                log.warning("the staged candidate is run %s's, not this run's: left as it is",
-                            staged.detail.get("staged_by"))  # fmt: skip
+                log.warning(
+                    "the staged candidate is run %s's, not this run's: left as it is",
+                    staged.detail.get("staged_by"),
+                )
         who = (approval or {}).get("by") or "nobody (the approval timed out)"
         record.update(run_dir(settings, run_id), rollout={"state": "rejected", "approval": approval})
         champion = _tag(settings, params, "rejected")

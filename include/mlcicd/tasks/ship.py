@@ -114,8 +114,12 @@ def build_image(run_id: str, release: dict[str, Any], params: dict[str, Any]) ->
                 c, rel.model_name, rel.version, trust.IMAGE_TAG, "build_failed", settings.signing_key()
             )
             raise
-        tags = {trust.IMAGE_TAG: built.reference, "mlcicd.image_id": built.image_id,
-                trust.IMAGE_DIGEST_TAG: built.repo_digest, "mlcicd.image_context_digest": built.context_digest}  # fmt: skip
+        tags = {
+            trust.IMAGE_TAG: built.reference,
+            "mlcicd.image_id": built.image_id,
+            trust.IMAGE_DIGEST_TAG: built.repo_digest,
+            "mlcicd.image_context_digest": built.context_digest,
+        }
         trust.record_tags(c, settings.signing_key(), rel.model_name, rel.version, tags)
         record.update(run_dir(settings, run_id), image=built.to_dict())
         return built.to_dict()

@@ -45,16 +45,21 @@ def reference_suite(
             return suite, f"champion v{champ.version}", uri
         sample = _champion_sample(c, key, champ, ref, df)
         if sample is not None:  # a champion from before suites were logged: its training sample
-            log.warning("champion v%s logged no reference suite: inferring one from its training sample",
-                        champ.version)  # fmt: skip
+            log.warning(
+                "champion v%s logged no reference suite: inferring one from its training sample",
+                champ.version,
+            )
             suite = infer_suite(sample, ref.dataset_name, ref.target)
             return (
                 suite,
                 f"champion v{champ.version} (its training sample)",
                 f"runs:/{champ.run_id}/{REFERENCE_ARTIFACT}",
             )
-        log.warning("champion v%s logged no reference for %s: judging against the dataset's first batch",
-                    champ.version, ref.dataset_name)  # fmt: skip
+        log.warning(
+            "champion v%s logged no reference for %s: judging against the dataset's first batch",
+            champ.version,
+            ref.dataset_name,
+        )
     saved = inferred_dir / f"{ref.dataset_name}.json"
     if saved.exists():
         suite = check_suite(json.loads(saved.read_text()), origin=str(saved))
