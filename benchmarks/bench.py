@@ -156,7 +156,7 @@ def trigger_latency(n: int) -> list[tuple[float, float, float]]:
     """(trigger call -> first task start, run end -> client exit, whole run) for n runs on a real Airflow."""
     from datetime import datetime
 
-    from mlcicd import devserver
+    from mlcicd.dev import server as devserver
 
     root = Path(tempfile.mkdtemp(prefix="mlcicd-bench-airflow-"))
     extra = {
@@ -246,7 +246,7 @@ def front_cost(requests_n: int) -> dict[str, list[float]]:
     """Latencies (ms) of 5-row requests straight to a model server and through an HAProxy front to it."""
     import requests
 
-    from mlcicd.deploy.front import Front, SlotConfig
+    from mlcicd.deploy.haproxy import Front, SlotConfig
     from mlcicd.settings import load
 
     root = Path(tempfile.mkdtemp(prefix="mlcicd-bench-front-"))
@@ -332,7 +332,8 @@ def monitor_time(rows: int, hostile_share: float) -> tuple[float, dict]:
     """Seconds for evaluate_window's work on one window: read, frame, test, decay, report."""
     from datetime import UTC, datetime, timedelta
 
-    from mlcicd import monitoring, synthetic, window_report
+    from mlcicd import monitoring, synthetic
+    from mlcicd.monitoring import report as window_report
     from mlcicd.serving import predlog
 
     folder = Path(tempfile.mkdtemp(prefix="mlcicd-bench-monitor-"))

@@ -27,7 +27,7 @@ def _seconds(ti: dict[str, Any], key: str) -> float:
 
 def timed_searches(parallelism: int, free_port: Any) -> dict[str, dict[str, float]]:
     """One run per preset on a fresh Airflow whose train_candidate runs ``parallelism`` at a time."""
-    from mlcicd import devserver
+    from mlcicd.dev import server as devserver
 
     root = Path(tempfile.mkdtemp(prefix="mlcicd-bench-search-"))
     extra = {

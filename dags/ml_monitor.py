@@ -22,9 +22,9 @@ from typing import Any
 from airflow.sdk import dag, task
 
 from mlcicd import settings
-from mlcicd.assets import RETRAIN_REQUEST
-from mlcicd.dag_params import monitor_params
-from mlcicd.links import MlflowRunLink
+from mlcicd.dag.assets import RETRAIN_REQUEST
+from mlcicd.dag.links import MlflowRunLink
+from mlcicd.dag.params import monitor_params
 from mlcicd.tasks import monitor
 
 

@@ -46,13 +46,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, PokeReturnValue, dag, task
 
 from mlcicd import settings
-from mlcicd.assets import RETRAIN_REQUEST
-from mlcicd.dag_params import retrain_params
-from mlcicd.links import DataDocsLink, MlflowRunLink, ScanReportLink, ShiftReportLink
+from mlcicd.dag.approval import approval_operator
+from mlcicd.dag.assets import RETRAIN_REQUEST
+from mlcicd.dag.links import DataDocsLink, MlflowRunLink, ScanReportLink, ShiftReportLink
+from mlcicd.dag.params import retrain_params
 from mlcicd.names import APPROVAL_XCOM, DECISION_XCOM, Task
-from mlcicd.tasks import retrain, rollout, scanning, search, ship
-from mlcicd.tasks.approval import approval_operator
-from mlcicd.tasks.params import asked_params, params_of
+from mlcicd.runparams import asked_params, params_of
+from mlcicd.tasks import retrain, rollout, scan, search, ship
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -140,7 +140,7 @@ def ml_retrain() -> None:
         batch: dict[str, Any], trained: dict[str, Any], evaluated: dict[str, Any], **context: Any
     ) -> dict[str, Any]:
         """Scan candidate and champion for hidden weaknesses (weak slices, fragility, leakage)."""
-        return scanning.scan_model(context["run_id"], batch, trained, evaluated, params_of(context))
+        return scan.scan_model(context["run_id"], batch, trained, evaluated, params_of(context))
 
     @task.branch
     def decide_promotion(

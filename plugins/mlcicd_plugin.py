@@ -1,21 +1,21 @@
 """Registers mlcicd's operator extra links, serves the report pages inside the Airflow API server
-(behind Airflow's login, under a sandboxing Content-Security-Policy: see mlcicd.webreports), and
+(behind Airflow's login, under a sandboxing Content-Security-Policy: see mlcicd.plugin.webreports), and
 installs in the scheduler the guard against a race that fails quickly answered approvals
-(see mlcicd.resume_race)."""
+(see mlcicd.plugin.resume_race)."""
 
 from __future__ import annotations
 
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 
-from mlcicd.links import DataDocsLink, MlflowRunLink, ScanReportLink, ShiftReportLink
+from mlcicd.dag.links import DataDocsLink, MlflowRunLink, ScanReportLink, ShiftReportLink
 from mlcicd.settings import DATA_DOCS_URL_PREFIX, load
 
 
 def _reports_app():
     from fastapi import Depends
 
-    from mlcicd import webreports
+    from mlcicd.plugin import webreports
 
     folder = load().data_docs_dir
     folder.mkdir(parents=True, exist_ok=True)
@@ -26,7 +26,7 @@ class SchedulerGuards:
     @hookimpl
     def on_starting(self, component: object) -> None:
         if type(component).__module__ == "airflow.jobs.job":  # a scheduler (or other) job, not a task
-            from mlcicd import resume_race
+            from mlcicd.plugin import resume_race
 
             resume_race.install()
 

@@ -4,7 +4,7 @@
 ARG AIRFLOW_BASE_IMAGE=apache/airflow:3.3.2-python3.11
 FROM ${AIRFLOW_BASE_IMAGE}
 
-# HAProxy: the docker target copies it into its traffic front's image (mlcicd.image.front). Debian's
+# HAProxy: the docker target copies it into its traffic front's image (mlcicd.image.haproxy). Debian's
 # 2.6 LTS branch; the exact build is whatever bookworm's security archive serves.
 USER 0
 RUN apt-get update \

@@ -1,6 +1,6 @@
 -- shadow.lua : fire-and-forget copy of POST /invocations to a shadow server.
 -- Target is read per request from the proc-scope variable proc.shadow
--- (set at runtime on the admin socket, by include/mlcicd/deploy/front.py:
+-- (set at runtime on the admin socket, by include/mlcicd/deploy/haproxy.py:
 --  "experimental-mode on; set var proc.shadow str(http://127.0.0.1:8003)"; "off" disables it).
 -- One Lua task per copy: the caller's request goes on at once and never waits for the shadow.
 local MAX_INFLIGHT = 200          -- cap concurrent shadow tasks (drop beyond)

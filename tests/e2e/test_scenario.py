@@ -27,7 +27,8 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from mlcicd import devserver, registry, synthetic
+from mlcicd import registry, synthetic
+from mlcicd.dev import server as devserver
 from tests.helpers import SERVER_ENV
 
 pytestmark = pytest.mark.e2e

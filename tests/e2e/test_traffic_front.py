@@ -184,7 +184,7 @@ def test_a_canary_belongs_to_the_run_that_staged_it(front):
     holds the canary, and can neither judge, promote nor take out the first run's candidate."""
     from mlcicd import deploy
     from mlcicd.errors import DeployError
-    from mlcicd.tasks import serving
+    from mlcicd.promotion import transaction as serving
 
     target, smokes, _ = front
     lease = settings.load().rollout_lease_minutes * 60
@@ -217,7 +217,7 @@ def test_a_promotion_that_fails_before_traffic_moves_leaves_the_front_and_its_st
     """Issue 28, finding 6: promote moved HAProxy's weights, then kept the candidate (a Docker API call
     on the docker target), then saved the state: a failure in between left the candidate serving 100 %
     while the state, and reconcile, named the old version. Now the fallible call comes first."""
-    from mlcicd.deploy.front import BACKEND
+    from mlcicd.deploy.haproxy import BACKEND
     from mlcicd.errors import DeployError
 
     target, smokes, payload = front

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from mlcicd import devserver
+from mlcicd.dev import server as devserver
 from tests.helpers import SERVER_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -251,10 +251,10 @@ def wait_for_approval(airflow, run_id: str, timeout_s: float = 600, poll_s: floa
 
 def answer_the_moment_it_asks(airflow, run_id: str, option: str, monkeypatch) -> Any:
     """Answer through mlcicd's client (the REST call the UI makes), as soon as the task waits: the
-    scheduler has then usually not yet read the parked worker's exit, the race mlcicd.resume_race
+    scheduler has then usually not yet read the parked worker's exit, the race mlcicd.plugin.resume_race
     guards against (without the guard, 3 answers in 4 failed the task)."""
-    from mlcicd.approvals import answer as answer_approval
-    from mlcicd.trigger import connect
+    from mlcicd.client.approvals import answer as answer_approval
+    from mlcicd.client.trigger import connect
 
     monkeypatch.setenv("MLCICD_AIRFLOW_USERNAME", "admin")
     monkeypatch.setenv("MLCICD_AIRFLOW_PASSWORD", PASSWORD)

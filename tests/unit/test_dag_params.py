@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mlcicd.dag_params import check_retrain_conf, retrain_params
+from mlcicd.dag.params import check_retrain_conf, retrain_params
 from mlcicd.errors import ConfigError
+from mlcicd.runparams import params_from_events
 from mlcicd.tasks.monitor import retrain_conf
-from mlcicd.tasks.params import params_from_events
 
 
 def test_a_valid_conf_passes_unchanged_and_leaves_the_params_untouched():

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 
 from mlcicd import settings
-from mlcicd.deploy import front
+from mlcicd.deploy import haproxy as front
 
 
 def test_the_fronts_connections_are_bounded_and_fit_its_memory(tmp_path):

@@ -26,8 +26,8 @@ from mlcicd import settings
 from mlcicd.deploy import kubernetes as k8s_target
 from mlcicd.errors import ConfigError, DeployError
 from mlcicd.ports import free_port
+from mlcicd.promotion.analysis import Figures, increase
 from mlcicd.release import Release
-from mlcicd.rollout import Figures, increase
 from mlcicd.tasks.rollout import snapshot
 from tests.helpers import make_model_dir, wait_for
 from tests.unit import test_k8s

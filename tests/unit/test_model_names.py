@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from mlcicd import registry, trigger
+from mlcicd import registry
+from mlcicd.client import trigger
 from mlcicd.errors import ConfigError, TriggerError
 from mlcicd.kube import resource_name
-from mlcicd.tasks.params import check_names
+from mlcicd.runparams import check_names
 
 
 @pytest.mark.parametrize("name", ["mlcicd_churn\n", "churn\nbackend evil", "a b", "", ".hidden", None, 7])

@@ -10,8 +10,8 @@ import pytest
 from mlcicd import policy
 from mlcicd.choices import RETRAIN_DEFAULTS
 from mlcicd.errors import ConfigError
+from mlcicd.runparams import params_of
 from mlcicd.settings import load
-from mlcicd.tasks.params import params_of
 
 STRICT = {
     "MLCICD_REQUIRE_APPROVAL": "true", "MLCICD_SCAN_MAJOR": "reject", "MLCICD_ALLOWED_MODELS": "mlcicd_churn,fraud",
@@ -84,7 +84,7 @@ def test_a_bad_rule_setting_is_named(monkeypatch, env, message):
 
 
 def test_four_eyes_turns_the_triggering_users_own_approval_into_a_rejection_by_id_or_name(strict):
-    from mlcicd.tasks.approval import self_approved
+    from mlcicd.dag.approval import self_approved
 
     context = {"dag_run": SimpleNamespace(triggering_user_name="alice")}
     assert self_approved(context, {"id": "7", "name": "alice"})  # FAB: a numeric id, the name matches

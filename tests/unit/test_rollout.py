@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from mlcicd.rollout import (
+from mlcicd.promotion.analysis import (
     Figures,
     Plan,
     figures_from_metrics,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from mlcicd import record
+from mlcicd.boundary import run_dir, stage, working_on
 from mlcicd.cli.run import stage_line
 from mlcicd.settings import load
-from mlcicd.tasks.boundary import run_dir, stage, working_on
 
 
 def test_a_stage_records_its_rows_and_its_own_peak_memory():

@@ -11,7 +11,8 @@ import pytest
 from fastapi import Depends, HTTPException, Request
 from fastapi.testclient import TestClient
 
-from mlcicd import synthetic, validation, webreports
+from mlcicd import synthetic, validation
+from mlcicd.plugin import webreports
 
 TOKEN = "good-token"
 HOSTILE = "</script><script>alert(document.cookie)</script>"
@@ -142,7 +143,7 @@ def test_the_page_rewrites_cannot_scan_to_the_end_of_a_long_value_from_each_star
     the patterns is bounded, so the cost is linear in the page; and such a value is left as it is."""
     import re._parser as parser
 
-    from mlcicd import webreports
+    from mlcicd.plugin import webreports
 
     def unbounded(tokens) -> bool:
         for op, arg in tokens:

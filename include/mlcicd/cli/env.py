@@ -92,8 +92,8 @@ def validate_conf(dag: Any, conf: dict[str, Any]) -> dict[str, Any]:
         first = str(exc).strip().splitlines()[0]
         raise UsageError(f"{first} (see the param list: README.md, or the DAG's trigger form)") from exc
     from mlcicd import search
+    from mlcicd.runparams import check_names
     from mlcicd.settings import load
-    from mlcicd.tasks.params import check_names
     from mlcicd.tasks.search import budget
 
     try:  # the names in full, the budget and the space (drawn as plan_search will): before anything runs

@@ -109,7 +109,7 @@ def send_traffic(args: argparse.Namespace) -> int:
 
 def run_airflow(port: int) -> int:
     """Serve the Airflow UI over the same metadata DB and state folder as ``mlcicd run``."""
-    from mlcicd import devserver
+    from mlcicd.dev import server as devserver
 
     settings = load()
     password = os.getenv("MLCICD_AIRFLOW_PASSWORD", "admin")

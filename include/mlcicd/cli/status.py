@@ -28,7 +28,7 @@ def status_command(args: argparse.Namespace) -> int:
     from mlcicd import settings as settings_module
     from mlcicd.cli.env import prepare_environment
     from mlcicd.errors import MlcicdError
-    from mlcicd.tasks.serving import reconcile
+    from mlcicd.promotion.transaction import reconcile
 
     settings = settings_module.load()
     prepare_environment(settings)

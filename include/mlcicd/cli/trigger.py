@@ -64,7 +64,7 @@ def register(sub: Any) -> None:
 
 
 def run_trigger(args: argparse.Namespace) -> int:
-    from mlcicd import trigger
+    from mlcicd.client import trigger
 
     def say(line: str) -> None:
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
@@ -98,7 +98,7 @@ def run_trigger(args: argparse.Namespace) -> int:
 
 
 def run_answer(args: argparse.Namespace) -> int:
-    from mlcicd import approvals
+    from mlcicd.client import approvals
 
     try:
         if not args.url:

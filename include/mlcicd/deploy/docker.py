@@ -1,5 +1,5 @@
 """The ``docker`` deploy target: each version runs as a container of its model-server image, behind
-a traffic front container (HAProxy, :mod:`mlcicd.image.front`) on the stable port.
+a traffic front container (HAProxy, :mod:`mlcicd.image.haproxy`) on the stable port.
 
 As on the local target (:class:`.fronted.FrontedTarget`): the new version's container starts beside
 the one serving, is health- and smoke-tested directly, then the front moves traffic to it (at once,
@@ -24,11 +24,11 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from mlcicd.deploy import front as front_config
+from mlcicd.deploy import haproxy as front_config
 from mlcicd.deploy.base import server_env
-from mlcicd.deploy.fronted import FrontedTarget
+from mlcicd.deploy.slots import FrontedTarget
 from mlcicd.errors import ConfigError, DeployError
-from mlcicd.image import front as front_image
+from mlcicd.image import haproxy as front_image
 from mlcicd.image.docker import docker_client
 from mlcicd.ports import free_port, port_in_use
 from mlcicd.release import Release

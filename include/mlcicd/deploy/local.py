@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcicd.deploy.base import server_env
-from mlcicd.deploy.fronted import FrontedTarget
+from mlcicd.deploy.slots import FrontedTarget
 from mlcicd.errors import DeployError
 from mlcicd.ports import free_port, port_in_use
 from mlcicd.release import Release, prepare_bundle

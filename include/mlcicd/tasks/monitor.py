@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlcicd import record, trust
+from mlcicd.boundary import mlflow_client, push_links, run_dir, stage
 from mlcicd.names import Task, mlflow_run_url
 from mlcicd.settings import Settings
-from mlcicd.tasks.boundary import mlflow_client, push_links, run_dir, stage
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,7 +40,8 @@ class Window:
 
 def monitor_window(run_id: str, params: dict[str, Any], window_end: datetime) -> dict[str, Any]:
     """Evaluate one window of logged predictions and decide, under the guarded policy, whether to retrain."""
-    from mlcicd import monitoring, registry, window_report
+    from mlcicd import monitoring, registry
+    from mlcicd.monitoring import report as window_report
 
     with stage(run_id, Task.EVALUATE_WINDOW) as settings:
         name = str(params["model_name"])
@@ -157,7 +158,7 @@ def apply_policy(history_path: Path, end: datetime, window: Window, policy: Retr
 
 def retrain_conf(monitor_params: dict[str, Any], model_name: str) -> dict[str, Any]:
     """The conf a retrain request carries, checked against ``ml_retrain``'s Params (ConfigError if not)."""
-    from mlcicd.dag_params import check_retrain_conf
+    from mlcicd.dag.params import check_retrain_conf
 
     return check_retrain_conf({**dict(monitor_params.get("retrain_conf") or {}), "model_name": model_name})
 

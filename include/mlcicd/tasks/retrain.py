@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from mlcicd import record, trust
+from mlcicd import runparams as p
+from mlcicd.boundary import mlflow_client, push_links, run_dir, stage, working_on
 from mlcicd.errors import ChampionUnusable, ValidationFailed
 from mlcicd.names import Task, mlflow_run_url
 from mlcicd.suite_schema import check_suite
-from mlcicd.tasks import params as p
-from mlcicd.tasks.boundary import mlflow_client, push_links, run_dir, stage, working_on
 from mlcicd.training import REFERENCE_ARTIFACT
 from mlcicd.validation.reference import REFERENCE_SUITE_ARTIFACT, reference_suite
 

@@ -14,11 +14,11 @@ import time
 from typing import Any
 
 from mlcicd import record
+from mlcicd import runparams as p
+from mlcicd.boundary import run_dir, stage
 from mlcicd.errors import DeployError
 from mlcicd.names import Task
-from mlcicd.rollout import Figures, increase, measure, step_verdict
-from mlcicd.tasks import params as p
-from mlcicd.tasks.boundary import run_dir, stage
+from mlcicd.promotion.analysis import Figures, increase, measure, step_verdict
 
 log = logging.getLogger("mlcicd")
 
@@ -29,7 +29,7 @@ def snapshot(target: Any, mode: str) -> dict[str, dict[str, dict[str, Any]]]:
     ``target.scrape()`` gives each source's ``/metrics`` text and the requests it lost before they
     reached it (the front's connection and response errors); those count as errors.
     """
-    from mlcicd.rollout import figures_from_metrics
+    from mlcicd.promotion.analysis import figures_from_metrics
 
     out = {}
     for role, scraped in target.scrape().items():
@@ -51,7 +51,7 @@ def labelled_accuracy(
     from datetime import UTC, datetime
 
     from mlcicd.monitoring import labels_for
-    from mlcicd.rollout import live_accuracy
+    from mlcicd.promotion.analysis import live_accuracy
     from mlcicd.serving.predlog import read_window
     from mlcicd.serving.server import SHADOW_DIR
 
@@ -187,7 +187,7 @@ def _tag(settings: Any, params: dict[str, Any], value: str) -> str | None:
     c = registry.client(settings.tracking_uri, settings.registry_uri)
     try:
         challenger = c.get_model_version_by_alias(str(params["model_name"]), registry.CHALLENGER)
-        c.set_model_version_tag(challenger.name, challenger.version, "mlcicd.rollout", value)
+        c.set_model_version_tag(challenger.name, challenger.version, "mlcicd.promotion.analysis", value)
         c.delete_registered_model_alias(challenger.name, registry.CHALLENGER)
     except Exception as exc:  # the rollout's outcome is what matters; the tag is a detail
         log.warning("could not tag the challenger's rollout outcome: %s", exc)

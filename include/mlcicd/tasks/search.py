@@ -18,10 +18,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from mlcicd import record
+from mlcicd import runparams as p
+from mlcicd.boundary import mlflow_client, push_links, run_dir, stage
 from mlcicd.errors import ConfigError, TrainingFailed
 from mlcicd.names import Task, mlflow_run_url
-from mlcicd.tasks import params as p
-from mlcicd.tasks.boundary import mlflow_client, push_links, run_dir, stage
 
 log = logging.getLogger("mlcicd")
 

@@ -8,12 +8,12 @@ from dataclasses import replace
 from typing import Any
 
 from mlcicd import record, trust
+from mlcicd import runparams as p
+from mlcicd.boundary import mlflow_client, run_dir, stage
 from mlcicd.errors import ConfigError, DeployError, MlcicdError
 from mlcicd.names import Task
+from mlcicd.promotion.transaction import SMOKE_ROWS
 from mlcicd.release import Release
-from mlcicd.tasks import params as p
-from mlcicd.tasks.boundary import mlflow_client, run_dir, stage
-from mlcicd.tasks.serving import SMOKE_ROWS
 from mlcicd.validation.reference import REFERENCE_SUITE_ARTIFACT
 
 log = logging.getLogger("mlcicd")
@@ -138,7 +138,7 @@ def deploy(
 
     from mlcicd import deploy as dep
     from mlcicd import registry
-    from mlcicd.tasks import serving
+    from mlcicd.promotion import transaction as serving
 
     with stage(run_id, Task.DEPLOY) as settings:
         rel = Release.from_dict(release).with_image(image)
@@ -231,7 +231,7 @@ def promote(
     deploy lock (else ``deploy_model`` did both); check the alias, drop ``challenger``."""
     from mlcicd import deploy as dep
     from mlcicd import registry
-    from mlcicd.tasks import serving
+    from mlcicd.promotion import transaction as serving
 
     with stage(run_id, Task.PROMOTE) as settings:
         c, _ = mlflow_client(settings)
@@ -297,7 +297,7 @@ def reconcile(run_id: str, params: dict[str, Any]) -> dict[str, Any]:
     """Before anything else: what the target serves must be what ``@champion`` names; repair or fail loudly."""
     from mlcicd import policy, registry
     from mlcicd.deploy import preflight
-    from mlcicd.tasks import serving
+    from mlcicd.promotion import transaction as serving
 
     with stage(run_id, Task.RECONCILE) as settings:
         # Names and the installation's rules first: a run they refuse touches nothing.

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from mlcicd.client.trigger import Client, connect
 from mlcicd.errors import TriggerError
 from mlcicd.names import APPROVE_OPTION, REJECT_OPTION, RETRAIN_DAG, ExitCode, Task
-from mlcicd.trigger import Client, connect
 
 
 def pending(client: Client, dag_id: str, run_id: str) -> Any | None:

@@ -14,9 +14,9 @@ import logging
 from typing import Any
 
 from mlcicd import record, trust
+from mlcicd import runparams as p
+from mlcicd.boundary import mlflow_client, push_links, run_dir, stage, working_on
 from mlcicd.names import Task
-from mlcicd.tasks import params as p
-from mlcicd.tasks.boundary import mlflow_client, push_links, run_dir, stage, working_on
 
 log = logging.getLogger("mlcicd")
 

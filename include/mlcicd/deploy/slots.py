@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcicd.deploy.base import STAGED_AT, STAGED_BY, Deployment, SmokeTest, smoke_test, wait_healthy
-from mlcicd.deploy.front import SLOTS, Front, SlotConfig
+from mlcicd.deploy.haproxy import SLOTS, Front, SlotConfig
 from mlcicd.errors import DeployError
 from mlcicd.release import Release
 from mlcicd.serving.auth import auth_headers

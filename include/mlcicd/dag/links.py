@@ -1,6 +1,6 @@
 """Operator extra links shown on task pages in the Airflow UI: the MLflow run, the GX reports, the scan.
 
-Tasks leave their links in the ``mlcicd_links`` XCom (see :func:`mlcicd.tasks.boundary.push_links`);
+Tasks leave their links in the ``mlcicd_links`` XCom (see :func:`mlcicd.boundary.push_links`);
 Airflow calls ``get_link`` at the end of the task and stores the result for the UI. The classes
 are registered by ``plugins/mlcicd_plugin.py`` so that the API server can show them.
 """

@@ -106,7 +106,7 @@ def xcom_push(key: str, value: Any) -> None:
 
 
 def push_links(**links: str | None) -> None:
-    """Leave UI links for this task (read by :mod:`mlcicd.links` when the task ends)."""
+    """Leave UI links for this task (read by :mod:`mlcicd.dag.links` when the task ends)."""
     xcom_push(LINKS_XCOM, {k: v for k, v in links.items() if v})
 
 

@@ -11,7 +11,7 @@ from mlcicd.settings import Settings
 if TYPE_CHECKING:
     from mlcicd.data import SyntheticOptions
     from mlcicd.gate import Policy
-    from mlcicd.rollout import Plan
+    from mlcicd.promotion.analysis import Plan
     from mlcicd.training import TrainParams
 
 
@@ -128,7 +128,7 @@ def params_from_events(params: dict[str, Any], extras: list[dict[str, Any]]) -> 
     Each conf is checked against the DAG's Params first (an Asset event can be posted through the
     REST API by anyone allowed to): an unknown key or a bad value is a ConfigError, nothing is taken.
     """
-    from mlcicd.dag_params import check_retrain_conf
+    from mlcicd.dag.params import check_retrain_conf
 
     merged = dict(params)
     for extra in extras:
@@ -160,7 +160,7 @@ def scan_verdict(params: dict[str, Any], scanned: dict[str, Any] | None) -> Any:
 
 def rollout_plan(params: dict[str, Any]) -> Plan:
     """The rollout the run asked for (``rollout`` and its ``rollout_*`` knobs)."""
-    from mlcicd.rollout import Plan
+    from mlcicd.promotion.analysis import Plan
 
     d = {k: params.get(k, RETRAIN_DEFAULTS[k]) for k in RETRAIN_DEFAULTS if k.startswith("rollout")}
     return Plan(
