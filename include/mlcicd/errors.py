@@ -63,6 +63,12 @@ class DeployBusy(Exception):
     so not an :class:`MlcicdError`: Airflow retries the task."""
 
 
+class NotSupported(DeployError):
+    """The deploy target cannot do what was asked (stage, split or mirror traffic, stop every model)."""
+
+    kind = "not_supported"
+
+
 class ConfigError(MlcicdError):
     """A parameter or setting is invalid."""
 

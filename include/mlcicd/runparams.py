@@ -15,24 +15,6 @@ if TYPE_CHECKING:
     from mlcicd.training import TrainParams
 
 
-def check_names(params: dict[str, Any]) -> None:
-    """The run's model and dataset names, matched in full (the params' schema lets a trailing newline by).
-
-    Raises:
-        ConfigError: a name that is not one.
-    """
-    from mlcicd.choices import NAME_PATTERN, is_name
-    from mlcicd.errors import ConfigError
-
-    for key in ("model_name", "dataset_name"):
-        value = params.get(key)
-        if (value is not None or key == "model_name") and not is_name(value):
-            raise ConfigError(
-                f"{key}={value!r} is not a name: it must match {NAME_PATTERN} in full "
-                "(letters, digits, '_', '.', '-'; no spaces or line breaks)"
-            )
-
-
 def target_name(params: dict[str, Any], settings: Settings) -> str:
     """The deploy target of this run: the ``deploy_target`` param, else the setting; checked by name."""
     from mlcicd.deploy import check_target

@@ -143,7 +143,7 @@ def test_unknown_dag(airflow):
     ("conf", "message"),
     [
         ("min_roc_auc=2", "min_roc_auc=2 is invalid"),
-        ("estimator=svm", "estimator='svm' is invalid"),
+        ("estimator=svm", 'estimator="svm" is invalid'),
         ("typo=1", "unknown param(s) typo"),
     ],
 )

@@ -24,11 +24,11 @@ import yaml
 
 from mlcicd import settings
 from mlcicd.deploy import kubernetes as k8s_target
-from mlcicd.errors import ConfigError, DeployError
+from mlcicd.errors import DeployError, NotSupported
 from mlcicd.ports import free_port
 from mlcicd.promotion.analysis import Figures, increase
+from mlcicd.promotion.rollout import snapshot
 from mlcicd.release import Release
-from mlcicd.tasks.rollout import snapshot
 from tests.helpers import make_model_dir, wait_for
 from tests.unit import test_k8s
 from tests.unit.test_k8s import RELEASE, SMOKE, pod_of, run_script, validate
@@ -351,5 +351,5 @@ def test_no_canary_and_no_shadow(cluster):
     assert set(snapshot(target, "canary")) == {"stable"}
     with pytest.raises(DeployError, match="no canary is staged"):
         target.shift(10)
-    with pytest.raises(ConfigError, match="shadow needs the local or docker target"):
+    with pytest.raises(NotSupported, match="shadow needs the local or docker target"):
         target.mirror(True)

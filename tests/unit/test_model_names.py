@@ -7,9 +7,9 @@ import pytest
 
 from mlcicd import registry
 from mlcicd.client import trigger
+from mlcicd.conf import check_names
 from mlcicd.errors import ConfigError, TriggerError
 from mlcicd.kube import resource_name
-from mlcicd.runparams import check_names
 
 
 @pytest.mark.parametrize("name", ["mlcicd_churn\n", "churn\nbackend evil", "a b", "", ".hidden", None, 7])

@@ -135,7 +135,7 @@ def test_a_budget_above_the_installations_ceiling_is_refused_before_anything_is_
 
 
 def test_the_time_limit_stops_a_python_loop_and_lets_a_quick_block_finish():
-    from mlcicd.tasks.search import CandidateTimeout, time_limit
+    from mlcicd.search.limits import CandidateTimeout, time_limit
 
     with time_limit(5):
         pass
@@ -147,8 +147,8 @@ def test_the_time_limit_stops_a_python_loop_and_lets_a_quick_block_finish():
 
 
 def test_an_empty_budget_is_the_ceiling(monkeypatch):
+    from mlcicd.search.limits import budget
     from mlcicd.settings import load
-    from mlcicd.tasks.search import budget
 
     monkeypatch.setenv("MLCICD_SEARCH_MAX_CANDIDATES", "7")
     assert budget({"search_max_candidates": None, "search_timeout_s": 30}, load()) == (7, 30)
@@ -161,7 +161,7 @@ def test_the_time_limit_fires_even_when_its_first_alarm_lands_in_a_garbage_colle
     then never fires, and the loop below would run its 10 s."""
     import weakref
 
-    from mlcicd.tasks.search import CandidateTimeout, time_limit
+    from mlcicd.search.limits import CandidateTimeout, time_limit
 
     class Node:
         pass

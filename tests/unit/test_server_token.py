@@ -60,9 +60,10 @@ def test_with_the_token_everything_answers_and_health_is_open(client):
     assert c.get("/metrics").status_code == 200  # no metrics token set: open, for a scraper
 
 
-def test_metrics_have_a_token_of_their_own(client, monkeypatch):
-    c, _ = client
-    monkeypatch.setenv("MLCICD_SERVER_METRICS_TOKEN", METRICS)
+def test_metrics_have_a_token_of_their_own(bundle, monkeypatch):
+    monkeypatch.setenv("MLCICD_SERVER_TOKEN", TOKEN)
+    monkeypatch.setenv("MLCICD_SERVER_METRICS_TOKEN", METRICS)  # read, as every setting, when the app starts
+    c = TestClient(serving.create_app(bundle[0]), raise_server_exceptions=False)
     assert c.get("/metrics").status_code == 401
     assert c.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 401
     assert c.get("/metrics", headers={"Authorization": f"Bearer {METRICS}"}).status_code == 200

@@ -75,29 +75,23 @@ def load_dag(dag_id: str = RETRAIN_DAG) -> Any:
 
 
 def validate_conf(dag: Any, conf: dict[str, Any]) -> dict[str, Any]:
-    """Check ``conf`` against the DAG's Params; return the resolved params."""
+    """Check ``conf`` against the DAG's Params (:func:`mlcicd.conf.check`), then what only this machine
+    can check before anything runs: the search's budget and its candidates, drawn as plan_search will.
+    Return the resolved params (defaults filled in)."""
     from airflow.sdk.definitions.param import ParamsDict
 
-    unknown = sorted(set(conf) - set(dag.params.keys()))
-    if unknown:
-        raise UsageError(
-            f"unknown param(s) {', '.join(unknown)}; known params: {', '.join(sorted(dag.params.keys()))}"
-        )
-    params = ParamsDict(dag.params)
+    from mlcicd import conf as confs
+    from mlcicd import search
+    from mlcicd.search.limits import budget
+    from mlcicd.settings import load
+
     try:
+        confs.check(conf, {key: dag.params.get_param(key).schema for key in dag.params}, dag.dag_id)
+        params = ParamsDict(dag.params)
         for key, value in conf.items():
             params[key] = value
         resolved = params.validate()
-    except Exception as exc:  # ParamValidationError: its first line names the param and the rule
-        first = str(exc).strip().splitlines()[0]
-        raise UsageError(f"{first} (see the param list: README.md, or the DAG's trigger form)") from exc
-    from mlcicd import search
-    from mlcicd.runparams import check_names
-    from mlcicd.settings import load
-    from mlcicd.tasks.search import budget
-
-    try:  # the names in full, the budget and the space (drawn as plan_search will): before anything runs
-        check_names(resolved)
+        confs.check_names(resolved)
         limit, _ = budget(resolved, load())
         search.candidates(resolved["search"], int(resolved["random_seed"]), limit)
     except ConfigError as exc:

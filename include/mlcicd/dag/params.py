@@ -7,7 +7,6 @@ The DAG files import these; ``ml_monitor`` checks the conf it sends to ``ml_retr
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from airflow.sdk import Param
@@ -24,7 +23,7 @@ from mlcicd.choices import (
     SCAN_MAJOR,
     SEARCH_PRESETS,
 )
-from mlcicd.errors import ConfigError
+from mlcicd.names import RETRAIN_DAG
 
 
 def retrain_params() -> dict[str, Param]:
@@ -243,31 +242,12 @@ def monitor_params() -> dict[str, Param]:
 
 
 def check_retrain_conf(conf: Any) -> dict[str, Any]:
-    """``conf`` if it is an object whose every key is an ``ml_retrain`` Param and every value valid.
+    """``conf`` if it is an object whose every key is an ``ml_retrain`` Param and every value valid
+    (:func:`mlcicd.conf.check` against these Params' schemas).
 
     Raises:
         ConfigError: naming each bad key and why.
     """
-    if not isinstance(conf, dict):
-        raise ConfigError(
-            f"a retrain conf must be a JSON object of ml_retrain params, got {type(conf).__name__}"
-        )
-    problems, params = [], retrain_params()
-    for key, value in conf.items():
-        param = params.get(key)
-        if param is None:
-            problems.append(f"{str(key)[:60]!r} is not an ml_retrain param")
-            continue
-        try:
-            param.resolve(value=value)
-        except ValueError as exc:  # ParamValidationError
-            shown = json.dumps(value, default=str)
-            shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            problems.append(f"{key}={shown} is invalid: {str(exc).splitlines()[0][:200]}")
-    if problems:
-        raise ConfigError(
-            "the retrain conf is refused: "
-            + "; ".join(problems)
-            + ". See ml_retrain's Params (its trigger form)."
-        )
-    return conf
+    from mlcicd import conf as confs
+
+    return confs.check(conf, {key: param.schema for key, param in retrain_params().items()}, RETRAIN_DAG)

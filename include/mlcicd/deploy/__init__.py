@@ -12,8 +12,15 @@ import importlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from mlcicd.deploy.base import Deployment, DeployTarget, SmokeTest, held_by_another, own_candidate
-from mlcicd.errors import ConfigError, DeployBusy
+from mlcicd.deploy.base import (
+    Deployment,
+    DeployTarget,
+    SmokeTest,
+    check_target_class,
+    held_by_another,
+    own_candidate,
+)
+from mlcicd.errors import ConfigError, DeployBusy, NotSupported
 from mlcicd.settings import Settings
 
 __all__ = [
@@ -39,8 +46,11 @@ def check_target(name: str) -> str:
 
 
 def _target_class(name: str) -> type[DeployTarget]:
+    """The target's class, held to the interface (:func:`~.base.check_target_class`) as it is loaded."""
     module, cls = TARGETS[check_target(name)].split(":")
-    return getattr(importlib.import_module(module), cls)
+    found = getattr(importlib.import_module(module), cls)
+    check_target_class(found)
+    return found
 
 
 def get_target(name: str, settings: Settings, model_name: str) -> DeployTarget:
@@ -49,17 +59,15 @@ def get_target(name: str, settings: Settings, model_name: str) -> DeployTarget:
 
 def preflight(name: str, settings: Settings) -> None:
     """Checks a target can make before any work is spent (its connection is defined, say)."""
-    check = getattr(_target_class(name), "preflight", None)
-    if check is not None:
-        check(settings)
+    _target_class(name).preflight(settings)
 
 
 def stop_all(name: str, settings: Settings) -> list[str]:
     """Stop what the target serves for every model (where the target can); return the models' names."""
-    cls = _target_class(name)
-    if not hasattr(cls, "stop_all"):
-        raise ConfigError(f"the {name} target cannot be stopped from here; see the README's {name} section")
-    return cls.stop_all(settings)
+    try:
+        return _target_class(name).stop_all(settings)
+    except NotSupported as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 @contextlib.contextmanager
@@ -128,7 +136,7 @@ def lease_seconds(settings: Settings, interval_s: float) -> float:
 def held_elsewhere(settings: Settings, target: DeployTarget, run_id: str | None) -> str | None:
     """Why ``run_id`` may not replace ``target``'s staged candidate (see :func:`held_by_another`), its
     owner's lease read from the state folder; None when it may."""
-    candidate = target.candidate() if hasattr(target, "candidate") else None
+    candidate = target.candidate()
     owner = candidate.detail.get("staged_by") if candidate is not None else None
     until = lease_until(settings, target.name, target.model_name, owner)
     return held_by_another(candidate, run_id, settings.rollout_lease_minutes * 60, until=until)

@@ -7,12 +7,13 @@ the previous version still serves (rollback). This module knows no target.
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
-from mlcicd.errors import DeployError
+from mlcicd.errors import ConfigError, DeployError, NotSupported
 from mlcicd.release import Release
 from mlcicd.settings import Settings
 
@@ -97,19 +98,119 @@ def own_candidate(candidate: Deployment | None, run_id: str, version: str | None
     return candidate
 
 
-class DeployTarget(Protocol):
-    name: str
+class DeployTarget(abc.ABC):
+    """The interface of a deploy target; :func:`check_target_class` holds each target to it when loaded.
 
-    def __init__(self, settings: Settings, model_name: str) -> None: ...
+    Required: ``name``, ``endpoint``, :meth:`current`, :meth:`deploy`, :meth:`stop`. A target that
+    offers staged rollouts (``rollouts`` beyond ``switch``, or approval) sets ``can_stage`` and
+    implements the staging members; on one that does not, they raise :class:`NotSupported`, as
+    MLflow's deployment clients do for what a plug-in cannot do. Every target instance is for one
+    model (``model_name``) and serves it at one stable ``endpoint``.
+    """
 
+    name: ClassVar[str]
+    rollouts: ClassVar[tuple[str, ...]] = ("switch",)  # what the rollout param may ask of it
+    can_stage: ClassVar[bool] = False  # a candidate can serve beside the stable version
+    stages_switch: ClassVar[bool] = False  # a switch, too, stages the candidate first (then promotes)
+    settings: Settings
+    model_name: str
+
+    @classmethod
+    def preflight(cls, settings: Settings) -> None:
+        """Checks the target can make before any work is spent (its connection is defined, say)."""
+        return None  # nothing to check by default
+
+    @classmethod
+    def stop_all(cls, settings: Settings) -> list[str]:
+        """Stop what the target serves for every model; return the models' names."""
+        raise NotSupported(f"the {cls.name} target cannot be stopped from here; see docs/targets.md")
+
+    @property
+    @abc.abstractmethod
+    def endpoint(self) -> str:
+        """The stable address the model is served at."""
+
+    @abc.abstractmethod
     def current(self) -> Deployment | None:
         """What serves at the stable endpoint now, or None."""
 
+    @abc.abstractmethod
     def deploy(self, release: Release, smoke: SmokeTest) -> Deployment:
         """Serve ``release`` at the stable endpoint, or raise DeployError leaving the old one serving."""
 
+    @abc.abstractmethod
     def stop(self) -> None:
         """Stop serving."""
+
+    # -- staged rollouts (can_stage) ------------------------------------------------------------
+
+    def candidate(self) -> Deployment | None:
+        """The version staged beside the stable one, or None (always None where nothing can be staged)."""
+        return None
+
+    def stage(self, release: Release, smoke: SmokeTest, mode: str) -> Deployment:
+        """Start ``release`` beside the stable version, smoke-tested, with no traffic yet."""
+        raise self._cannot("stage a candidate beside the stable version")
+
+    def shift(self, percent: int) -> float:
+        """Give the candidate ``percent`` of live traffic; return the share it got."""
+        raise self._cannot("split traffic")
+
+    def mirror(self, on: bool) -> None:
+        """Copy live traffic to the candidate (shadow), or stop copying."""
+        raise self._cannot("mirror traffic")
+
+    def promote(self, release: Release, smoke: SmokeTest) -> Deployment:
+        """Give the staged candidate all traffic and stop the old version."""
+        raise self._cannot("promote a staged candidate")
+
+    def abort(self) -> None:
+        """Take the staged candidate out; the stable version serves everything."""
+        raise self._cannot("take a staged candidate out")
+
+    def servers(self) -> dict[str, dict[str, Any]]:
+        """Role (stable, candidate) -> what that server is (version, address)."""
+        raise self._cannot("list its servers")
+
+    def traffic(self) -> dict[str, Any]:
+        """How traffic is split now (the candidate's weight)."""
+        raise self._cannot("report its traffic split")
+
+    def scrape(self) -> dict[str, dict[str, Any]]:
+        """Role -> version and each source's ``/metrics`` text (and requests lost before it)."""
+        raise self._cannot("report its servers' metrics")
+
+    def _cannot(self, what: str) -> NotSupported:
+        return NotSupported(f"the {self.name} target cannot {what}")
+
+
+# What staging needs, and what each rollout needs beyond it (analysis reads servers, traffic and metrics).
+STAGING = ("candidate", "stage", "promote", "abort")
+ANALYSED = ("servers", "traffic", "scrape")
+NEEDS = {"switch": (), "canary": (*ANALYSED, "shift"), "shadow": (*ANALYSED, "mirror")}
+
+
+def check_target_class(cls: type) -> None:
+    """Raise ConfigError unless ``cls`` implements the interface it claims: every required member, and
+    the staging members when it offers rollouts beyond ``switch`` (or ``can_stage``)."""
+    from mlcicd.choices import ROLLOUTS
+
+    where = f"{cls.__module__}.{cls.__qualname__}"
+    if not (isinstance(cls, type) and issubclass(cls, DeployTarget)):
+        raise ConfigError(f"{where} is not a DeployTarget (mlcicd.deploy.base)")
+    problems = [f"{m} is not implemented" for m in sorted(getattr(cls, "__abstractmethods__", ()))]
+    if not isinstance(getattr(cls, "name", None), str):
+        problems.append("it has no name")
+    if unknown := [r for r in cls.rollouts if r not in ROLLOUTS]:
+        problems.append(f"it offers unknown rollouts {unknown}")
+    if cls.can_stage or set(cls.rollouts) - {"switch"}:
+        needed = [*STAGING, *(m for r in cls.rollouts for m in NEEDS.get(r, ()))]
+        missing = [m for m in dict.fromkeys(needed) if getattr(cls, m) is getattr(DeployTarget, m)]
+        if missing or not cls.can_stage:
+            offers = ", ".join(cls.rollouts)
+            problems.append(f"it offers {offers} without {', '.join(missing) or 'can_stage'}")
+    if problems:
+        raise ConfigError(f"the deploy target {where} breaks the interface: {'; '.join(problems)}")
 
 
 # What a model server is given of the environment: its own settings, nothing of Airflow's (the

@@ -21,7 +21,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from mlcicd.deploy.base import STAGED_AT, STAGED_BY, Deployment, SmokeTest
+from mlcicd.deploy.base import STAGED_AT, STAGED_BY, Deployment, DeployTarget, SmokeTest
 from mlcicd.deploy.kubernetes_manifests import (  # noqa: F401 - the target's names, as before the split
     CANARY_OF,
     K8S_DIR,
@@ -34,7 +34,7 @@ from mlcicd.deploy.kubernetes_manifests import (  # noqa: F401 - the target's na
     render_manifests,
     replica_split,
 )
-from mlcicd.errors import ConfigError, DeployError
+from mlcicd.errors import ConfigError, DeployError, NotSupported
 from mlcicd.kube import check_connection, pod_operator, resource_name, token_env
 from mlcicd.release import Release
 from mlcicd.serving.auth import token_header
@@ -129,13 +129,14 @@ def _pod(
     )
 
 
-class KubernetesTarget:
+class KubernetesTarget(DeployTarget):
     name = "kubernetes"
     rollouts = ("switch", "canary")  # shadow needs a mirroring proxy: the local and docker fronts
+    can_stage = True
     stages_switch = False  # a switch is the Deployment's own rolling update
 
-    @staticmethod
-    def preflight(settings: Settings) -> None:
+    @classmethod
+    def preflight(cls, settings: Settings) -> None:
         check_connection(settings.kube_conn_id)
 
     def __init__(self, settings: Settings, model_name: str) -> None:
@@ -312,7 +313,7 @@ class KubernetesTarget:
         return share
 
     def mirror(self, on: bool) -> None:
-        raise ConfigError(
+        raise NotSupported(
             "rollout=shadow needs the local or docker target: their traffic front copies requests"
         )
 

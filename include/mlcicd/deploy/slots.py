@@ -19,7 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlcicd.deploy.base import STAGED_AT, STAGED_BY, Deployment, SmokeTest, smoke_test, wait_healthy
+from mlcicd.deploy.base import (
+    STAGED_AT,
+    STAGED_BY,
+    Deployment,
+    DeployTarget,
+    SmokeTest,
+    smoke_test,
+    wait_healthy,
+)
 from mlcicd.deploy.haproxy import SLOTS, Front, SlotConfig
 from mlcicd.errors import DeployError
 from mlcicd.release import Release
@@ -31,9 +39,9 @@ log = logging.getLogger("mlcicd")
 FULL = 100  # the weight of a slot that takes all traffic
 
 
-class FrontedTarget:
-    name = "?"
+class FrontedTarget(DeployTarget):
     rollouts = ("switch", "canary", "shadow")
+    can_stage = True
     stages_switch = True  # a switch, too, stages the candidate beside the stable version first
 
     def __init__(self, settings: Settings, model_name: str) -> None:
@@ -44,10 +52,6 @@ class FrontedTarget:
         self.front = Front(self.root / "front")
 
     # -- what a subclass provides -------------------------------------------------------------
-
-    @property
-    def endpoint(self) -> str:
-        raise NotImplementedError
 
     def _bind(self) -> str:
         """The front's ``bind`` line."""

@@ -204,7 +204,7 @@ def _reconcile(
     from mlcicd import deploy as dep
     from mlcicd import registry
 
-    leftover = target.candidate() if hasattr(target, "candidate") else None
+    leftover = target.candidate()
     held = dep.held_elsewhere(settings, target, run_id) if repair else None
     if held:  # another run's rollout in progress: a second run of the model is refused, nothing touched
         raise DeployError(f"{held}; this run of {name} was refused before it changed anything")

@@ -1,3 +1,3 @@
-from mlcicd.serving.server import main
+from mlcicd.serving.start import main
 
 main()

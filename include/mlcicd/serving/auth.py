@@ -7,9 +7,10 @@ smoke tests, the rollout analysis) import it without FastAPI.
 from __future__ import annotations
 
 import hmac
-import os
 
-TOKEN_ENV, METRICS_TOKEN_ENV = "MLCICD_SERVER_TOKEN", "MLCICD_SERVER_METRICS_TOKEN"
+from mlcicd.serving import config
+
+TOKEN_ENV, METRICS_TOKEN_ENV = config.name_of("token"), config.name_of("metrics_token")
 # The same token in a header of its own, for callers whose Authorization header is taken (the
 # Kubernetes API server's pod proxy authenticates the caller with it and does not pass it on).
 TOKEN_HEADER = "X-Mlcicd-Token"
@@ -19,7 +20,7 @@ OPEN_PATHS = ("/health", "/v2/health/live", "/v2/health/ready")  # probes and th
 def auth_headers(metrics: bool = False) -> dict[str, str]:
     """What a client of the servers (smoke tests, the rollout analysis) sends: the token the
     servers were given, from the same setting."""
-    token = os.getenv(METRICS_TOKEN_ENV if metrics else TOKEN_ENV, "")
+    token = config.value("metrics_token" if metrics else "token")
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
@@ -29,19 +30,28 @@ def token_header(metrics: bool = False) -> dict[str, str]:
     return {TOKEN_HEADER: sent} if sent else {}
 
 
-def refusal(path: str, authorization: str | None, token_header: str | None = None) -> str | None:
-    """Why a request must be refused (401), or None. With ``MLCICD_SERVER_TOKEN`` set, every path
-    but the health probes needs it; ``/metrics`` needs ``MLCICD_SERVER_METRICS_TOKEN`` when that is
-    set (and is open otherwise, for a scraper)."""
+def refusal(
+    path: str,
+    authorization: str | None,
+    token_header: str | None = None,
+    *,
+    token: str | None,
+    metrics_token: str | None,
+) -> str | None:
+    """Why a request must be refused (401), or None. With ``token`` set (the server's
+    ``MLCICD_SERVER_TOKEN``), every path but the health probes needs it; ``/metrics`` needs
+    ``metrics_token`` (``MLCICD_SERVER_METRICS_TOKEN``) when that is set, and is open otherwise, for a
+    scraper."""
     if path in OPEN_PATHS:
         return None
-    setting = METRICS_TOKEN_ENV if path == "/metrics" else TOKEN_ENV
-    token = os.getenv(setting, "")
-    if not token:
+    metrics = path == "/metrics"
+    expected = metrics_token if metrics else token
+    if not expected:
         return None
     scheme, _, sent = (authorization or "").partition(" ")
     if scheme.lower() != "bearer":
         sent = token_header or ""
-    if hmac.compare_digest(sent.strip().encode(), token.encode()):
+    if hmac.compare_digest(sent.strip().encode(), expected.encode()):
         return None
+    setting = METRICS_TOKEN_ENV if metrics else TOKEN_ENV
     return f"this endpoint needs 'Authorization: Bearer <token>' with the token set in {setting}"

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from mlcicd.serving.config import name_of
 from mlcicd.serving.inputs import BadInput
 
 ERROR_CODES = {400: "BAD_REQUEST", 413: "REQUEST_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}
@@ -25,13 +26,16 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise BadInput(f"the body has {int(declared)} bytes; at most {limit} are accepted "
-                       "(MLCICD_SERVER_MAX_BODY_BYTES): split it into smaller requests", status=413)  # fmt: skip
+        raise BadInput(
+            f"the body has {int(declared)} bytes; at most {limit} are accepted "
+            f"({name_of('max_body_bytes')}): split it into smaller requests",
+            status=413,
+        )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BadInput(f"the body exceeds {limit} bytes (MLCICD_SERVER_MAX_BODY_BYTES)", status=413)
+            raise BadInput(f"the body exceeds {limit} bytes ({name_of('max_body_bytes')})", status=413)
         chunks.append(chunk)
     return b"".join(chunks)
 

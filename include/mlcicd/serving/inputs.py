@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from mlcicd.serving.config import name_of
+
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 PAYLOAD_HINT = (
     "send a JSON object with exactly one of 'dataframe_split', 'dataframe_records', 'instances' or "
@@ -254,7 +256,7 @@ def typed(table: dict[str, list[Any]], rows: int, columns: list[Column], max_row
 
 def _too_many(rows: int, max_rows: int) -> None:
     raise BadInput(
-        f"the request holds {rows} rows; at most {max_rows} are accepted (MLCICD_SERVER_MAX_ROWS): "
+        f"the request holds {rows} rows; at most {max_rows} are accepted ({name_of('max_rows')}): "
         "split it into smaller requests",
         status=413,
     )

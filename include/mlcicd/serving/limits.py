@@ -1,11 +1,13 @@
-"""The model server's limits and worker count, from the environment (the server runs in images
-and pods where the project's settings module is not configured)."""
+"""The model server's limits and worker count: from its settings (:mod:`.config`), fitted to the
+container it runs in."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+
+from mlcicd.serving.config import DEFAULTS, ServerSettings, name_of
 
 # A JSON body in memory while it is parsed: itself and about 6 times its size as Python lists (measured:
 # a 9.3 MiB dataframe_split of 150,000 x 8 numbers peaked at 55.6 MiB in parse_json and table_from_mlflow).
@@ -15,34 +17,20 @@ REQUEST_MEMORY_SHARE = (
 )
 
 
-def _env(name: str, default: float) -> float:
-    raw = os.getenv(name, "").strip()
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        raise SystemExit(f"{name}={raw!r} is not a number") from None
-    if value < 0:
-        raise SystemExit(f"{name}={raw!r} must not be negative")
-    return value
-
-
 @dataclass(frozen=True)
 class Limits:
-    max_body_bytes: int = 8 * 2**20
-    max_rows: int = 10_000
-    max_concurrency: int = 64
-    timeout_s: float = 30.0
-    batch_rows: int = 256
-    batch_wait_ms: float = 2.0
+    """The settings that bound a request (their defaults unless given)."""
+
+    max_body_bytes: int = DEFAULTS.max_body_bytes
+    max_rows: int = DEFAULTS.max_rows
+    max_concurrency: int = DEFAULTS.max_concurrency
+    timeout_s: float = DEFAULTS.timeout_s
+    batch_rows: int = DEFAULTS.batch_rows
+    batch_wait_ms: float = DEFAULTS.batch_wait_ms
 
     @classmethod
-    def from_env(cls) -> Limits:
-        d = cls()
-        return cls(
-            int(_env("MLCICD_SERVER_MAX_BODY_BYTES", d.max_body_bytes)), int(_env("MLCICD_SERVER_MAX_ROWS", d.max_rows)),
-            int(_env("MLCICD_SERVER_MAX_CONCURRENCY", d.max_concurrency)), _env("MLCICD_SERVER_TIMEOUT_S", d.timeout_s),
-            int(_env("MLCICD_SERVER_BATCH_ROWS", d.batch_rows)), _env("MLCICD_SERVER_BATCH_WAIT_MS", d.batch_wait_ms),
-        )  # fmt: skip
+    def of(cls, settings: ServerSettings) -> Limits:
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
 
     def fitted(self, memory_bytes: int | None, workers: int) -> Limits:
         """These limits with ``max_concurrency`` lowered so that every worker's bodies in flight, at
@@ -54,16 +42,16 @@ class Limits:
         return replace(self, max_concurrency=min(self.max_concurrency, most))
 
 
-def fitted_limits(workers: int) -> tuple[Limits, str | None]:
+def fitted_limits(settings: ServerSettings, workers: int) -> tuple[Limits, str | None]:
     """The settings' limits fitted to this container's memory, and what was lowered (None: nothing)."""
-    asked = Limits.from_env()
+    asked = Limits.of(settings)
     memory = memory_limit()
     limits = asked.fitted(memory, workers)
     if limits.max_concurrency == asked.max_concurrency:
         return limits, None
     return limits, (
         f"at most {limits.max_concurrency} requests in flight per worker, not {asked.max_concurrency} "
-        f"(MLCICD_SERVER_MAX_CONCURRENCY): with {workers} worker(s), bodies of up to {limits.max_body_bytes} "
+        f"({name_of('max_concurrency')}): with {workers} worker(s), bodies of up to {limits.max_body_bytes} "
         f"bytes must fit in half of the container's {memory} bytes"
     )
 
@@ -89,10 +77,6 @@ def available_cores() -> int:
     return cores
 
 
-def server_workers() -> int:
-    raw = os.getenv("MLCICD_SERVER_WORKERS", "auto").strip() or "auto"
-    if raw == "auto":
-        return min(available_cores(), 8)
-    if not raw.isdigit() or int(raw) < 1:
-        raise SystemExit(f"MLCICD_SERVER_WORKERS={raw!r}: give a number of processes (1 or more) or auto")
-    return int(raw)
+def server_workers(settings: ServerSettings) -> int:
+    """The server's processes: as set, or (``auto``) the cores it is given, at most 8."""
+    return settings.workers or min(available_cores(), 8)

@@ -1,12 +1,12 @@
 """The model server's Prometheus metrics, labelled by model version and traffic.
 
 With several worker processes, each records into files of ``PROMETHEUS_MULTIPROC_DIR`` (set by
-the server's ``main``) and ``/metrics`` merges them (prometheus_client's multiprocess mode).
+the server's ``main``; prometheus_client reads it too) and ``/metrics`` merges them (prometheus_client's
+multiprocess mode).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -17,11 +17,12 @@ BATCH_ROW_BUCKETS = (1, 5, 20, 100, 500, 2000, 10000)
 class ServerMetrics:
     """Requests by status, latency, predicted classes, batch sizes, dropped log records."""
 
-    def __init__(self, name: str, served: str) -> None:
+    def __init__(self, name: str, served: str, multiprocess: bool = False) -> None:
+        """``multiprocess``: the server runs several worker processes (``prometheus_multiproc_dir`` set)."""
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
-        self.served = served
+        self.served, self.multiprocess = served, multiprocess
         # Labelled by version, and by traffic: live (through the front), shadow (a mirrored copy),
         # probe (a smoke test sent straight to this server).
         labels = ["status", "model_version", "traffic"]
@@ -60,7 +61,7 @@ class ServerMetrics:
         from starlette.responses import Response
 
         registry = self.registry
-        if os.getenv("PROMETHEUS_MULTIPROC_DIR"):
+        if self.multiprocess:
             from prometheus_client import multiprocess
 
             registry = CollectorRegistry()

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from mlcicd.serving import config
+
 DIGEST_TAG = "mlcicd.model_digest"
-DIGEST_ENV = "MLCICD_MODEL_DIGEST"  # a server refuses a bundle whose digest is not this one
+DIGEST_ENV = config.name_of("model_digest")  # a server refuses a bundle whose digest is not this one
 MODEL_FILE = "model.skops"
 UNDIGESTED = frozenset({"registered_model_meta"})
 # Types skops does not trust by default, which the pipelines of ``training.build_pipeline`` hold
@@ -145,8 +146,9 @@ def release_digest(release: dict[str, Any]) -> str | None:
 
     Raises:
         UntrustedModel: the two differ.
+        config.SettingError: ``MLCICD_MODEL_DIGEST`` is not a digest.
     """
-    pinned = os.getenv(DIGEST_ENV)
+    pinned = config.value("model_digest")
     if pinned and pinned != release.get("model_digest"):
         raise UntrustedModel(
             f"{release.get('model_name')} v{release.get('version')}: release.json names digest "

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from mlcicd.serving import config
 from mlcicd.serving.logrecords import expand, nbytes, plain
 
 
@@ -36,7 +37,8 @@ class PredictionLogger:
     file (``max_bytes``, then the hour's next file), and the folder (``retention_hours`` and
     ``max_total_bytes``: the oldest files go first). Every record lost, whatever the reason (a full
     queue, a value that is not JSON, a failing disk), is counted in ``dropped`` and reported to
-    ``on_drop``; a failed write is cut back, so no line is ever partial."""
+    ``on_drop``; a failed write is cut back, so no line is ever partial. Bounds not given are the
+    server's settings (:mod:`.config`)."""
 
     def __init__(
         self, directory: Path | None, max_queue: int = 100_000, max_bytes: int = 100 * 2**20,
@@ -45,20 +47,22 @@ class PredictionLogger:
     ) -> None:  # fmt: skip
         self.directory = directory
         self.max_bytes = max_bytes
-        self.retention_hours = retention_hours if retention_hours is not None else _setting(
-            "MLCICD_PREDICTION_LOG_RETENTION_HOURS", 24 * 30)  # fmt: skip
-        self.max_total_bytes = int(max_total_bytes if max_total_bytes is not None else _setting(
-            "MLCICD_PREDICTION_LOG_MAX_BYTES", 10 * 2**30))  # fmt: skip
+        given = (retention_hours, max_total_bytes, max_queue_bytes)
+        settings = config.read() if None in given else config.DEFAULTS
+        self.retention_hours = (
+            retention_hours if retention_hours is not None else settings.prediction_log_retention_hours
+        )
+        self.max_total_bytes = (
+            max_total_bytes if max_total_bytes is not None else settings.prediction_log_max_bytes
+        )
+        self.max_queue_bytes = (
+            max_queue_bytes if max_queue_bytes is not None else settings.prediction_log_max_queue_bytes
+        )
         self.on_drop = on_drop
         self.dropped = 0
         self.written = 0
         self._current: Path | None = None
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=max_queue)
-        self.max_queue_bytes = int(
-            max_queue_bytes
-            if max_queue_bytes is not None
-            else _setting("MLCICD_PREDICTION_LOG_MAX_QUEUE_BYTES", 64 * 2**20)
-        )
         self._queued_bytes = 0
         self._queued_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -185,14 +189,6 @@ class PredictionLogger:
                 with contextlib.suppress(OSError):
                     f.unlink()
                     total -= size
-
-
-def _setting(name: str, default: float) -> float:
-    raw = os.getenv(name, "").strip()
-    try:
-        return float(raw) if raw else default
-    except ValueError:
-        return default
 
 
 # Reading a window is bounded whatever clients sent: lines longer than this are hostile and never

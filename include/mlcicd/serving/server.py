@@ -9,12 +9,13 @@ are scored together (:mod:`.batching`), by the fast path where it was proven equ
 pipeline (:mod:`.fastpath`), in ``MLCICD_SERVER_WORKERS`` processes (default: the cores the server
 is given), each with the model loaded once.
 
-Limits (environment): ``MLCICD_SERVER_MAX_BODY_BYTES`` (413), ``MLCICD_SERVER_MAX_ROWS`` (413),
-``MLCICD_SERVER_MAX_CONCURRENCY`` per worker (503 with ``Retry-After``, so that ``/health`` always
-answers), ``MLCICD_SERVER_TIMEOUT_S`` (503), ``MLCICD_SERVER_BATCH_ROWS`` and
-``MLCICD_SERVER_BATCH_WAIT_MS`` (the batcher's bounds).
+Limits (settings, :mod:`.config`): ``MLCICD_SERVER_MAX_BODY_BYTES`` (413), ``MLCICD_SERVER_MAX_ROWS``
+(413), ``MLCICD_SERVER_MAX_CONCURRENCY`` per worker (503 with ``Retry-After``, so that ``/health``
+always answers), ``MLCICD_SERVER_TIMEOUT_S`` (503), ``MLCICD_SERVER_BATCH_ROWS`` and
+``MLCICD_SERVER_BATCH_WAIT_MS`` (the batcher's bounds). The settings are read once, when the server
+starts; a bad one stops it with a message naming it.
 
-Run it with ``python -m mlcicd.serving --model-dir DIR --port 5100``.
+Run it with ``python -m mlcicd.serving --model-dir DIR --port 5100`` (:mod:`.start`).
 
 Native thread pools (OpenMP, BLAS) are limited to ``MLCICD_SERVER_THREADS`` (default 1): a
 request's few rows gain nothing from threads, and OpenMP threads that spin-wait beside another busy
@@ -22,10 +23,8 @@ process (a retraining on the same machine) made a 7 ms prediction take up to 1.7
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoint annotations at run time.
-import argparse
 import json
 import logging
-import os
 import time
 import uuid
 import warnings
@@ -37,10 +36,12 @@ from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from mlcicd.serving import config
 from mlcicd.serving.auth import TOKEN_HEADER, refusal
+from mlcicd.serving.config import ServerSettings, name_of
 from mlcicd.serving.http import ERROR_CODES, SafeJSON, error_response, read_body
 from mlcicd.serving.inputs import BadInput
-from mlcicd.serving.limits import Limits, fitted_limits, server_workers
+from mlcicd.serving.limits import Limits
 
 log = logging.getLogger("mlcicd.serving")
 VERSION_HEADER = "X-Model-Version"  # on every response: the version that answered
@@ -59,17 +60,16 @@ def read_release(model_dir: Path) -> dict[str, Any]:
     return json.loads((model_dir / "release.json").read_text())
 
 
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def server_threads() -> int:
-    return max(1, int(os.getenv("MLCICD_SERVER_THREADS", "1")))
-
-
-def create_app(model_dir: Path, prediction_log: Path | None = None, limits: Limits | None = None) -> FastAPI:
+def create_app(
+    model_dir: Path,
+    prediction_log: Path | None = None,
+    limits: Limits | None = None,
+    settings: ServerSettings | None = None,
+) -> FastAPI:
     """Load the model in ``model_dir`` and build the ASGI app.
 
     ``prediction_log``: folder for the prediction log (see :mod:`mlcicd.serving.predlog`); None disables it.
+    ``limits`` and ``settings``: the server's settings' (:mod:`.config`, read now) unless given.
     """
     import asyncio
 
@@ -82,7 +82,8 @@ def create_app(model_dir: Path, prediction_log: Path | None = None, limits: Limi
     from mlcicd.serving.metrics import ServerMetrics
     from mlcicd.serving.predlog import PredictionLogger
 
-    limits = limits or Limits.from_env()
+    settings = settings or config.read()
+    limits = limits or Limits.of(settings)
     release = read_release(model_dir)
     name, served = str(release.get("model_name")), str(release.get("version"))
     with warnings.catch_warnings():
@@ -91,16 +92,26 @@ def create_app(model_dir: Path, prediction_log: Path | None = None, limits: Limi
             model_dir / "model", modelfile.release_digest(release), f"{name} v{served}"
         )
     columns = inputs.columns_of(specs)
-    threadpool_limits(limits=server_threads())  # the libraries the model loaded, in this thread
+    threadpool_limits(limits=settings.threads)  # the libraries the model loaded, in this thread
     scorer = Scorer(pipeline, columns)
     output_type = v2.datatype_of(np.asarray(getattr(pipeline, "classes_", [0])))
-    metrics = ServerMetrics(name, served)
-    batcher = Batcher(scorer.predict, limits.batch_rows, limits.batch_wait_ms / 1000, metrics.batch,
-                      initializer=lambda: threadpool_limits(limits=server_threads()))  # fmt: skip
-    predlog = PredictionLogger(prediction_log, on_drop=metrics.dropped.inc)
+    metrics = ServerMetrics(name, served, multiprocess=settings.prometheus_multiproc_dir is not None)
+    batcher = Batcher(
+        scorer.predict,
+        limits.batch_rows,
+        limits.batch_wait_ms / 1000,
+        metrics.batch,
+        initializer=lambda: threadpool_limits(limits=settings.threads),
+    )
+    bounds = {
+        "retention_hours": settings.prediction_log_retention_hours,
+        "max_total_bytes": settings.prediction_log_max_bytes,
+        "max_queue_bytes": settings.prediction_log_max_queue_bytes,
+    }
+    predlog = PredictionLogger(prediction_log, on_drop=metrics.dropped.inc, **bounds)
     # Answers to mirrored copies: beside the live log, never in it (the monitor reads only the live one).
     shadow_log = PredictionLogger(
-        prediction_log / SHADOW_DIR if prediction_log else None, on_drop=metrics.dropped.inc
+        prediction_log / SHADOW_DIR if prediction_log else None, on_drop=metrics.dropped.inc, **bounds
     )
     app = FastAPI(title=f"mlcicd model server: {name} v{served}")
     app.state.model_dir, app.state.prediction_log, app.state.shadow_log = model_dir, predlog, shadow_log
@@ -110,7 +121,11 @@ def create_app(model_dir: Path, prediction_log: Path | None = None, limits: Limi
     @app.middleware("http")
     async def guard_and_name_the_version(request: Request, call_next: Any) -> Any:
         denied = refusal(
-            request.url.path, request.headers.get("authorization"), request.headers.get(TOKEN_HEADER)
+            request.url.path,
+            request.headers.get("authorization"),
+            request.headers.get(TOKEN_HEADER),
+            token=settings.token,
+            metrics_token=settings.metrics_token,
         )
         if denied:
             v2_model = "" if request.url.path.startswith("/v2") else None
@@ -177,8 +192,13 @@ def create_app(model_dir: Path, prediction_log: Path | None = None, limits: Limi
         started = time.perf_counter()
         traffic = traffic_of(request)
         if inflight >= limits.max_concurrency:
-            response = error_response(v2_model, 503, "OVERLOADED", f"{inflight} requests are in progress on this worker "
-                              "(MLCICD_SERVER_MAX_CONCURRENCY); retry shortly", retry=True)  # fmt: skip
+            response = error_response(
+                v2_model,
+                503,
+                "OVERLOADED",
+                f"{inflight} requests are in progress on this worker ({name_of('max_concurrency')}); retry shortly",
+                retry=True,
+            )
         else:
             inflight += 1
             try:
@@ -220,8 +240,13 @@ def create_app(model_dir: Path, prediction_log: Path | None = None, limits: Limi
             )
         except TimeoutError:
             if not reading:
-                return error_response(v2_model, 503, "TIMEOUT", f"not scored within {limits.timeout_s:g} s "
-                              "(MLCICD_SERVER_TIMEOUT_S); retry shortly", retry=True)  # fmt: skip
+                return error_response(
+                    v2_model,
+                    503,
+                    "TIMEOUT",
+                    f"not scored within {limits.timeout_s:g} s ({name_of('timeout_s')}); retry shortly",
+                    retry=True,
+                )
             return error_response(
                 v2_model, 408, "REQUEST_TIMEOUT", f"the body did not arrive within {limits.timeout_s:g} s"
             )
@@ -271,86 +296,3 @@ def _package_version() -> str:
         return version("mlcicd")
     except PackageNotFoundError:
         return "0"
-
-
-def app_from_env() -> FastAPI:
-    """The app of one worker process (``uvicorn --factory``): its model directory from the environment."""
-    log_dir = os.getenv("MLCICD_PREDICTION_LOG_DIR")
-    return create_app(Path(os.environ["MLCICD_MODEL_DIR"]), Path(log_dir) if log_dir else None)
-
-
-def check_health(port: int) -> int:
-    """The image's HEALTHCHECK: 0 when ``/health`` on this container answers ok."""
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-            return 0 if json.load(r).get("status") == "ok" else 1
-    except (OSError, ValueError):
-        return 1
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mlcicd.serving", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--model-dir", type=Path, default=os.getenv("MLCICD_MODEL_DIR") or None,
-        help="folder with model/ and release.json (default: MLCICD_MODEL_DIR)",
-    )  # fmt: skip
-    parser.add_argument("--host", default=os.getenv("HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.getenv("PORT", "5100")))
-    parser.add_argument(
-        "--prediction-log",
-        type=Path,
-        default=os.getenv("MLCICD_PREDICTION_LOG_DIR") or None,
-        help="folder of the prediction log (default: MLCICD_PREDICTION_LOG_DIR; unset: off)",
-    )
-    parser.add_argument("--check-health", action="store_true", help="probe this server's /health and exit")
-    args = parser.parse_args(argv)
-    if args.check_health:
-        raise SystemExit(check_health(args.port))
-    if args.model_dir is None:
-        parser.error("--model-dir (or MLCICD_MODEL_DIR) is required")
-    from mlcicd.serving.modelfile import UntrustedModel, verified_release
-
-    try:
-        verified_release(args.model_dir)
-    except (UntrustedModel, OSError, ValueError) as exc:
-        raise SystemExit(f"mlcicd model server: not starting: {exc}") from None
-    for var in THREAD_VARS:  # before the native libraries start: every thread of the process
-        os.environ[var] = str(server_threads())
-    workers = server_workers()
-    limits, lowered = fitted_limits(workers)  # a bad setting is refused here, once, not in every worker
-    if lowered:
-        log.warning("%s", lowered)
-    os.environ["MLCICD_SERVER_MAX_CONCURRENCY"] = str(limits.max_concurrency)  # the workers' apps read it
-    import uvicorn
-
-    if workers == 1:
-        app = create_app(args.model_dir, args.prediction_log, limits)
-        try:
-            uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-        finally:
-            app.state.prediction_log.close()
-            app.state.shadow_log.close()
-        return
-    # Several processes, each with the model loaded once; their metrics are merged from files.
-    import shutil
-    import tempfile
-
-    metrics_dir = tempfile.mkdtemp(prefix="mlcicd-metrics-")
-    os.environ.update(
-        {"PROMETHEUS_MULTIPROC_DIR": metrics_dir, "MLCICD_MODEL_DIR": str(args.model_dir.resolve())}
-    )
-    if args.prediction_log is not None:
-        os.environ["MLCICD_PREDICTION_LOG_DIR"] = str(args.prediction_log.resolve())
-    else:
-        os.environ.pop("MLCICD_PREDICTION_LOG_DIR", None)
-    try:
-        uvicorn.run("mlcicd.serving.server:app_from_env", factory=True, workers=workers, host=args.host,
-                    port=args.port, log_level="warning")  # fmt: skip
-    finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    main()

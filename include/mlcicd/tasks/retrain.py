@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 from mlcicd import record, trust
 from mlcicd import runparams as p
 from mlcicd.boundary import mlflow_client, push_links, run_dir, stage, working_on
-from mlcicd.errors import ChampionUnusable, ValidationFailed
+from mlcicd.errors import ValidationFailed
 from mlcicd.names import Task, mlflow_run_url
 from mlcicd.suite_schema import check_suite
 from mlcicd.training import REFERENCE_ARTIFACT
@@ -122,12 +121,11 @@ def train(
     selected: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train the candidate (the search's choice, if any) and log it to MLflow with its batch's validation."""
-    from mlcicd import data, registry, signing, training
-    from mlcicd.tasks.search import chosen_candidate
+    from mlcicd import data, registry, search, signing, training
 
     with stage(run_id, Task.TRAIN) as settings:
         ref = data.BatchRef.from_dict(batch)
-        chosen, parent_run_id = chosen_candidate(selected)
+        chosen, parent_run_id = search.chosen_candidate(selected)
         hp = p.train_params(params, chosen)
         _, experiment_id = mlflow_client(settings)
         result = training.train_and_log(
@@ -178,7 +176,7 @@ def evaluate(
     """Score candidate and champion on the same holdout; the interval of their difference (DeLong or bootstrap)."""
     import pandas as pd
 
-    from mlcicd import data, evaluation, registry
+    from mlcicd import champion, data, evaluation, registry
     from mlcicd.training import TrainResult
 
     with stage(run_id, Task.EVALUATE) as settings:
@@ -197,7 +195,7 @@ def evaluate(
         champ_metrics = comparison = None
         curves = {"candidate": cand}
         if champ_ref is not None:
-            champ = champion_scores(champ_ref, str(params["model_name"]), x, settings.tracking_uri)
+            champ = champion.scores(champ_ref, str(params["model_name"]), x, settings.tracking_uri)
             curves[f"champion v{champ_ref.version}"] = champ
             champ_metrics = evaluation.all_metrics(y, champ)
             comparison = evaluation.compare(
@@ -223,55 +221,6 @@ def evaluate(
         )
         log.info("candidate holdout metrics: %s", {k: round(v, 4) for k, v in cand_metrics.items()})
         return result.to_dict()
-
-
-def load_champion(champ: Any, model_name: str, tracking_uri: str, attempts: int = 3) -> Any:
-    """The champion's model, tried ``attempts`` times; ChampionUnusable (the gate fails closed) after."""
-    from mlcicd import registry
-    from mlcicd.serving.modelfile import UntrustedModel
-
-    what = f"champion v{champ.version} of {model_name} ({champ.model_uri})"
-    for attempt in range(1, attempts + 1):
-        try:
-            return registry.load_verified(champ.model_uri, champ.digest, tracking_uri, what)
-        except UntrustedModel as exc:  # no retry: the files will not change back
-            raise ChampionUnusable(f"{exc}. {_fail_closed(champ, model_name)}") from exc
-        except Exception as exc:  # any failure to load: MLflow away, artifact missing or corrupt
-            if attempt == attempts:
-                raise ChampionUnusable(
-                    f"{what} could not be loaded after {attempts} attempts ({type(exc).__name__}: {exc}). "
-                    f"{_fail_closed(champ, model_name)}"
-                ) from exc
-            log.warning("loading %s failed (%s); retrying", what, exc)
-            time.sleep(2 * attempt)
-    raise AssertionError("unreachable")
-
-
-def _fail_closed(champ: Any, model_name: str) -> str:
-    return (
-        f"The gate fails closed: nothing was promoted and v{champ.version} keeps serving. Repair or "
-        f"re-register that version's model, or, to let the thresholds alone decide, remove the alias: "
-        f"MlflowClient().delete_registered_model_alias({model_name!r}, 'champion')"
-    )
-
-
-def champion_scores(champ: Any, model_name: str, x: Any, tracking_uri: str, attempts: int = 3) -> Any:
-    """The serving champion's scores on the holdout; ChampionUnusable when it cannot give them.
-
-    The gate fails closed: a champion that exists but cannot be compared stops the run, it never
-    lets the thresholds alone decide. Loading is tried ``attempts`` times (the tracking server or
-    the artifact store may be briefly away); scoring is deterministic and tried once.
-    """
-    from mlcicd import evaluation
-
-    model = load_champion(champ, model_name, tracking_uri, attempts)
-    try:
-        return evaluation.score(model, x)
-    except Exception as exc:  # e.g. the batch's columns no longer fit the champion
-        raise ChampionUnusable(
-            f"champion v{champ.version} of {model_name} ({champ.model_uri}) could not score this holdout "
-            f"({type(exc).__name__}: {exc}). {_fail_closed(champ, model_name)}"
-        ) from exc
 
 
 def decide(

@@ -30,9 +30,9 @@ def scan_model(
 ) -> dict[str, Any]:
     import pandas as pd
 
+    from mlcicd import champion as champions
     from mlcicd import data, registry, scan
     from mlcicd.scan.report import render
-    from mlcicd.tasks.retrain import load_champion
 
     with stage(run_id, Task.SCAN) as settings:
         ref = data.BatchRef.from_dict(batch)
@@ -55,7 +55,7 @@ def scan_model(
         if version:
             champ_ref = trust.trusted_champion(c, settings.signing_key(), str(params["model_name"]))
             if champ_ref is not None and champ_ref.version == version:
-                model = load_champion(champ_ref, str(params["model_name"]), settings.tracking_uri)
+                model = champions.load(champ_ref, str(params["model_name"]), settings.tracking_uri)
                 champion = scan.scan(model, x, y, thresholds, seed).to_dict()
         found = candidate.to_dict()
         new = scan.new_major(found, champion)

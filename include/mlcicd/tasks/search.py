@@ -8,19 +8,15 @@ then refitted on the whole training part by ``train_model``, into the search's M
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import signal
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from mlcicd import record
 from mlcicd import runparams as p
 from mlcicd.boundary import mlflow_client, push_links, run_dir, stage
-from mlcicd.errors import ConfigError, TrainingFailed
+from mlcicd.errors import TrainingFailed
 from mlcicd.names import Task, mlflow_run_url
 
 log = logging.getLogger("mlcicd")
@@ -29,19 +25,16 @@ NONE = {"name": "none"}  # the plan of search=none: no candidate, train_model tr
 PARENT_TAG, CANDIDATE_TAG = "mlcicd.search_parent", "mlcicd.candidate"
 
 
-class CandidateTimeout(Exception):
-    """The candidate's fit took longer than the run's ``search_timeout_s``."""
-
-
 def plan(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
     """The candidates (for ``.expand``: an empty list for search=none), each with the search's plan
     under ``search``: its split, parent run, metric and time-out."""
     import numpy as np
 
     from mlcicd import data, search, training
+    from mlcicd.search import limits
 
     with stage(run_id, Task.PLAN_SEARCH) as settings:
-        limit, timeout = budget(params, settings)
+        limit, timeout = limits.budget(params, settings)
         name, found = search.candidates(params["search"], int(params["random_seed"]), limit)
         if not found:
             record.update(run_dir(settings, run_id), search=NONE)
@@ -69,27 +62,6 @@ def plan(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> list[dic
         log.info("search %s: %s candidates, fitted on %s rows and compared on %s (%s)\n%s", name, len(found),
                  len(fit), len(validation), meta["metric"], "\n".join(f"  {f.label()}" for f in found))  # fmt: skip
         return [{**f.to_dict(), "search": meta} for f in found]
-
-
-def budget(params: dict[str, Any], settings: Any) -> tuple[int, int]:
-    """(max candidates, time-out per candidate in s): the run's, or the installation's ceilings.
-
-    Raises:
-        ConfigError: a param above its ceiling.
-    """
-    out = []
-    for name, ceiling in (
-        ("search_max_candidates", settings.search_max_candidates),
-        ("search_timeout_s", settings.search_timeout_s),
-    ):
-        asked = params.get(name)
-        if asked is not None and int(asked) > ceiling:
-            raise ConfigError(
-                f"{name}={asked} is above this installation's ceiling of {ceiling} "
-                f"(MLCICD_{name.upper()}): ask for at most {ceiling}, or leave it empty"
-            )
-        out.append(ceiling if asked is None else int(asked))
-    return out[0], out[1]
 
 
 def _parent_run(
@@ -127,6 +99,7 @@ def train_candidate(
     from threadpoolctl import threadpool_limits
 
     from mlcicd import data, evaluation, training
+    from mlcicd.search import limits
 
     with stage(run_id, f"{Task.TRAIN_CANDIDATE}[{candidate['index']}]") as settings:
         meta, candidate = candidate["search"], {k: v for k, v in candidate.items() if k != "search"}
@@ -141,8 +114,8 @@ def train_candidate(
         try:
             hp = p.train_params(params, candidate)
             pipeline = training.build_pipeline(fit.drop(columns=[ref.target]), hp)
-            with threadpool_limits(limits=native_threads(settings.search_parallelism)):
-                with time_limit(float(meta["timeout_s"])):
+            with threadpool_limits(limits=limits.native_threads(settings.search_parallelism)):
+                with limits.time_limit(float(meta["timeout_s"])):
                     pipeline.fit(fit.drop(columns=[ref.target]), fit[ref.target])
             result["fit_seconds"] = round(time.monotonic() - started, 3)
             metrics = evaluation.all_metrics(val[ref.target].to_numpy(),
@@ -157,15 +130,6 @@ def train_candidate(
         log.info("candidate %s %s %s: %s", candidate["index"], candidate["estimator"], candidate["params"],
                  result["error"] or f"validation {meta['metric']} {result['validation_metric']:.4f}")  # fmt: skip
         return result
-
-
-def native_threads(parallelism: int) -> int:
-    """OpenMP/BLAS threads for one candidate's fit: the cores shared among the candidates at once.
-
-    Gradient boosting takes every core by default; two such fits side by side (with libgomp's
-    threads spinning while they wait) ran slower together than one after the other.
-    """
-    return max(1, len(os.sched_getaffinity(0)) // max(1, parallelism))
 
 
 def _child_run(c: Any, meta: dict[str, Any], run_id: str, candidate: dict[str, Any]) -> str:
@@ -197,35 +161,6 @@ def _log_candidate(c: Any, child: str, result: dict[str, Any]) -> None:
     tags = [RunTag("mlcicd.error", result["error"])] if result["error"] else []
     c.log_batch(child, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()], tags=tags)
     c.set_terminated(child, "FAILED" if result["error"] else "FINISHED")
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Raise CandidateTimeout in the block after ``seconds`` (SIGALRM: the task's main thread only).
-
-    scikit-learn's fits return to Python between iterations, trees or solver steps, where the signal
-    is handled. An exception raised from a handler that interrupts a garbage-collector callback is
-    swallowed by Python, so the alarm repeats every 0.2 s until one lands; it never fires once the
-    block is left. Elsewhere (a thread) the block runs without a limit and says so.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        log.warning("not on the main thread: the candidate runs without its %s s time-out", seconds)
-        yield
-        return
-    armed = [True]
-
-    def expire(signum: int, frame: Any) -> None:
-        if armed[0]:
-            raise CandidateTimeout(f"the fit took longer than search_timeout_s={seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds, 0.2)
-    try:
-        yield
-    finally:
-        armed[0] = False
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def select(
@@ -278,10 +213,3 @@ def _log_search(settings: Any, meta: dict[str, Any], results: list[dict[str, Any
     c.set_tag(parent, "mlcicd.search_chosen", "none" if chosen is None else str(chosen))
     for row in rows:
         c.set_tag(row["mlflow_run_id"], "mlcicd.chosen", str(row["chosen"]).lower())
-
-
-def chosen_candidate(selected: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str | None]:
-    """(the chosen candidate, the parent run to train it into), or (None, None) for search=none."""
-    if not selected or not selected.get("chosen"):
-        return None, None
-    return selected["chosen"], selected["parent_run_id"]

@@ -299,3 +299,10 @@ def plot(results: Sequence[dict[str, Any]], metric: str, chosen: int | None) -> 
     fig.suptitle("Candidates: validation metric against each hyperparameter", x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.9))
     return fig
+
+
+def chosen_candidate(selected: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str | None]:
+    """(the chosen candidate, the parent run to train it into), or (None, None) for search=none."""
+    if not selected or not selected.get("chosen"):
+        return None, None
+    return selected["chosen"], selected["parent_run_id"]
