@@ -140,3 +140,126 @@ def test_the_checks_can_fail():
     assert upward("mlcicd.training", {"mlcicd.boundary", "mlcicd.errors"}) == ["mlcicd.boundary"]
     circle = find_circle({**GRAPH, "mlcicd.errors": GRAPH["mlcicd.errors"] | {"mlcicd.settings"}})
     assert circle == ["mlcicd.errors", "mlcicd.settings", "mlcicd.errors"]
+
+
+# -- runtime contexts: what each folder may import ---------------------------------------------------
+
+
+def airflow_imports(module: str) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(MODULES[module].read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        found |= {n for n in names if n.split(".")[0] == "airflow"}
+    return found
+
+
+def closure(module: str) -> set[str]:
+    """``module`` and every mlcicd module it imports, directly or not."""
+    seen, todo = set(), [module]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(GRAPH.get(m, ()))
+    return seen
+
+
+def under(module: str, *prefixes: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+# Where Airflow may be imported: the adapters and what DAG files, the plugin, the dev server and the
+# commands load, and the few stage helpers that use an Airflow provider's client (a connection's
+# hook, ObjectStoragePath, the KubernetesPodOperator). Stage logic and the model server never do.
+AIRFLOW_SIDE = (
+    "mlcicd.dag", "mlcicd.plugin", "mlcicd.tasks", "mlcicd.boundary", "mlcicd.cli", "mlcicd.dev",
+    "mlcicd.data", "mlcicd.image", "mlcicd.kube", "mlcicd.deploy.kubernetes",
+)  # fmt: skip
+
+
+def test_only_the_airflow_side_imports_airflow():
+    offenders = {m: airflow_imports(m) for m in MODULES if airflow_imports(m) and not under(m, *AIRFLOW_SIDE)}
+    assert not offenders
+
+
+def test_task_adapters_import_no_other_adapter():
+    """tasks/ wires Airflow's context to plain functions: what two adapters share lives below them."""
+    for module, deps in GRAPH.items():
+        if under(module, "mlcicd.tasks"):
+            assert not {d for d in deps if under(d, "mlcicd.tasks")}, (module, deps)
+
+
+def test_the_ci_client_needs_only_the_light_modules():
+    """What `python -m mlcicd trigger` loads (requirements-trigger.txt: no Airflow, no ML stack)."""
+    light = ("mlcicd.client", "mlcicd.conf", "mlcicd.choices", "mlcicd.errors", "mlcicd.names", "mlcicd.summary",
+             "mlcicd.search", "mlcicd.serving.auth", "mlcicd")  # fmt: skip
+    for module in [m for m in MODULES if under(m, "mlcicd.client")]:
+        heavy = {m for m in closure(module) if not any(m == x or m.startswith(x + ".") for x in light)}
+        assert not {h for h in heavy if h not in ("mlcicd",)}, (module, heavy)
+
+
+def test_the_plugin_loads_no_stage_logic():
+    """The API server and the scheduler load the plugin: report pages and the scheduler guard only."""
+    allowed = ("mlcicd.plugin", "mlcicd.dag.links", "mlcicd.settings", "mlcicd.names", "mlcicd.errors",
+               "mlcicd.choices", "mlcicd")  # fmt: skip
+    for module in [m for m in MODULES if under(m, "mlcicd.plugin")]:
+        assert all(under(m, *allowed) for m in closure(module)), (module, closure(module))
+
+
+def test_the_dev_server_is_started_only_by_commands():
+    for module, deps in GRAPH.items():
+        if any(under(d, "mlcicd.dev") for d in deps):
+            assert under(module, "mlcicd.cli", "mlcicd.dev"), module
+
+
+BLOCK = """
+import importlib.abc, sys
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (absent here)")
+        return None
+sys.meta_path.insert(0, Absent())
+import {modules}
+from mlcicd.cli import main
+try:
+    main(["trigger", "--help"])
+except SystemExit as exc:
+    assert exc.code == 0, exc.code
+"""
+HEAVY = (
+    "airflow",
+    "sklearn",
+    "pandas",
+    "numpy",
+    "mlflow",
+    "great_expectations",
+    "fastapi",
+    "requests",
+    "pyarrow",
+)
+
+
+@pytest.mark.parametrize("blocked", [HEAVY, ()], ids=["stack-absent", "control"])
+def test_the_ci_client_imports_where_airflow_and_the_ml_stack_are_absent(blocked):
+    """In this environment, with the heavy stack made absent: the client and ``trigger --help`` load.
+    (tests/e2e/test_trigger.py installs it in a fresh venv as the CI templates do.)"""
+    import subprocess
+    import sys
+
+    clients = ", ".join(m for m in MODULES if under(m, "mlcicd.client"))
+    code = BLOCK.format(blocked=set(blocked), modules=clients)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage: python -m mlcicd trigger" in done.stdout
+
+
+def test_the_absent_stack_check_can_fail():
+    import subprocess
+    import sys
+
+    code = BLOCK.format(blocked={"airflow"}, modules="mlcicd.dag.params")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "absent here" in done.stderr
