@@ -27,7 +27,7 @@ ENGINE_DOWN := tools/docker-engine.sh stop
 BASE_UP := MLCICD_BASE_IMAGE_LOCAL=$(TEST_BASE_IMAGE) tools/docker-engine.sh base
 endif
 
-.PHONY: install run test soak lint format bench stop airflow traffic mlflow-ui clean engine engine-stop
+.PHONY: install run test soak lint format docs bench stop airflow traffic mlflow-ui clean engine engine-stop
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "mlcicd needs Python 3.11: set PYTHON=/path/to/python3.11")'
@@ -80,6 +80,9 @@ lint: install ## ruff lint and format check, hadolint on the Dockerfiles, the Co
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+docs: install ## rewrite the docs' generated tables (docs/configuration.md: Params, settings) from the code
+	$(PY) -m mlcicd docs
 
 bench: install ## benchmark: DAG parse cost, end-to-end run time, trigger latency, monitoring, images
 	$(ENGINE_UP)

@@ -105,9 +105,15 @@ def cold_build(state: Path, env: dict[str, str]) -> None:
         return
     client = docker.APIClient(base_url=env.get("DOCKER_HOST", "unix:///var/run/docker.sock"), timeout=1800)
     t = time.perf_counter()
-    for chunk in client.build(path=str(contexts[-1]), tag="mlcicd-bench-cold:1", nocache=True, rm=True,
-                              decode=True, network_mode="host",
-                              buildargs={"BASE_IMAGE": env.get("MLCICD_BASE_IMAGE", "python:3.11.14-slim-bookworm")}):  # fmt: skip
+    for chunk in client.build(
+        path=str(contexts[-1]),
+        tag="mlcicd-bench-cold:1",
+        nocache=True,
+        rm=True,
+        decode=True,
+        network_mode="host",
+        buildargs={"BASE_IMAGE": env.get("MLCICD_BASE_IMAGE", "python:3.11.14-slim-bookworm")},
+    ):
         if "error" in chunk:
             raise RuntimeError(chunk["error"])
     print(
@@ -118,29 +124,49 @@ def cold_build(state: Path, env: dict[str, str]) -> None:
 
 def timed_runs(n: int, target: str = "local", after=None) -> list[dict]:
     state = Path(tempfile.mkdtemp(prefix="mlcicd-bench-"))
-    env = {**os.environ, "MLCICD_STATE_DIR": str(state), "MLCICD_LOCAL_PORT": str(free_port()),
-           "MLCICD_DOCKER_PORT": str(free_port()), "MLCICD_DEPLOY_TARGET": target}  # fmt: skip
+    env = {
+        **os.environ,
+        "MLCICD_STATE_DIR": str(state),
+        "MLCICD_LOCAL_PORT": str(free_port()),
+        "MLCICD_DOCKER_PORT": str(free_port()),
+        "MLCICD_DEPLOY_TARGET": target,
+    }
     for key in [
         k for k in env if k.startswith("AIRFLOW") or k in ("MLFLOW_TRACKING_URI", "MLCICD_TRACKING_URI")
     ]:
         env.pop(key)
     # Set-up (venv aside): the Airflow metadata DB, as `make run` does on its first call.
     subprocess.run(
-        [sys.executable, "-c", "from mlcicd import settings; from mlcicd.cli import env; s = settings.load(); env.prepare_environment(s); env.ensure_airflow_db(s)"],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "from mlcicd import settings; from mlcicd.cli import env; s = settings.load(); env.prepare_environment(s); env.ensure_airflow_db(s)",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     results = []
     try:
         for i in range(n):
             t = time.perf_counter()
             out = subprocess.run(
                 [sys.executable, "-m", "mlcicd", "run", "--json", "--conf", f"synthetic_seed={100 + i}"],
-                env=env, capture_output=True, text=True, cwd=ROOT,
-            )  # fmt: skip
+                env=env,
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            )
             wall = time.perf_counter() - t
             summary = json.loads(out.stdout.strip().splitlines()[-1])
-            results.append({"wall": wall, "outcome": summary["outcome"], "stages": summary["stages"],
-                            "image": summary.get("image")})  # fmt: skip
+            results.append(
+                {
+                    "wall": wall,
+                    "outcome": summary["outcome"],
+                    "stages": summary["stages"],
+                    "image": summary.get("image"),
+                }
+            )
             print(f"  run {i + 1}: {wall:5.1f} s wall, outcome {summary['outcome']}", flush=True)
         if after is not None:
             after(state, env)
@@ -176,10 +202,27 @@ def trigger_latency(n: int) -> list[tuple[float, float, float]]:
             }
             called = time.time()
             out = subprocess.run(
-                [sys.executable, "-m", "mlcicd", "trigger", "--url", server.url, "--sha", f"{i:040x}",
-                 "--conf", f"synthetic_seed={200 + i}", "--conf", "max_degradation=0.5", "--wait", "--unpause", "--json"],
-                env=env, capture_output=True, text=True,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "mlcicd",
+                    "trigger",
+                    "--url",
+                    server.url,
+                    "--sha",
+                    f"{i:040x}",
+                    "--conf",
+                    f"synthetic_seed={200 + i}",
+                    "--conf",
+                    "max_degradation=0.5",
+                    "--wait",
+                    "--unpause",
+                    "--json",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             exited = time.time()
             summary = json.loads(out.stdout.strip().splitlines()[-1])
             run = server.get(f"/api/v2/dags/ml_retrain/dagRuns/{summary['run_id']}")
@@ -189,8 +232,11 @@ def trigger_latency(n: int) -> list[tuple[float, float, float]]:
             first = min(datetime.fromisoformat(t["start_date"]).timestamp() for t in tis if t["start_date"])
             end = datetime.fromisoformat(run["end_date"]).timestamp()
             results.append((first - called, exited - end, end - first))
-            print(f"  run {i + 1}: {summary['outcome']}; trigger->first task {first - called:.2f} s, "
-                  f"run end->client exit {exited - end:.2f} s, run {end - first:.1f} s", flush=True)  # fmt: skip
+            print(
+                f"  run {i + 1}: {summary['outcome']}; trigger->first task {first - called:.2f} s, "
+                f"run end->client exit {exited - end:.2f} s, run {end - first:.1f} s",
+                flush=True,
+            )
     finally:
         devserver.stop(server)
         subprocess.run([sys.executable, "-m", "mlcicd", "stop"], env=server.env, capture_output=True)
@@ -209,9 +255,12 @@ def served_model_dir(root: Path) -> Any:
     x, y = df.drop(columns="churned"), df.churned
     model = training.build_pipeline(x, training.TrainParams()).fit(x, y)
     mlflow.sklearn.save_model(
-        model, str(root / "model"), signature=infer_signature(x.head(), model.predict(x.head())),
-        skops_trusted_types=training.trusted_types(model), pip_requirements=training.pip_requirements(),
-    )  # fmt: skip
+        model,
+        str(root / "model"),
+        signature=infer_signature(x.head(), model.predict(x.head())),
+        skops_trusted_types=training.trusted_types(model),
+        pip_requirements=training.pip_requirements(),
+    )
     from mlcicd.serving import modelfile
 
     release = {"model_name": "bench", "version": "1", "model_digest": modelfile.digest(root / "model")}
@@ -255,11 +304,19 @@ def front_cost(requests_n: int) -> dict[str, list[float]]:
     front = Front(root / "front")
     front.write(f"127.0.0.1:{front_port}", {"a": SlotConfig(("127.0.0.1", server_port), 100)}, None, "bench")
     procs = [
-        subprocess.Popen([sys.executable, "-m", "mlcicd.serving", "--model-dir", str(root), "--port", str(server_port)],
-                         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen([load().haproxy_bin, "-db", "-f", "haproxy.cfg"], cwd=front.dir,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-    ]  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-m", "mlcicd.serving", "--model-dir", str(root), "--port", str(server_port)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [load().haproxy_bin, "-db", "-f", "haproxy.cfg"],
+            cwd=front.dir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
     body = {"dataframe_split": json.loads(x.head(5).to_json(orient="split", index=False))}
     urls = {"direct": f"http://127.0.0.1:{server_port}", "front": f"http://127.0.0.1:{front_port}"}
     sessions = {k: requests.Session() for k in urls}
@@ -324,8 +381,20 @@ def hostile_log(folder: Path, rows: int, hostile_share: float, when) -> None:
             features = good[i % len(good)]
             if rng.random() < hostile_share:
                 features = kinds[i % len(kinds)](features, i)
-            fh.write(json.dumps({"request_id": f"r{i}", "row": 0, "time": when.isoformat(), "model_name": "bench",
-                                 "model_version": "1", "features": features, "prediction": i % 2}) + "\n")  # fmt: skip
+            fh.write(
+                json.dumps(
+                    {
+                        "request_id": f"r{i}",
+                        "row": 0,
+                        "time": when.isoformat(),
+                        "model_name": "bench",
+                        "model_version": "1",
+                        "features": features,
+                        "prediction": i % 2,
+                    }
+                )
+                + "\n"
+            )
 
 
 def monitor_time(rows: int, hostile_share: float) -> tuple[float, dict]:
@@ -435,8 +504,10 @@ def run_section(args: argparse.Namespace) -> None:
     runs = timed_runs(args.runs)
     walls = [r["wall"] for r in runs]
     med = statistics.median(walls)
-    print(f"  median {med:.1f} s (min {min(walls):.1f}, max {max(walls):.1f}); budget {RUN_BUDGET_S:.0f} s: "
-          f"{'within' if med <= RUN_BUDGET_S else 'OVER'}")  # fmt: skip
+    print(
+        f"  median {med:.1f} s (min {min(walls):.1f}, max {max(walls):.1f}); budget {RUN_BUDGET_S:.0f} s: "
+        f"{'within' if med <= RUN_BUDGET_S else 'OVER'}"
+    )
     stages = sorted({s for r in runs for s in r["stages"]})
     print("  median seconds by stage:")
     for stage in stages:
@@ -462,15 +533,19 @@ def front_section(args: argparse.Namespace) -> None:
         q = statistics.quantiles(values, n=100)
         print(f"  {k:<7} p50 {statistics.median(values):6.2f} ms, p99 {q[98]:6.2f} ms")
     d, f = timings["direct"], timings["front"]
-    print(f"  the front adds {statistics.median(f) - statistics.median(d):+.2f} ms at p50 "
-          f"(ratio {statistics.median(f) / statistics.median(d):.3f}), "
-          f"{statistics.quantiles(f, n=100)[98] - statistics.quantiles(d, n=100)[98]:+.2f} ms at p99")  # fmt: skip
+    print(
+        f"  the front adds {statistics.median(f) - statistics.median(d):+.2f} ms at p50 "
+        f"(ratio {statistics.median(f) / statistics.median(d):.3f}), "
+        f"{statistics.quantiles(f, n=100)[98] - statistics.quantiles(d, n=100)[98]:+.2f} ms at p99"
+    )
 
 
 def image_section(args: argparse.Namespace) -> None:
     """Runs on the docker target: build time (warm layer cache after the first), size, promote -> serving."""
-    print(f"\ndocker target (engine {os.environ.get('DOCKER_HOST', 'default')}, base "
-          f"{os.environ.get('MLCICD_BASE_IMAGE', 'python:3.11 slim')}; {args.runs} promoted runs)")  # fmt: skip
+    print(
+        f"\ndocker target (engine {os.environ.get('DOCKER_HOST', 'default')}, base "
+        f"{os.environ.get('MLCICD_BASE_IMAGE', 'python:3.11 slim')}; {args.runs} promoted runs)"
+    )
     runs = timed_runs(args.runs, target="docker", after=cold_build)
     rows = []
     for i, r in enumerate(runs, 1):
@@ -487,12 +562,16 @@ def image_section(args: argparse.Namespace) -> None:
                 r["image"]["size_bytes"],
             )
         )
-        print(f"  run {i}: build {rows[-1][0]:5.1f} s, deploy {rows[-1][1]:5.1f} s, promote -> answering "
-              f"{to_serving:5.1f} s, image {rows[-1][3] / 1e6:.0f} MB")  # fmt: skip
+        print(
+            f"  run {i}: build {rows[-1][0]:5.1f} s, deploy {rows[-1][1]:5.1f} s, promote -> answering "
+            f"{to_serving:5.1f} s, image {rows[-1][3] / 1e6:.0f} MB"
+        )
     if rows:
         med = [statistics.median(col) for col in zip(*rows, strict=True)]
-        print(f"  median: build {med[0]:.1f} s (run 1 may have filled the layer cache), deploy {med[1]:.1f} s, "
-              f"promote -> new version answering {med[2]:.1f} s, image {med[3] / 1e6:.0f} MB")  # fmt: skip
+        print(
+            f"  median: build {med[0]:.1f} s (run 1 may have filled the layer cache), deploy {med[1]:.1f} s, "
+            f"promote -> new version answering {med[2]:.1f} s, image {med[3] / 1e6:.0f} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -36,19 +36,27 @@ def comparison_times(rows: int = 500_000) -> None:
     timed = {}
     for label, call in (
         ("ROC AUC, DeLong", lambda: delong(y, cand, champ, champion_version="1")),
-        ("ROC AUC, row bootstrap (before), 1,000 resamples",
-         lambda: paired_bootstrap(y, cand, champ, metric_name="roc_auc", champion_version="1")),
-        ("f1, cell bootstrap, 1,000 resamples",
-         lambda: cell_bootstrap(y, cand, champ, metric_name="f1", champion_version="1")),
-        ("f1, row bootstrap (before), 1,000 resamples",
-         lambda: paired_bootstrap(y, cand, champ, metric_name="f1", champion_version="1")),
-    ):  # fmt: skip
+        (
+            "ROC AUC, row bootstrap (before), 1,000 resamples",
+            lambda: paired_bootstrap(y, cand, champ, metric_name="roc_auc", champion_version="1"),
+        ),
+        (
+            "f1, cell bootstrap, 1,000 resamples",
+            lambda: cell_bootstrap(y, cand, champ, metric_name="f1", champion_version="1"),
+        ),
+        (
+            "f1, row bootstrap (before), 1,000 resamples",
+            lambda: paired_bootstrap(y, cand, champ, metric_name="f1", champion_version="1"),
+        ),
+    ):
         started = time.perf_counter()
         c = call()
         timed[label] = time.perf_counter() - started
         print(f"  {label:<50} {timed[label]:8.2f} s   CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}]")
-    print(f"  ROC AUC: {timed['ROC AUC, row bootstrap (before), 1,000 resamples'] / timed['ROC AUC, DeLong']:.0f}x faster; "
-          f"f1: {timed['f1, row bootstrap (before), 1,000 resamples'] / timed['f1, cell bootstrap, 1,000 resamples']:.0f}x")  # fmt: skip
+    print(
+        f"  ROC AUC: {timed['ROC AUC, row bootstrap (before), 1,000 resamples'] / timed['ROC AUC, DeLong']:.0f}x faster; "
+        f"f1: {timed['f1, row bootstrap (before), 1,000 resamples'] / timed['f1, cell bootstrap, 1,000 resamples']:.0f}x"
+    )
 
 
 def run(env: dict[str, str], *conf: str) -> dict[str, Any]:
@@ -104,8 +112,12 @@ def section() -> None:
     root = Path(tempfile.mkdtemp(prefix="mlcicd-bench-large-"))
     from mlcicd.ports import free_port
 
-    env = {**os.environ, "MLCICD_STATE_DIR": str(root / "state"), "MLCICD_LOCAL_PORT": str(free_port("127.0.0.1")),
-           "MLCICD_GATE_MAX_DEGRADATION": "0.5"}  # fmt: skip
+    env = {
+        **os.environ,
+        "MLCICD_STATE_DIR": str(root / "state"),
+        "MLCICD_LOCAL_PORT": str(free_port("127.0.0.1")),
+        "MLCICD_GATE_MAX_DEGRADATION": "0.5",
+    }
     try:
         for var in ("MLFLOW_TRACKING_URI", "MLCICD_TRACKING_URI"):
             env.pop(var, None)
@@ -114,9 +126,11 @@ def section() -> None:
         second = run(env, "synthetic_seed=2", *two)
         show("2,000,000 rows against the champion", second)
         evaluate = (second.get("stages") or {}).get("evaluate_candidate", {}).get("seconds", float("nan"))
-        print(f"  evaluate_candidate {evaluate:.1f} s (budget {EVALUATE_BUDGET_S:.0f} s: "
-              f"{'within' if evaluate <= EVALUATE_BUDGET_S else 'OVER'}); run {second['seconds']:.1f} s "
-              f"(budget {RUN_BUDGET_S:.0f} s: {'within' if second['seconds'] <= RUN_BUDGET_S else 'OVER'})")  # fmt: skip
+        print(
+            f"  evaluate_candidate {evaluate:.1f} s (budget {EVALUATE_BUDGET_S:.0f} s: "
+            f"{'within' if evaluate <= EVALUATE_BUDGET_S else 'OVER'}); run {second['seconds']:.1f} s "
+            f"(budget {RUN_BUDGET_S:.0f} s: {'within' if second['seconds'] <= RUN_BUDGET_S else 'OVER'})"
+        )
         ten = run(env, "synthetic_rows=10000000", "synthetic_seed=3", "max_degradation=0.5")
         peak = show("10,000,000 rows against the champion", ten)
         print(

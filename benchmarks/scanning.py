@@ -27,6 +27,8 @@ def section() -> None:
         result = scan.scan(model, holdout.drop(columns="churned"), holdout.churned.to_numpy())
         seconds = time.perf_counter() - started
         verdict = "within" if seconds <= budget else "OVER"
-        print(f"  {rows:>7,} holdout rows: {seconds:5.2f} s (budget {budget:.0f} s: {verdict}); "
-              f"{len(result.slices)} slice tests, {len(result.issues)} issue(s), {len(result.major)} MAJOR"
-              + (f"; {result.notes[0]}" if result.notes else ""))  # fmt: skip
+        print(
+            f"  {rows:>7,} holdout rows: {seconds:5.2f} s (budget {budget:.0f} s: {verdict}); "
+            f"{len(result.slices)} slice tests, {len(result.issues)} issue(s), {len(result.major)} MAJOR"
+            + (f"; {result.notes[0]}" if result.notes else "")
+        )

@@ -48,11 +48,30 @@ def timed_searches(parallelism: int, free_port: Any) -> dict[str, dict[str, floa
     try:
         for i, preset in enumerate(PRESETS):
             done = subprocess.run(
-                [sys.executable, "-m", "mlcicd", "trigger", "--url", server.url, "--sha", f"{parallelism}{i:039x}",
-                 "--conf", f"search={preset}", "--conf", "synthetic_seed=20261124", "--conf", "max_degradation=0.5",
-                 "--wait", "--unpause", "--json", "--accept-rejection"],
-                env=env, capture_output=True, text=True,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "mlcicd",
+                    "trigger",
+                    "--url",
+                    server.url,
+                    "--sha",
+                    f"{parallelism}{i:039x}",
+                    "--conf",
+                    f"search={preset}",
+                    "--conf",
+                    "synthetic_seed=20261124",
+                    "--conf",
+                    "max_degradation=0.5",
+                    "--wait",
+                    "--unpause",
+                    "--json",
+                    "--accept-rejection",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             summary = json.loads(done.stdout.strip().splitlines()[-1])
             base = f"/api/v2/dags/ml_retrain/dagRuns/{summary['run_id']}"
             tis = server.get(f"{base}/taskInstances?limit=200")["task_instances"]
@@ -68,9 +87,11 @@ def timed_searches(parallelism: int, free_port: Any) -> dict[str, dict[str, floa
                 "candidates": len(rows),
                 "outcome": summary["outcome"],
             }
-            print(f"  parallelism {parallelism}, {preset}: {len(rows)} candidates, search {out[preset]['search']:.1f} s "
-                  f"(fits {out[preset]['fits']:.1f} s), whole run {out[preset]['run']:.1f} s, {summary['outcome']}",
-                  flush=True)  # fmt: skip
+            print(
+                f"  parallelism {parallelism}, {preset}: {len(rows)} candidates, search {out[preset]['search']:.1f} s "
+                f"(fits {out[preset]['fits']:.1f} s), whole run {out[preset]['run']:.1f} s, {summary['outcome']}",
+                flush=True,
+            )
     finally:
         devserver.stop(server)
         subprocess.run([sys.executable, "-m", "mlcicd", "stop"], env=server.env, capture_output=True)

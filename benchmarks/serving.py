@@ -84,8 +84,12 @@ def compare(root_dir: Path, x: Any, free_port: Any, seconds: float = 8.0) -> dic
     model = mlflow.sklearn.load_model(str(root_dir / "model"))
     from threadpoolctl import threadpool_limits
 
-    bodies = {rows: json.dumps({"dataframe_split": json.loads(x.head(rows).to_json(orient="split", index=False))}).encode()
-              for rows in {r for r, _ in CONFIGS}}  # fmt: skip
+    bodies = {
+        rows: json.dumps(
+            {"dataframe_split": json.loads(x.head(rows).to_json(orient="split", index=False))}
+        ).encode()
+        for rows in {r for r, _ in CONFIGS}
+    }
     out: dict[str, Any] = {"in_process_ms": {}}
     with threadpool_limits(1):
         for rows in bodies:
@@ -99,15 +103,41 @@ def compare(root_dir: Path, x: Any, free_port: Any, seconds: float = 8.0) -> dic
                 ts.append((time.perf_counter() - t) * 1000)
             out["in_process_ms"][rows] = statistics.median(ts)
     servers = {
-        "mlflow": ([sys.executable, "-m", "mlflow", "models", "serve", "-m", str(root_dir / "model"),
-                    "--env-manager", "local", "--host", "127.0.0.1"], "-p", "/ping"),
-        "mlcicd": ([sys.executable, "-m", "mlcicd.serving", "--model-dir", str(root_dir)], "--port", "/health"),
-    }  # fmt: skip
+        "mlflow": (
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                str(root_dir / "model"),
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+            ],
+            "-p",
+            "/ping",
+        ),
+        "mlcicd": (
+            [sys.executable, "-m", "mlcicd.serving", "--model-dir", str(root_dir)],
+            "--port",
+            "/health",
+        ),
+    }
     for name, (cmd, port_flag, health) in servers.items():
         port = free_port()
-        proc = subprocess.Popen([*cmd, port_flag, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env={**os.environ, "PYTHONWARNINGS": "ignore",  # mlflow execs `uvicorn`: the venv's
-                                     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})  # fmt: skip
+        proc = subprocess.Popen(
+            [*cmd, port_flag, str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={
+                **os.environ,
+                "PYTHONWARNINGS": "ignore",  # mlflow execs `uvicorn`: the venv's
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            },
+        )
         try:
             wait(port, health)
             load(port, bodies[1], 2, 2.0)  # warm both paths
@@ -142,12 +172,16 @@ def section(free_port: Any, served_model_dir: Any) -> None:
         "  in-process pipeline.predict: "
         + ", ".join(f"{r} row(s) {ms:.2f} ms" for r, ms in figures["in_process_ms"].items())
     )
-    print(f"  {'rows':>4} {'clients':>7} | {'mlflow req/s':>12} {'p99 ms':>7} | {'ours req/s':>10} {'p99 ms':>7} {'p50 ms':>7} | "
-          f"{'throughput x':>12} {'p99 ratio':>9}")  # fmt: skip
+    print(
+        f"  {'rows':>4} {'clients':>7} | {'mlflow req/s':>12} {'p99 ms':>7} | {'ours req/s':>10} {'p99 ms':>7} {'p50 ms':>7} | "
+        f"{'throughput x':>12} {'p99 ratio':>9}"
+    )
     for key in CONFIGS:
         m, o = figures["mlflow"][key], figures["mlcicd"][key]
-        print(f"  {key[0]:>4} {key[1]:>7} | {m['rps']:>12.0f} {m['p99']:>7.1f} | {o['rps']:>10.0f} {o['p99']:>7.1f} "
-              f"{o['p50']:>7.1f} | {o['rps'] / m['rps']:>12.2f} {o['p99'] / m['p99']:>9.2f}"
-              + (f"  (failed: mlflow {m['failed']}, ours {o['failed']})" if m["failed"] or o["failed"] else ""))  # fmt: skip
+        print(
+            f"  {key[0]:>4} {key[1]:>7} | {m['rps']:>12.0f} {m['p99']:>7.1f} | {o['rps']:>10.0f} {o['p99']:>7.1f} "
+            f"{o['p50']:>7.1f} | {o['rps'] / m['rps']:>12.2f} {o['p99'] / m['p99']:>9.2f}"
+            + (f"  (failed: mlflow {m['failed']}, ours {o['failed']})" if m["failed"] or o["failed"] else "")
+        )
     one = figures["mlcicd"][(1, 1)]["p50"] - figures["in_process_ms"][1]
     print(f"  at 1 client, 1 row: ours p50 is the in-process predict {one:+.2f} ms (budget: +2 ms)")

@@ -45,15 +45,27 @@ class Standin:
 def standins(base: str = BASE_IMAGE) -> list[Standin]:
     """Every image the stack needs, in build order (the Airflow image builds on the airflow-base stand-in)."""
     compose = ROOT / "tests" / "compose"
-    services = [Standin(f"mlcicd-test/{t}:compose", compose, "standins.Dockerfile", t, {"BASE_IMAGE": base})
-                for t in ("postgres", "registry", "redis", "airflow-base")]  # fmt: skip
+    services = [
+        Standin(f"mlcicd-test/{t}:compose", compose, "standins.Dockerfile", t, {"BASE_IMAGE": base})
+        for t in ("postgres", "registry", "redis", "airflow-base")
+    ]
     return services + [
-        Standin("mlcicd-test/airflow:compose", ROOT, "include/docker/airflow.Dockerfile",
-                args={"AIRFLOW_BASE_IMAGE": "mlcicd-test/airflow-base:compose"}),
-        Standin("mlcicd-test/mlflow:compose", ROOT, "include/docker/mlflow.Dockerfile", args={"BASE_IMAGE": base}),
-        Standin("mlcicd-test/model-base:compose", ROOT, "include/docker/model-base.Dockerfile",
-                args={"BASE_IMAGE": base}),
-    ]  # fmt: skip
+        Standin(
+            "mlcicd-test/airflow:compose",
+            ROOT,
+            "include/docker/airflow.Dockerfile",
+            args={"AIRFLOW_BASE_IMAGE": "mlcicd-test/airflow-base:compose"},
+        ),
+        Standin(
+            "mlcicd-test/mlflow:compose", ROOT, "include/docker/mlflow.Dockerfile", args={"BASE_IMAGE": base}
+        ),
+        Standin(
+            "mlcicd-test/model-base:compose",
+            ROOT,
+            "include/docker/model-base.Dockerfile",
+            args={"BASE_IMAGE": base},
+        ),
+    ]
 
 
 def image_overrides() -> dict[str, str]:
@@ -91,9 +103,18 @@ def build(progress: list[str]) -> None:
     for image in standins():
         started = time.monotonic()
         lines: list[str] = []
-        for chunk in client.build(path=str(image.context), dockerfile=image.dockerfile, tag=image.tag,
-                                  target=image.target, buildargs=image.args, network_mode="host",
-                                  rm=True, forcerm=True, pull=False, decode=True):  # fmt: skip
+        for chunk in client.build(
+            path=str(image.context),
+            dockerfile=image.dockerfile,
+            tag=image.tag,
+            target=image.target,
+            buildargs=image.args,
+            network_mode="host",
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
+        ):
             if "error" in chunk:
                 tail = "".join(lines[-20:])
                 raise RuntimeError(f"building the stand-in {image.tag} failed: {chunk['error']}\n{tail}")
@@ -120,8 +141,9 @@ def stop_engine() -> None:
 
 
 def _image_id(host: str, tag: str) -> str | None:
-    out = subprocess.run(["docker", "-H", host, "image", "inspect", "--format", "{{.Id}}", tag],
-                         capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        ["docker", "-H", host, "image", "inspect", "--format", "{{.Id}}", tag], capture_output=True, text=True
+    )
     return out.stdout.strip() if out.returncode == 0 else None
 
 
@@ -183,13 +205,25 @@ class Stack:
     files: tuple[str, ...] = LOCAL
 
     def compose(self, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:
-        cmd = [str(COMPOSE_BIN), "--project-directory", str(ROOT), "--env-file", str(self.env_file),
-               *self.files, *args]  # fmt: skip
+        cmd = [
+            str(COMPOSE_BIN),
+            "--project-directory",
+            str(ROOT),
+            "--env-file",
+            str(self.env_file),
+            *self.files,
+            *args,
+        ]
         env = dict(os.environ, DOCKER_HOST=engine_host())
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
         if check and out.returncode != 0:
-            logs = subprocess.run(cmd[:-len(args)] + ["logs", "--tail", "40"], env=env, capture_output=True,
-                                  text=True, timeout=120).stdout  # fmt: skip
+            logs = subprocess.run(
+                cmd[: -len(args)] + ["logs", "--tail", "40"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            ).stdout
             raise AssertionError(
                 f"docker compose {' '.join(args)} failed:\n{out.stderr[-4000:]}\n{logs[-8000:]}"
             )
@@ -201,35 +235,61 @@ class Stack:
         dependency failed to start."""
         self.compose("up", "-d", "--no-build", "--wait", "--wait-timeout", "600", *extra)
         rows = [json.loads(line) for line in self.compose("ps", "-a", "--format", "json").stdout.splitlines()]
-        bad = [f"{r['Service']}: {r['State']} {r.get('Health', '')} {r['Status']}" for r in rows
-               if r["Service"] not in ("check-env", "airflow-init")
-               and (r["State"] != "running" or r.get("Health") not in ("", "healthy"))]  # fmt: skip
+        bad = [
+            f"{r['Service']}: {r['State']} {r.get('Health', '')} {r['Status']}"
+            for r in rows
+            if r["Service"] not in ("check-env", "airflow-init")
+            and (r["State"] != "running" or r.get("Health") not in ("", "healthy"))
+        ]
         done = [r for r in rows if r["Service"] in ("check-env", "airflow-init")]
         bad += [f"{r['Service']}: {r['Status']}" for r in done if r.get("ExitCode", 0) != 0]
         if bad:
             logs = self.compose("logs", "--tail", "60", check=False).stdout
             raise AssertionError("the stack did not come up:\n" + "\n".join(bad) + "\n" + logs[-8000:])
 
-    def in_netns(self, *cmd: str, timeout: float = 900, env: dict[str, str] | None = None
-                 ) -> subprocess.CompletedProcess:  # fmt: skip
+    def in_netns(
+        self, *cmd: str, timeout: float = 900, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
         """Run ``cmd`` in the stack's network namespace (its published ports are on 127.0.0.1 there)."""
-        return subprocess.run(["nsenter", f"--net=/var/run/netns/{NETNS}", *cmd], capture_output=True,
-                              text=True, timeout=timeout, env=env or dict(os.environ))  # fmt: skip
+        return subprocess.run(
+            ["nsenter", f"--net=/var/run/netns/{NETNS}", *cmd],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env or dict(os.environ),
+        )
 
     def trigger(self, *conf: str, sha: str) -> tuple[int, dict, str]:
         """``mlcicd trigger --wait --json`` against the stack's Airflow, as a CI job would."""
-        env = dict(os.environ, MLCICD_AIRFLOW_USERNAME=self.env["AIRFLOW_ADMIN_USER"],
-                   MLCICD_AIRFLOW_PASSWORD=self.env["AIRFLOW_ADMIN_PASSWORD"])  # fmt: skip
-        args = [sys.executable, "-m", "mlcicd", "trigger", "--url", "http://127.0.0.1:8080", "--wait",
-                "--unpause", "--json", "--timeout", "900", "--sha", sha]  # fmt: skip
+        env = dict(
+            os.environ,
+            MLCICD_AIRFLOW_USERNAME=self.env["AIRFLOW_ADMIN_USER"],
+            MLCICD_AIRFLOW_PASSWORD=self.env["AIRFLOW_ADMIN_PASSWORD"],
+        )
+        args = [
+            sys.executable,
+            "-m",
+            "mlcicd",
+            "trigger",
+            "--url",
+            "http://127.0.0.1:8080",
+            "--wait",
+            "--unpause",
+            "--json",
+            "--timeout",
+            "900",
+            "--sha",
+            sha,
+        ]
         for c in conf:
             args += ["--conf", c]
         out = self.in_netns(*args, env=env, timeout=1000)
         summary = json.loads(out.stdout) if out.stdout.strip().startswith("{") else {}
         return out.returncode, summary, out.stderr
 
-    def http(self, method: str, url: str, body: object | None = None, token: str | None = None
-             ) -> tuple[int, object]:  # fmt: skip
+    def http(
+        self, method: str, url: str, body: object | None = None, token: str | None = None
+    ) -> tuple[int, object]:
         """One HTTP call from inside the namespace: (status, parsed JSON or text)."""
         script = (
             "import json, sys, urllib.request, urllib.error\n"
@@ -254,15 +314,33 @@ class Stack:
             return reply["status"], reply["text"]
 
     def containers(self, label: str) -> list[dict]:
-        out = subprocess.run(["docker", "-H", engine_host(), "ps", "-a", "--filter", f"label={label}",
-                              "--format", "{{json .}}"], capture_output=True, text=True, check=True)  # fmt: skip
+        out = subprocess.run(
+            [
+                "docker",
+                "-H",
+                engine_host(),
+                "ps",
+                "-a",
+                "--filter",
+                f"label={label}",
+                "--format",
+                "{{json .}}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
     def hostnames(self, service: str) -> set[str]:
         """The hostnames a service's containers report (what Airflow records as a task's hostname)."""
         ids = self.compose("ps", "-q", service).stdout.split()
-        out = subprocess.run(["docker", "-H", engine_host(), "inspect", "--format", "{{.Config.Hostname}}", *ids],
-                             capture_output=True, text=True, check=True)  # fmt: skip
+        out = subprocess.run(
+            ["docker", "-H", engine_host(), "inspect", "--format", "{{.Config.Hostname}}", *ids],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return set(out.stdout.split())
 
     def remove_model_containers(self) -> None:

@@ -34,9 +34,18 @@ os.environ["MLCICD_LOCAL_PORT"] = str(free_port("127.0.0.1"))
 # The Airflow database too: pytest-xdist's workers inherit the controller's environment, in which this
 # file already pointed AIRFLOW__DATABASE__SQL_ALCHEMY_CONN at the controller's folder; kept, both workers'
 # first `airflow db migrate` ran on that one database at once ("table connection already exists").
-for key in ("MLCICD_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLCICD_REGISTRY_URI", "AIRFLOW_HOME",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "MLCICD_DEPLOY_TARGET", "MLCICD_IMAGE_BUILDER",
-            "AIRFLOW_CONN_DOCKER_DEFAULT", "AIRFLOW_CONN_KUBERNETES_DEFAULT", "MLCICD_DOCKER_NETWORK"):  # fmt: skip
+for key in (
+    "MLCICD_TRACKING_URI",
+    "MLFLOW_TRACKING_URI",
+    "MLCICD_REGISTRY_URI",
+    "AIRFLOW_HOME",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "MLCICD_DEPLOY_TARGET",
+    "MLCICD_IMAGE_BUILDER",
+    "AIRFLOW_CONN_DOCKER_DEFAULT",
+    "AIRFLOW_CONN_KUBERNETES_DEFAULT",
+    "MLCICD_DOCKER_NETWORK",
+):
     os.environ.pop(key, None)
 # Some tests loosen the gate on purpose, to make sure of a promotion: this installation allows it.
 os.environ["MLCICD_GATE_MAX_DEGRADATION"] = "0.5"
@@ -56,9 +65,22 @@ prepare_environment(load())
 
 COMPOSE_TESTS = "tests/e2e/test_compose.py"
 # Modules by their time in `make test` (CI25, 2 cores), longest first; the others follow in file order.
-LONGEST_FIRST = [COMPOSE_TESTS] + [f"tests/e2e/test_{m}.py" for m in (
-    "trigger", "docker", "rollout", "scenario", "pipeline", "scan", "served_is_champion", "search", "monitor",
-    "local_target", "traffic_front")]  # fmt: skip
+LONGEST_FIRST = [COMPOSE_TESTS] + [
+    f"tests/e2e/test_{m}.py"
+    for m in (
+        "trigger",
+        "docker",
+        "rollout",
+        "scenario",
+        "pipeline",
+        "scan",
+        "served_is_champion",
+        "search",
+        "monitor",
+        "local_target",
+        "traffic_front",
+    )
+]
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:

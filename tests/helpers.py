@@ -45,9 +45,12 @@ def make_model_dir(root: Path, rows: int, seed: int, version: str = "7") -> tupl
     x, y = df.drop(columns="churned"), df.churned
     model = training.build_pipeline(x, training.TrainParams(estimator="logistic_regression")).fit(x, y)
     mlflow.sklearn.save_model(
-        model, str(root / "model"), signature=infer_signature(x.head(), model.predict(x.head())),
-        skops_trusted_types=training.trusted_types(model), pip_requirements=training.pip_requirements(),
-    )  # fmt: skip
+        model,
+        str(root / "model"),
+        signature=infer_signature(x.head(), model.predict(x.head())),
+        skops_trusted_types=training.trusted_types(model),
+        pip_requirements=training.pip_requirements(),
+    )
     release = {"model_name": "m", "version": version, "model_digest": bundle_digest(root)}
     (root / "release.json").write_text(json.dumps(release))
     return model, x

@@ -74,8 +74,10 @@ def problems(env: dict[str, str]) -> list[str]:
         "/var/tmp",
     )
     if not state.startswith("/") or state.rstrip("/") in system:
-        found.append(f"{STATE} must be an absolute path to a folder of its own, e.g. /srv/mlcicd-state "
-                     "(created if missing; run records, reports and prediction logs go there)")  # fmt: skip
+        found.append(
+            f"{STATE} must be an absolute path to a folder of its own, e.g. /srv/mlcicd-state "
+            "(created if missing; run records, reports and prediction logs go there)"
+        )
     return found
 
 

@@ -42,8 +42,14 @@ def stage(run_id: str, name: str) -> Iterator[Settings]:
 
     def finished(state: str) -> dict[str, Any]:
         done = {k: v for k, v in _RUNNING.pop(name, {}).items() if k == "rows"}
-        return {name: {"state": state, "seconds": round(time.time() - started, 2), **done,
-                       "peak_memory_mb": _peak_memory_mb()}}  # fmt: skip
+        return {
+            name: {
+                "state": state,
+                "seconds": round(time.time() - started, 2),
+                **done,
+                "peak_memory_mb": _peak_memory_mb(),
+            }
+        }
 
     try:
         yield settings

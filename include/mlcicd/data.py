@@ -19,8 +19,28 @@ SYNTHETIC_SCHEME = "synthetic:"
 # pandas' default NA markers. A CSV is read with only empty cells as missing: in a column of numbers
 # these markers (and any other text) are a type violation the contract names, not silent nulls;
 # in a column of text they are missing values, as pandas reads them.
-NA_MARKERS = frozenset({"#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-                        "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})  # fmt: skip
+NA_MARKERS = frozenset(
+    {
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    }
+)
 TEXT_AS_MISSING = "mlcicd_text_as_missing"  # df.attrs key: {column: {"count", "markers"}}
 READABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -160,8 +180,11 @@ def _read_batch(
         from mlcicd import synthetic as synth
 
         opts = synthetic or SyntheticOptions()
-        memory.check_fits(memory.estimate_bytes(None, opts.rows), f"a synthetic batch of {opts.rows:,} rows",
-                          memory_limit_mb)  # fmt: skip
+        memory.check_fits(
+            memory.estimate_bytes(None, opts.rows),
+            f"a synthetic batch of {opts.rows:,} rows",
+            memory_limit_mb,
+        )
         try:
             return synth.generate(opts.rows, opts.seed, opts.drift, opts.corruption)
         except ValueError as exc:

@@ -143,22 +143,39 @@ def paired_bootstrap(
         )
         diffs.append(diff[np.isfinite(diff)])
     kept = np.concatenate(diffs) if diffs else np.array([])
-    return _percentile_interval(y, candidate, champion, kept, metric_name, champion_version, confidence,
-                                "paired bootstrap of rows")  # fmt: skip
+    return _percentile_interval(
+        y, candidate, champion, kept, metric_name, champion_version, confidence, "paired bootstrap of rows"
+    )
 
 
 def _percentile_interval(
-    y: np.ndarray, candidate: Scores, champion: Scores, kept: np.ndarray, metric_name: str,
-    champion_version: str, confidence: float, method: str,
-) -> Comparison:  # fmt: skip
+    y: np.ndarray,
+    candidate: Scores,
+    champion: Scores,
+    kept: np.ndarray,
+    metric_name: str,
+    champion_version: str,
+    confidence: float,
+    method: str,
+) -> Comparison:
     """The comparison from the kept resampled differences: their percentile interval (NaN if none)."""
     import numpy as np
 
     cand, champ = metric(metric_name, y, candidate), metric(metric_name, y, champion)
     alpha = (1 - confidence) / 2
     low, high = (float(v) for v in np.quantile(kept, [alpha, 1 - alpha])) if kept.size else (math.nan,) * 2
-    return Comparison(metric_name, champion_version, cand, champ, cand - champ, low, high, confidence,
-                      int(kept.size), f"{method}, {int(kept.size)} resamples")  # fmt: skip
+    return Comparison(
+        metric_name,
+        champion_version,
+        cand,
+        champ,
+        cand - champ,
+        low,
+        high,
+        confidence,
+        int(kept.size),
+        f"{method}, {int(kept.size)} resamples",
+    )
 
 
 def compare(
@@ -175,8 +192,16 @@ def compare(
     """The gate's comparison: :func:`delong` for ROC AUC, :func:`cell_bootstrap` for the others."""
     if metric_name == "roc_auc":
         return delong(y, candidate, champion, champion_version=champion_version, confidence=confidence)
-    return cell_bootstrap(y, candidate, champion, metric_name=metric_name, champion_version=champion_version,
-                          resamples=resamples, confidence=confidence, seed=seed)  # fmt: skip
+    return cell_bootstrap(
+        y,
+        candidate,
+        champion,
+        metric_name=metric_name,
+        champion_version=champion_version,
+        resamples=resamples,
+        confidence=confidence,
+        seed=seed,
+    )
 
 
 def delong(
@@ -218,8 +243,9 @@ def delong(
     cand, champ = metric("roc_auc", y, candidate), metric("roc_auc", y, champion)
     diff = cand - champ
     half = NormalDist().inv_cdf(0.5 + confidence / 2) * math.sqrt(max(var, 0.0))
-    return Comparison("roc_auc", champion_version, cand, champ, diff, diff - half, diff + half, confidence,
-                      0, "DeLong")  # fmt: skip
+    return Comparison(
+        "roc_auc", champion_version, cand, champ, diff, diff - half, diff + half, confidence, 0, "DeLong"
+    )
 
 
 def cell_bootstrap(
@@ -255,8 +281,16 @@ def cell_bootstrap(
     diff = weighted_metric(metric_name, cell_y, Scores(cell_cand, none), weights) - weighted_metric(
         metric_name, cell_y, Scores(cell_champ, none), weights
     )
-    return _percentile_interval(y, candidate, champion, diff[np.isfinite(diff)], metric_name, champion_version,
-                                confidence, "paired bootstrap")  # fmt: skip
+    return _percentile_interval(
+        y,
+        candidate,
+        champion,
+        diff[np.isfinite(diff)],
+        metric_name,
+        champion_version,
+        confidence,
+        "paired bootstrap",
+    )
 
 
 def plot_confusion_matrix(y: np.ndarray, s: Scores, title: str) -> Any:

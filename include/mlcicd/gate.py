@@ -166,6 +166,9 @@ def _judge_scan(scan: ScanFindings, reasons: list[str]) -> bool:
         why, rejects = "a MAJOR issue, and no champion to compare with", not scan.allow_without_champion
         allow = "scan_allow_major_without_champion=true"
     for message in scan.new_major:
-        reasons.append(f"FAIL scan: {message}: {why}{where}" if rejects
-                       else f"warn scan: {message}: {why}; a warning because {allow}")  # fmt: skip
+        reasons.append(
+            f"FAIL scan: {message}: {why}{where}"
+            if rejects
+            else f"warn scan: {message}: {why}; a warning because {allow}"
+        )
     return not rejects

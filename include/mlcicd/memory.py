@@ -2,7 +2,7 @@
 
 A run holds its batch several times over at its peak (the stored copy, the train/holdout split,
 the fitted model's working arrays, Great Expectations' masks): ``PEAK_FACTOR`` times the batch's
-in-memory size, measured (README, "Large batches"). A batch whose peak would not fit in the memory
+in-memory size, measured (docs/performance.md, "Large batches"). A batch whose peak would not fit in the memory
 this process may use is refused at ingest, with a message, rather than killed half-way by the kernel.
 """
 

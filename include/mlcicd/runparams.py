@@ -134,10 +134,13 @@ def scan_verdict(params: dict[str, Any], scanned: dict[str, Any] | None) -> Any:
     if not scanned:
         return None
     return ScanFindings(
-        new_major=list(scanned["new_major"]), champion_version=scanned.get("champion_version"),
-        reject=params["scan_major"] == "reject", allow_without_champion=bool(params["scan_allow_major_without_champion"]),
-        minor=sum(i["severity"] != "major" for i in scanned["issues"]), report=scanned.get("report_url") or scanned.get("report_path"),
-    )  # fmt: skip
+        new_major=list(scanned["new_major"]),
+        champion_version=scanned.get("champion_version"),
+        reject=params["scan_major"] == "reject",
+        allow_without_champion=bool(params["scan_allow_major_without_champion"]),
+        minor=sum(i["severity"] != "major" for i in scanned["issues"]),
+        report=scanned.get("report_url") or scanned.get("report_path"),
+    )
 
 
 def rollout_plan(params: dict[str, Any]) -> Plan:
@@ -146,10 +149,14 @@ def rollout_plan(params: dict[str, Any]) -> Plan:
 
     d = {k: params.get(k, RETRAIN_DEFAULTS[k]) for k in RETRAIN_DEFAULTS if k.startswith("rollout")}
     return Plan(
-        mode=str(d["rollout"]), steps=tuple(sorted({int(x) for x in d["rollout_steps"]})),
-        interval_s=int(d["rollout_interval_s"]), checks=int(d["rollout_checks"]),
-        failure_limit=int(d["rollout_failure_limit"]), min_requests=int(d["rollout_min_requests"]),
-        max_error_rate=float(d["rollout_max_error_rate"]), max_p99_ms=float(d["rollout_max_p99_ms"]),
+        mode=str(d["rollout"]),
+        steps=tuple(sorted({int(x) for x in d["rollout_steps"]})),
+        interval_s=int(d["rollout_interval_s"]),
+        checks=int(d["rollout_checks"]),
+        failure_limit=int(d["rollout_failure_limit"]),
+        min_requests=int(d["rollout_min_requests"]),
+        max_error_rate=float(d["rollout_max_error_rate"]),
+        max_p99_ms=float(d["rollout_max_p99_ms"]),
         max_prediction_shift=float(d["rollout_max_prediction_shift"]),
         max_accuracy_drop=float(d["rollout_max_accuracy_drop"]),
-    )  # fmt: skip
+    )

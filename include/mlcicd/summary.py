@@ -130,7 +130,7 @@ def from_xcoms(
             "state": "serving" if promotion else "staged" if deployment.get("staged") else "serving",
             "endpoint": deployment["endpoint"],
             "serving_version": deployment["version"],
-        },  # fmt: skip
+        },
         "rollout": rollout_view(xcom(Task.ANALYZE)),
         "champion_version": promotion.get("champion_version")
         or rejection.get("champion_version")

@@ -260,8 +260,14 @@ def train_and_log(
         {"run_id": parent_run_id} if parent_run_id else {"experiment_id": experiment_id, "run_name": run_name}
     )
     with mlflow.start_run(**where, tags=run_tags) as run:
-        mlflow.log_params({**asdict(params), "train_rows": len(train), "train_rows_available": available,
-                           "holdout_rows": len(holdout)})  # fmt: skip
+        mlflow.log_params(
+            {
+                **asdict(params),
+                "train_rows": len(train),
+                "train_rows_available": available,
+                "holdout_rows": len(holdout),
+            }
+        )
         mlflow.log_input(dataset, context="training")
         mlflow.log_metrics(train_metrics)
         example = x_train.head(5)

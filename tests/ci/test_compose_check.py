@@ -31,8 +31,16 @@ def check(env: dict[str, str] | None = None, env_file: Path | None = None) -> su
 def test_the_example_env_is_refused_with_every_variable_named():
     done = check(env_file=ROOT / ".env.example")
     assert done.returncode == 1
-    for var in ("POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY",
-                "AIRFLOW_FERNET_KEY", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_SECRET_KEY", "MLCICD_HOST_STATE_DIR"):  # fmt: skip
+    for var in (
+        "POSTGRES_PASSWORD",
+        "AIRFLOW_ADMIN_PASSWORD",
+        "AIRFLOW_JWT_SECRET",
+        "AIRFLOW_API_SECRET_KEY",
+        "AIRFLOW_FERNET_KEY",
+        "MLFLOW_ADMIN_PASSWORD",
+        "MLFLOW_SECRET_KEY",
+        "MLCICD_HOST_STATE_DIR",
+    ):
         assert var in done.stderr, var
     assert "set it in .env" in done.stderr
 

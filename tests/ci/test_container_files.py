@@ -37,8 +37,10 @@ def test_hadolint_does_find_problems(tmp_path):
 def compose_schema(path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_compose_file_matches_the_compose_spec(tmp_path):
@@ -51,8 +53,15 @@ def test_compose_file_matches_the_compose_spec(tmp_path):
 
 def test_compose_has_the_services_a_team_runs():
     services = yaml.safe_load(COMPOSE.read_text())["services"]
-    assert {"postgres", "mlflow", "registry", "airflow-apiserver", "airflow-scheduler",
-            "airflow-dag-processor", "airflow-triggerer"} <= set(services)  # fmt: skip
+    assert {
+        "postgres",
+        "mlflow",
+        "registry",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+    } <= set(services)
     scheduler = services["airflow-scheduler"]
     assert any(v.endswith(":/var/run/docker.sock") for v in scheduler["volumes"])
     others = [n for n in services if n.startswith("airflow-") and n != "airflow-scheduler"]
@@ -93,11 +102,26 @@ def celery_config(tmp_path: Path) -> dict:
     """The Celery overlay merged over the base file by Compose itself (the schema cannot read its !override)."""
     env = tmp_path / ".env"
     required = set(re.findall(r"\$\{([A-Z_]+):\?", COMPOSE.read_text() + CELERY.read_text()))
-    env.write_text("".join(f"{k}=x\n" for k in sorted(required))
-                   + f"MLCICD_HOST_STATE_DIR={tmp_path / 'state'}\n")  # fmt: skip
-    out = subprocess.run([str(BIN / "docker-compose"), "--project-directory", str(ROOT), "--env-file", str(env),
-                          "-f", str(COMPOSE), "-f", str(CELERY), "config"],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    env.write_text(
+        "".join(f"{k}=x\n" for k in sorted(required)) + f"MLCICD_HOST_STATE_DIR={tmp_path / 'state'}\n"
+    )
+    out = subprocess.run(
+        [
+            str(BIN / "docker-compose"),
+            "--project-directory",
+            str(ROOT),
+            "--env-file",
+            str(env),
+            "-f",
+            str(COMPOSE),
+            "-f",
+            str(CELERY),
+            "config",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     merged = tmp_path / "merged.yaml"
     merged.write_text(out.stdout)
@@ -135,8 +159,14 @@ def test_deploy_tasks_go_to_the_deploy_queue():
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(str(ROOT / "dags"), safe_mode=False).dags["ml_retrain"]
-    deploy = {"reconcile_serving", "build_image", "deploy_model", "analyze_rollout", "promote_champion",
-              "abort_rollout"}  # fmt: skip
+    deploy = {
+        "reconcile_serving",
+        "build_image",
+        "deploy_model",
+        "analyze_rollout",
+        "promote_champion",
+        "abort_rollout",
+    }
     for task in dag.tasks:
         assert (task.queue == "deploy") is (task.task_id in deploy), (task.task_id, task.queue)
 

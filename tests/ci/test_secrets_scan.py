@@ -12,8 +12,13 @@ HOOK = Path(sys.executable).parent / "detect-secrets-hook"
 
 
 def scan(*files: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(HOOK), "--baseline", ".secrets.baseline", *files],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [str(HOOK), "--baseline", ".secrets.baseline", *files],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_the_tracked_files_pass():

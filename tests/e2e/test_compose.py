@@ -110,8 +110,15 @@ def test_celery_overlay_runs_the_deploy_tasks_on_the_worker_that_holds_the_docke
     ran = {ti["task_id"]: (ti["queue"], ti["hostname"]) for ti in tis if ti["map_index"] == -1}
     for task in ("reconcile_serving", "build_image", "deploy_model", "analyze_rollout", "promote_champion"):
         assert ran[task] == ("deploy", deploy_host), (task, ran)
-    for task in ("ingest_data", "validate_data", "plan_search", "select_candidate", "train_model",
-                 "evaluate_candidate", "register_model"):  # fmt: skip
+    for task in (
+        "ingest_data",
+        "validate_data",
+        "plan_search",
+        "select_candidate",
+        "train_model",
+        "evaluate_candidate",
+        "register_model",
+    ):
         assert ran[task][0] == "default" and ran[task][1] in default_hosts, (task, ran)
     # The search's candidates, one mapped task instance each, ran on both default workers.
     candidates = [(ti["queue"], ti["hostname"]) for ti in tis if ti["task_id"] == "train_candidate"]
@@ -120,8 +127,11 @@ def test_celery_overlay_runs_the_deploy_tasks_on_the_worker_that_holds_the_docke
         candidates
     )
     # Only the deploy worker holds the engine's socket; the scheduler no longer does.
-    for service, has_socket in (("airflow-worker-deploy", True), ("airflow-worker", False),
-                                ("airflow-scheduler", False)):  # fmt: skip
+    for service, has_socket in (
+        ("airflow-worker-deploy", True),
+        ("airflow-worker", False),
+        ("airflow-scheduler", False),
+    ):
         # The answer in the output: `compose exec -T` (2.40.3) exits 0 whatever the command returned.
         probe = stack.compose("exec", "-T", service, "sh", "-c", "test -S /var/run/docker.sock; echo $?")
         assert probe.stdout.strip() == ("0" if has_socket else "1"), (service, probe.stdout, probe.stderr)
@@ -132,9 +142,11 @@ def test_celery_overlay_runs_the_deploy_tasks_on_the_worker_that_holds_the_docke
 
 def task_instances(stack: cs.Stack, run_id: str) -> list[dict]:
     """The run's task instances from Airflow's REST API (as admin, with a token from /auth/token)."""
-    status, token = stack.http("POST", "http://127.0.0.1:8080/auth/token",
-                               {"username": stack.env["AIRFLOW_ADMIN_USER"],
-                                "password": stack.env["AIRFLOW_ADMIN_PASSWORD"]})  # fmt: skip
+    status, token = stack.http(
+        "POST",
+        "http://127.0.0.1:8080/auth/token",
+        {"username": stack.env["AIRFLOW_ADMIN_USER"], "password": stack.env["AIRFLOW_ADMIN_PASSWORD"]},
+    )
     assert status in (200, 201), token
     url = f"http://127.0.0.1:8080/api/v2/dags/ml_retrain/dagRuns/{run_id}/taskInstances?limit=100"
     status, body = stack.http("GET", url, token=token["access_token"])

@@ -166,10 +166,14 @@ def test_a_retried_deploy_of_the_serving_image_leaves_its_container_alone(engine
     (before,) = [c["Id"] for c in model_containers(engine) if c["State"] == "running"]
     rows = sample.head(20)
     release = Release(
-        model_name=MODEL, version=serving.version, model_uri=f"models:/{MODEL}/{serving.version}",
-        mlflow_run_id="-", airflow_run_id="retry", image=serving.detail["image"],
+        model_name=MODEL,
+        version=serving.version,
+        model_uri=f"models:/{MODEL}/{serving.version}",
+        mlflow_run_id="-",
+        airflow_run_id="retry",
+        image=serving.detail["image"],
         model_digest=Release.from_dict(serving.detail["release"]).model_digest,
-    )  # fmt: skip
+    )
     smoke = SmokeTest(
         payload={"dataframe_split": json.loads(rows.to_json(orient="split", index=False))},
         expected=offline(serving.version, rows),
@@ -215,9 +219,10 @@ def test_image_is_pushed_to_the_connections_registry_and_its_digest_recorded(
     api = f"http://{local_registry}/v2/{MODEL}"
     assert tag in requests.get(f"{api}/tags/list", timeout=5).json()["tags"]
     manifest = requests.head(
-        f"{api}/manifests/{tag}", timeout=5,
+        f"{api}/manifests/{tag}",
+        timeout=5,
         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
-    )  # fmt: skip
+    )
     assert manifest.headers["Docker-Content-Digest"] == repo_digest.split("@", 1)[1]
     version = s["candidate"]["model_version"]
     tags = registry.client(load().tracking_uri).get_model_version(MODEL, version).tags
@@ -240,20 +245,24 @@ def derived_base(engine, tmp_path_factory, tag: str, run: str):
 def broken_base(engine, tmp_path_factory):
     """A base image whose Python exits at start once the model is in the image: builds, never serves."""
     yield from derived_base(
-        engine, tmp_path_factory, "mlcicd-test-broken-base:1",
+        engine,
+        tmp_path_factory,
+        "mlcicd-test-broken-base:1",
         "printf '%s\\n' 'import os, sys' "
         '\'if os.path.exists("/opt/mlcicd/bundle/release.json"): sys.exit("broken on purpose")\' '
         "> /usr/lib/python3.11/sitecustomize.py",
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
 def no_python_base(engine, tmp_path_factory):
     """A base image without python3: the Dockerfile's venv step fails."""
     yield from derived_base(
-        engine, tmp_path_factory, "mlcicd-test-no-python-base:1",
+        engine,
+        tmp_path_factory,
+        "mlcicd-test-no-python-base:1",
         "rm -f /usr/bin/python3 /usr/bin/python3.11 /usr/local/bin/python",
-    )  # fmt: skip
+    )
 
 
 def assert_still_serving(engine, version: str, endpoint: str, sample) -> None:

@@ -66,8 +66,14 @@ def test_deploys_to_a_real_cluster_and_the_service_answers(monkeypatch, engine_f
 
     # A canary: staged as <name>-canary, 50 % of the pods in the Service, analysed on live traffic
     # (sent through the API server's service proxy), then promoted; a broken one is taken out.
-    fast = {"rollout": "canary", "rollout_steps": [50], "rollout_interval_s": 5, "rollout_checks": 1,
-            "rollout_min_requests": 5, "max_degradation": 0.05}  # fmt: skip
+    fast = {
+        "rollout": "canary",
+        "rollout_steps": [50],
+        "rollout_interval_s": 5,
+        "rollout_checks": 1,
+        "rollout_min_requests": 5,
+        "max_degradation": 0.05,
+    }
     with ServiceLoad(resource_name(MODEL)) as load:
         healthy = run_pipeline({**CONF, **fast, "synthetic_seed": 2})
         broken = run_pipeline({**CONF, **fast, "synthetic_seed": 3, "rollout_max_p99_ms": 0.001})

@@ -40,9 +40,11 @@ def setup(tmp_path_factory):
         path.write_text(json.dumps({"payload": payload, "expected": expected}))
     port = free_port("127.0.0.1")
     env = {
-        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "MLCICD_STATE_DIR": str(state),
-        "MLCICD_LOCAL_PORT": str(port), "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-    }  # fmt: skip
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "MLCICD_STATE_DIR": str(state),
+        "MLCICD_LOCAL_PORT": str(port),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
     yield {"env": env, "smoke": smoke, "endpoint": f"http://127.0.0.1:{port}", "state": state}
     subprocess.run([sys.executable, "-m", "mlcicd", "stop"], env=env, capture_output=True, timeout=60)
 
@@ -50,8 +52,11 @@ def setup(tmp_path_factory):
 def start(setup, version: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(SCRIPT), MODEL, version, str(setup["smoke"][version])],
-        env=setup["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=setup["env"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def result(proc: subprocess.Popen) -> dict:
@@ -84,8 +89,10 @@ def test_the_server_gets_none_of_airflows_environment(setup):
     proc = subprocess.Popen(
         [sys.executable, str(SCRIPT), MODEL, "1", str(setup["smoke"]["1"])],
         env={**setup["env"], **secrets, "MLCICD_SERVER_MAX_ROWS": "777"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     done = result(proc)
     assert done["code"] == 0 and done["version"] == "1", done
     state = json.loads(front.read_text())

@@ -55,8 +55,15 @@ def write_window(
     path = folder / f"predictions-{when:%Y%m%dT%H}.jsonl"
     with path.open("a") as fh:
         for i, (features, p) in enumerate(zip(x.to_dict(orient="records"), preds, strict=True)):
-            rec = {"request_id": f"h{hour}-{i}", "row": 0, "time": when.isoformat(), "model_name": MODEL,
-                   "model_version": champion["version"], "features": features, "prediction": p}  # fmt: skip
+            rec = {
+                "request_id": f"h{hour}-{i}",
+                "row": 0,
+                "time": when.isoformat(),
+                "model_name": MODEL,
+                "model_version": champion["version"],
+                "features": features,
+                "prediction": p,
+            }
             fh.write(json.dumps(rec) + "\n")
     if labels is not None:
         lab_dir = load().labels_for(MODEL)
@@ -146,14 +153,29 @@ def test_a_window_of_hostile_records_is_bounded_counted_and_never_plotted_raw(ch
     ]
     with (champion["logs"] / f"predictions-{when:%Y%m%dT%H}.jsonl").open("a") as fh:
         for i, features in enumerate(hostile):
-            fh.write(json.dumps({"request_id": f"x{i}", "row": 0, "time": when.isoformat(), "model_name": MODEL,
-                                 "model_version": champion["version"], "features": features, "prediction": 0}) + "\n")  # fmt: skip
+            fh.write(
+                json.dumps(
+                    {
+                        "request_id": f"x{i}",
+                        "row": 0,
+                        "time": when.isoformat(),
+                        "model_name": MODEL,
+                        "model_version": champion["version"],
+                        "features": features,
+                        "prediction": 0,
+                    }
+                )
+                + "\n"
+            )
     states, events, report = monitor(65, consecutive_windows=1, cooldown_hours=0)
     assert states["evaluate_window"] == "success", states
     assert report["predictions"] == 800 + 39 and report["hostile"] == {
-        "oversized_lines": 1, "rows_with_unknown_columns": 10, "non_numeric_values": 9, "invalid_values": 0,
+        "oversized_lines": 1,
+        "rows_with_unknown_columns": 10,
+        "non_numeric_values": 9,
+        "invalid_values": 0,
         "unseen_category_values": 20,
-    }  # fmt: skip
+    }
     page = open(report["report_path"]).read()
     assert "<script>alert" not in page and "extra_1" not in page and "unseen category values 20" in page
 
@@ -203,10 +225,28 @@ def test_traffic_generator_feeds_the_prediction_log_and_labels(champion):
 
     started = datetime.now(UTC)
     out = subprocess.run(
-        [sys.executable, "-m", "mlcicd", "traffic", "--endpoint", champion["endpoint"], "--model", MODEL,
-         "--rows", "120", "--batch", "40", "--drift", "2", "--labels"],
-        capture_output=True, text=True, env=os.environ.copy(), timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mlcicd",
+            "traffic",
+            "--endpoint",
+            champion["endpoint"],
+            "--model",
+            MODEL,
+            "--rows",
+            "120",
+            "--batch",
+            "40",
+            "--drift",
+            "2",
+            "--labels",
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "sent 120 rows in 3 requests" in out.stdout
     deadline = time.monotonic() + 30

@@ -45,8 +45,12 @@ def version_count() -> int:
 def cli(*args: str) -> tuple[int, dict]:
     out = subprocess.run(
         [sys.executable, "-m", "mlcicd", "run", "--json", *args],
-        capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT, env=os.environ.copy(),
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=PROJECT_ROOT,
+        env=os.environ.copy(),
+    )
     lines = out.stdout.strip().splitlines()
     assert lines, f"no output; stderr: {out.stderr[-2000:]}"
     return out.returncode, json.loads(lines[-1])

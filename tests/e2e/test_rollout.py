@@ -61,8 +61,14 @@ def test_a_healthy_canary_walks_its_steps_and_a_broken_one_is_aborted_at_its_fir
         load.mark(v1, v2)
         code, healthy = run(e, "synthetic_seed=2", "rollout=canary", "rollout_steps=[20, 60]", *FAST)
         load.mark(v2, v3)
-        code_bad, broken = run(e, "synthetic_seed=3", "rollout=canary", "rollout_steps=[20, 60]",
-                               "rollout_max_p99_ms=0.001", *FAST)  # fmt: skip
+        code_bad, broken = run(
+            e,
+            "synthetic_seed=3",
+            "rollout=canary",
+            "rollout_steps=[20, 60]",
+            "rollout_max_p99_ms=0.001",
+            *FAST,
+        )
         load.mark(v2)  # aborted: only the champion answers from here on
         time.sleep(1)
         after = champion(endpoint)

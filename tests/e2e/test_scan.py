@@ -88,8 +88,15 @@ def test_a_new_major_weakness_rejects_the_candidate_and_a_shared_one_does_not(en
     assert tags["mlcicd.scan_report"].endswith(".html") and tags["mlcicd.scan_issues"].startswith("0 major")
 
     # A linear candidate: fine on average, useless in the west, where the champion is good.
-    linear = run_pipeline(e, {**LENIENT, **data, "estimator": "logistic_regression",
-                              "dataset_uri": str(interaction_batch(tmp_path / "b.csv", 2))})  # fmt: skip
+    linear = run_pipeline(
+        e,
+        {
+            **LENIENT,
+            **data,
+            "estimator": "logistic_regression",
+            "dataset_uri": str(interaction_batch(tmp_path / "b.csv", 2)),
+        },
+    )
     assert linear["outcome"] == "rejected" and linear["champion_version"] == v1
     fails = [r for r in linear["gate"]["reasons"] if r.startswith("FAIL scan:")]
     assert (

@@ -61,8 +61,13 @@ class Life:
                 timeout=60,
             )
             self.token = r.json()["access_token"]
-        r = requests.request(method, f"{self.server.url}/api/v2{path}", json=body, timeout=60,
-                             headers={"Authorization": f"Bearer {self.token}"})  # fmt: skip
+        r = requests.request(
+            method,
+            f"{self.server.url}/api/v2{path}",
+            json=body,
+            timeout=60,
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
         assert r.status_code < 300, (method, path, r.status_code, r.text[:500])
         return r.json()
 
@@ -138,15 +143,20 @@ class Life:
                     + "\n"
                 )
                 lab.write(json.dumps({"request_id": rid, "row": 0, "label": label}) + "\n")
-        return sum(int(p == t) for p, t in zip(predictions, y, strict=True)) / len(y)  # fmt: skip
+        return sum(int(p == t) for p, t in zip(predictions, y, strict=True)) / len(y)
 
 
 @pytest.fixture(scope="module")
 def life(tmp_path_factory):
     root = tmp_path_factory.mktemp("life")
     port = devserver.free_port()
-    extra = {"MLCICD_STATE_DIR": str(root / "state"), "MLCICD_LOCAL_PORT": str(port),
-             "MLCICD_RETRAIN_SCHEDULE": "none", "MLCICD_MONITOR_SCHEDULE": "none", **SERVER_ENV}  # fmt: skip
+    extra = {
+        "MLCICD_STATE_DIR": str(root / "state"),
+        "MLCICD_LOCAL_PORT": str(port),
+        "MLCICD_RETRAIN_SCHEDULE": "none",
+        "MLCICD_MONITOR_SCHEDULE": "none",
+        **SERVER_ENV,
+    }
     server = devserver.start(root / "home", password="life", extra_env=extra)
     life = Life(server, root / "state", f"http://127.0.0.1:{port}")
     try:
@@ -179,15 +189,25 @@ def test_days_of_life_each_drift_episode_leads_to_one_retrain_and_the_model_reco
             drift = EPISODE_DRIFT if drift == 0 else 0.0
         end = T0 + (w + 1) * WINDOW
         accuracy = life.traffic(end, drift, seed=100 + w)
-        conf = {"model_name": MODEL, "window_end": end.isoformat(), "window_minutes": int(WINDOW.total_seconds() // 60),
-                **POLICY, "retrain_conf": {"synthetic_drift": drift, "synthetic_seed": 500 + w}}  # fmt: skip
+        conf = {
+            "model_name": MODEL,
+            "window_end": end.isoformat(),
+            "window_minutes": int(WINDOW.total_seconds() // 60),
+            **POLICY,
+            "retrain_conf": {"synthetic_drift": drift, "synthetic_seed": 500 + w},
+        }
         before = {r["dag_run_id"] for r in life.asset_runs()}
         run = life.trigger("ml_monitor", conf)
         assert life.wait("ml_monitor", run) == "success", life.tasks("ml_monitor", run)
         report = life.xcom("ml_monitor", run, "evaluate_window")
-        window = {"w": w, "drift": drift, "accuracy": accuracy, "version": life.check_served_is_champion(),
-                  "dataset_drift": bool((report["drift"] or {}).get("dataset_drift")),
-                  "retrain": report["decision"]["retrain"]}  # fmt: skip
+        window = {
+            "w": w,
+            "drift": drift,
+            "accuracy": accuracy,
+            "version": life.check_served_is_champion(),
+            "dataset_drift": bool((report["drift"] or {}).get("dataset_drift")),
+            "retrain": report["decision"]["retrain"],
+        }
         life.windows.append(window)
         if report["decision"]["retrain"]:
             deadline = time.monotonic() + 120
@@ -197,13 +217,29 @@ def test_days_of_life_each_drift_episode_leads_to_one_retrain_and_the_model_reco
             (retrain,) = new
             state = life.wait("ml_retrain", retrain["dag_run_id"])
             validated = life.xcom("ml_retrain", retrain["dag_run_id"], "validate_data")
-            life.retrains.append({"w": w, "state": state, "validation": validated,
-                                  "tasks": life.tasks("ml_retrain", retrain["dag_run_id"]),
-                                  "version": life.check_served_is_champion()})  # fmt: skip
+            life.retrains.append(
+                {
+                    "w": w,
+                    "state": state,
+                    "validation": validated,
+                    "tasks": life.tasks("ml_retrain", retrain["dag_run_id"]),
+                    "version": life.check_served_is_champion(),
+                }
+            )
     seconds = time.monotonic() - started
-    print(json.dumps({"days": DAYS, "windows": len(life.windows), "retrains": len(life.retrains),
-                      "seconds": round(seconds), "seconds_per_day": round(seconds / DAYS, 1),
-                      "checks": life.checks, "windows_detail": life.windows}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "days": DAYS,
+                "windows": len(life.windows),
+                "retrains": len(life.retrains),
+                "seconds": round(seconds),
+                "seconds_per_day": round(seconds / DAYS, 1),
+                "checks": life.checks,
+                "windows_detail": life.windows,
+            }
+        )
+    )
 
     # Exactly one retrain per episode, within the windows the policy needs (no cooldown: first request).
     assert [r["w"] for r in life.retrains] == [e + POLICY["consecutive_windows"] - 1 for e in EPISODES]

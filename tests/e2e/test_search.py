@@ -170,13 +170,19 @@ def dag():
     ("conf", "says"),
     [
         ({"search": {"gradient_descent": {"candidates": 2}}}, "gradient_descent"),
-        ({"search": {"random_forest": {"candidates": 2, "space": {"alpha": [1]}}}}, "unknown hyperparameter 'alpha'"),
+        (
+            {"search": {"random_forest": {"candidates": 2, "space": {"alpha": [1]}}}},
+            "unknown hyperparameter 'alpha'",
+        ),
         ({"search": {"random_forest": {"candidates": 0}}}, "a space with no candidates"),
-        ({"search": "quick", "search_max_candidates": 5}, "gives 6 candidates, above search_max_candidates=5"),
+        (
+            {"search": "quick", "search_max_candidates": 5},
+            "gives 6 candidates, above search_max_candidates=5",
+        ),
         ({"search": "quick", "search_timeout_s": 999999}, "search_timeout_s"),
         ({"search": "quick", "search_max_candidates": 101}, "above this installation's ceiling of 100"),
     ],
-)  # fmt: skip
+)
 def test_bad_searches_are_refused_before_anything_runs(dag, conf, says):
     """What `mlcicd run` checks before it starts the run (the same function; exit 2 below)."""
     from mlcicd.cli.env import validate_conf

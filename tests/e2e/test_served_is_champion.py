@@ -45,8 +45,12 @@ def served() -> str | None:
 def status(*args: str) -> tuple[int, dict]:
     out = subprocess.run(
         [sys.executable, "-m", "mlcicd", "status", "--model", MODEL, "--target", "local", "--json", *args],
-        capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT, env=os.environ.copy(),
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PROJECT_ROOT,
+        env=os.environ.copy(),
+    )
     return out.returncode, json.loads(out.stdout.strip().splitlines()[-1])
 
 

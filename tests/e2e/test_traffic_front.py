@@ -39,8 +39,14 @@ def front(tmp_path_factory):
     port = free_port("127.0.0.1")
     saved = dict(os.environ)
     # With tokens on: the smoke tests, the analysis' scrapes and the shadow copies must all send them.
-    os.environ.update({"MLCICD_STATE_DIR": str(state), "MLCICD_LOCAL_PORT": str(port),
-                       "MLCICD_SERVER_TOKEN": "front-test-token", "MLCICD_SERVER_METRICS_TOKEN": "front-metrics"})  # fmt: skip
+    os.environ.update(
+        {
+            "MLCICD_STATE_DIR": str(state),
+            "MLCICD_LOCAL_PORT": str(port),
+            "MLCICD_SERVER_TOKEN": "front-test-token",
+            "MLCICD_SERVER_METRICS_TOKEN": "front-metrics",
+        }
+    )
     target = LocalProcessTarget(settings.load(), MODEL)
     payload = {"dataframe_split": json.loads(x.head(3).to_json(orient="split", index=False))}
     try:
@@ -85,8 +91,10 @@ def test_switch_and_canary_under_load_drop_nothing(front):
     counts = load.versions()
     assert set(counts) == {"1", "2", "3"} and min(counts.values()) > 20, counts
     assert target.current().version == "3" and target.candidate() is None
-    print(f"\n{len(load.results)} requests, versions {counts}; stage {staged - started:.2f} s, "
-          f"promote {switched - staged - 0.5:.2f} s")  # fmt: skip
+    print(
+        f"\n{len(load.results)} requests, versions {counts}; stage {staged - started:.2f} s, "
+        f"promote {switched - staged - 0.5:.2f} s"
+    )
 
 
 def test_an_aborted_canary_leaves_the_stable_version_serving_everything(front):
@@ -125,9 +133,10 @@ def test_shadow_copies_reach_the_candidate_and_callers_see_only_the_stable_answe
     assert requests.get(f"{server}/metrics", timeout=5).status_code == 401
     metrics = requests.get(f"{server}/metrics", headers=auth_headers(metrics=True), timeout=5).text
     shadowed = [
-        line for line in metrics.splitlines()
+        line
+        for line in metrics.splitlines()
         if line.startswith("mlcicd_requests_total") and 'traffic="shadow"' in line
-    ]  # fmt: skip
+    ]
     assert shadowed and float(shadowed[0].split()[-1]) > 10, shadowed
     time.sleep(1.5)  # the logger's flush
     shadow_ids = _ids(predictions / "shadow", "5")
@@ -162,8 +171,10 @@ def test_a_client_whose_body_comes_seconds_after_its_headers_is_served(front, mi
         body = json.dumps(payload).encode()
         url = urlparse(target.endpoint)
         with socket.create_connection((url.hostname, url.port), timeout=30) as s:
-            head = (f"POST /invocations HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
-                    f"Authorization: Bearer front-test-token\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n")  # fmt: skip
+            head = (
+                f"POST /invocations HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
+                f"Authorization: Bearer front-test-token\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
             s.sendall(head.encode())
             time.sleep(3)
             s.sendall(body)

@@ -3,7 +3,7 @@
 SQLite metadata DB, LocalExecutor with small parallelism; every task runs in its own worker
 process, as in production. The server is stopped with SIGINT (see STACK_NOTES).
 
-The client runs from its own venv, installed as the README and the CI templates install it
+The client runs from its own venv, installed as docs/ci.md and the CI templates install it
 (``requirements-trigger.txt`` and the project with ``--no-deps``): no Airflow, no ML stack.
 """
 
@@ -95,9 +95,23 @@ def airflow(tmp_path_factory, client_python):
 def trigger(airflow, *args: str, user: str = "admin", password: str = PASSWORD, url: str | None = None):
     env = {**airflow["env"], "MLCICD_AIRFLOW_USERNAME": user, "MLCICD_AIRFLOW_PASSWORD": password}
     out = subprocess.run(
-        [airflow["client"], "-m", "mlcicd", "trigger", "--url", url or airflow["url"], "--json", "--poll", "1", *args],
-        env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            airflow["client"],
+            "-m",
+            "mlcicd",
+            "trigger",
+            "--url",
+            url or airflow["url"],
+            "--json",
+            "--poll",
+            "1",
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     lines = out.stdout.strip().splitlines()
     assert lines, out.stderr[-2000:]
     return out.returncode, json.loads(lines[-1]), out.stderr
@@ -227,8 +241,13 @@ def test_data_validation_failure_has_its_own_exit_code(airflow):
 
 def answer(airflow, verb: str, run_id: str) -> tuple[int, dict]:
     env = {**airflow["env"], "MLCICD_AIRFLOW_USERNAME": "admin", "MLCICD_AIRFLOW_PASSWORD": PASSWORD}
-    out = subprocess.run([airflow["client"], "-m", "mlcicd", verb, run_id, "--url", airflow["url"], "--json"],
-                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [airflow["client"], "-m", "mlcicd", verb, run_id, "--url", airflow["url"], "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = out.stdout.strip().splitlines()
     assert lines, out.stderr[-2000:]
     return out.returncode, json.loads(lines[-1])
@@ -296,8 +315,14 @@ def test_reject_and_no_answer_take_the_candidate_out(airflow):
     champion = served(airflow)
     outcomes = {}
     for sha, answered in (("f" * 40, "reject"), ("0" * 40, None)):
-        conf = ["--conf", f"synthetic_seed={12 if answered else 13}", "--conf", "approval=true",
-                "--conf", "max_degradation=0.1"]  # fmt: skip
+        conf = [
+            "--conf",
+            f"synthetic_seed={12 if answered else 13}",
+            "--conf",
+            "approval=true",
+            "--conf",
+            "max_degradation=0.1",
+        ]
         code, s, _ = trigger(airflow, "--sha", sha, *conf)
         wait_for_approval(airflow, s["run_id"])
         asked = time.monotonic()

@@ -48,8 +48,13 @@ def test_values_run_the_baked_image_on_the_kubernetes_target():
     env = {e["name"]: e.get("value") for e in v["env"]}
     assert env["MLCICD_DEPLOY_TARGET"] == "kubernetes" and env["MLCICD_IMAGE_BUILDER"] == "kaniko"
     assert v["dags"]["gitSync"]["enabled"] is False and v["dags"]["persistence"]["enabled"] is False
-    assert v["airflowVersion"] == settings.PROJECT_ROOT.joinpath("requirements.txt").read_text().split(
-        "apache-airflow==")[1].split()[0]  # fmt: skip
+    assert (
+        v["airflowVersion"]
+        == settings.PROJECT_ROOT.joinpath("requirements.txt")
+        .read_text()
+        .split("apache-airflow==")[1]
+        .split()[0]
+    )
     state = {m["mountPath"] for m in v["volumeMounts"]}
     assert env["MLCICD_STATE_DIR"] in state  # every pod, task pods included, shares the state folder
     assert (
@@ -74,17 +79,23 @@ def chart() -> str | None:
     return os.environ.get("MLCICD_AIRFLOW_CHART")
 
 
-@pytest.mark.skipif(not shutil.which("helm") or not chart(),
-                    reason="needs helm on PATH and MLCICD_AIRFLOW_CHART (the chart's folder or .tgz, or "
-                    "apache-airflow/airflow from a configured repo); neither can be downloaded here")  # fmt: skip
+@pytest.mark.skipif(
+    not shutil.which("helm") or not chart(),
+    reason="needs helm on PATH and MLCICD_AIRFLOW_CHART (the chart's folder or .tgz, or "
+    "apache-airflow/airflow from a configured repo); neither can be downloaded here",
+)
 def test_chart_lints_and_renders_valid_manifests_with_these_values():
     version = [] if os.path.exists(chart() or "") else ["--version", CHART_VERSION]
     lint = subprocess.run(
         ["helm", "lint", chart(), "-f", str(VALUES), *version], capture_output=True, text=True
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    out = subprocess.run(["helm", "template", "mlcicd", chart(), "-n", "mlcicd", "-f", str(VALUES), *version],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["helm", "template", "mlcicd", chart(), "-n", "mlcicd", "-f", str(VALUES), *version],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     docs = [d for d in yaml.safe_load_all(out) if d]
     for doc in docs:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)

@@ -22,9 +22,14 @@ def test_repository_is_a_valid_lower_case_name(model, registry, expected):
 
 @pytest.mark.parametrize(
     ("setting", "target", "builder"),
-    [("auto", "local", "none"), ("auto", "docker", "docker"), ("auto", "kubernetes", "docker"),
-     ("kaniko", "kubernetes", "kaniko"), ("docker", "local", "docker")],
-)  # fmt: skip
+    [
+        ("auto", "local", "none"),
+        ("auto", "docker", "docker"),
+        ("auto", "kubernetes", "docker"),
+        ("kaniko", "kubernetes", "kaniko"),
+        ("docker", "local", "docker"),
+    ],
+)
 def test_builder_follows_the_target(setting, target, builder):
     assert image.resolve_builder(setting, target) == builder
 

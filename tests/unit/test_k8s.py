@@ -29,10 +29,15 @@ from tests.helpers import make_model_dir, wait_for
 
 K8S_VERSION = "1.31.0"
 RELEASE = Release(
-    model_name="Churn_Model", version="3", model_uri="models:/Churn_Model/3", mlflow_run_id="r" * 32,
-    airflow_run_id="manual__2026-11-23T10:00:00+00:00", image="registry.local:5000/churn_model:3-0123456789ab",
-    image_digest="registry.local:5000/churn_model@sha256:" + "a" * 64, model_digest="sha256:" + "b" * 64,
-)  # fmt: skip
+    model_name="Churn_Model",
+    version="3",
+    model_uri="models:/Churn_Model/3",
+    mlflow_run_id="r" * 32,
+    airflow_run_id="manual__2026-11-23T10:00:00+00:00",
+    image="registry.local:5000/churn_model:3-0123456789ab",
+    image_digest="registry.local:5000/churn_model@sha256:" + "a" * 64,
+    model_digest="sha256:" + "b" * 64,
+)
 SMOKE = SmokeTest(payload={"dataframe_split": {"columns": ["a"], "data": [[1]]}}, expected=[0])
 
 
@@ -203,14 +208,21 @@ def run_script(tmp_path: Path, url: str, payload: dict, expected: list, version:
     kubectl.chmod(kubectl.stat().st_mode | stat.S_IEXEC)
     log = tmp_path / "kubectl.log"
     env = {
-        "PATH": f"{bin_dir}:{os.environ['PATH']}", "KUBECTL_LOG": str(log),
-        "FAKE_PREVIOUS": fake.get("previous", ""), "FAKE_ROLLOUT_FAILS": fake.get("rollout_fails", ""),
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "KUBECTL_LOG": str(log),
+        "FAKE_PREVIOUS": fake.get("previous", ""),
+        "FAKE_ROLLOUT_FAILS": fake.get("rollout_fails", ""),
         "FAKE_APPLY_FAILS": fake.get("apply_fails", ""),
-        "NAMESPACE": "models", "DEPLOYMENT": "mlcicd-m", "SERVICE_URL": url, "MODEL_VERSION": version,
-        "MANIFESTS": "kind: Deployment", "SMOKE_PAYLOAD": json.dumps(payload),
-        "SMOKE_EXPECTED": json.dumps(expected), "ROLLOUT_TIMEOUT": "5s",
+        "NAMESPACE": "models",
+        "DEPLOYMENT": "mlcicd-m",
+        "SERVICE_URL": url,
+        "MODEL_VERSION": version,
+        "MANIFESTS": "kind: Deployment",
+        "SMOKE_PAYLOAD": json.dumps(payload),
+        "SMOKE_EXPECTED": json.dumps(expected),
+        "ROLLOUT_TIMEOUT": "5s",
         **{k: v for k, v in fake.items() if k.isupper()},
-    }  # fmt: skip
+    }
     out = subprocess.run(
         ["bash", str(k8s_target.DEPLOY_SCRIPT)], env=env, capture_output=True, text=True, timeout=120
     )
@@ -242,10 +254,15 @@ def test_deploy_script_rolls_back_to_the_previous_replicaset(tmp_path, served_mo
     if case == "wrong_predictions":
         expected = [1 - v for v in expected]
     out, calls = run_script(
-        tmp_path, url, payload, expected, version="8" if case == "wrong_version" else "7",
-        previous="6", rollout_fails="1" if case == "rollout_fails" else "",
+        tmp_path,
+        url,
+        payload,
+        expected,
+        version="8" if case == "wrong_version" else "7",
+        previous="6",
+        rollout_fails="1" if case == "rollout_fails" else "",
         apply_fails="1" if case == "apply_fails" else "",
-    )  # fmt: skip
+    )
     assert out.returncode == 1
     assert message in out.stderr and "rolling back to the previous ReplicaSet (revision 4, v6)" in out.stderr
     # To the revision that served before, not "one back": a re-applied template makes no new revision.

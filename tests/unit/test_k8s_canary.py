@@ -96,8 +96,16 @@ def test_the_canary_stays_out_of_the_stable_service_until_shifted(kube_settings,
 
     # The script's shift, applied as the API server would apply it.
     url, payload, expected = served_model
-    out, calls = run_script(tmp_path, url, payload, expected, ACTION="shift", CANARY=f"{NAME}-canary", REPLICAS="2",
-                            DEPLOYMENT=NAME)  # fmt: skip
+    out, calls = run_script(
+        tmp_path,
+        url,
+        payload,
+        expected,
+        ACTION="shift",
+        CANARY=f"{NAME}-canary",
+        REPLICAS="2",
+        DEPLOYMENT=NAME,
+    )
     assert out.returncode == 0, out.stderr
     (patch_call,) = [
         c for c in calls if c.startswith(f"-n models patch deployment {NAME}-canary --type=merge -p ")
@@ -118,8 +126,9 @@ def test_the_script_stages_a_canary_through_its_own_service_and_removes_a_failed
     assert out.returncode == 0, out.stderr
     assert "v7 is staged as mlcicd-m-canary" in out.stdout
     assert calls[0] == "-n models delete deployment,service mlcicd-m-canary --ignore-not-found --wait=true"
-    assert any(c.startswith("apply -f") for c in calls) and any("rollout status deployment/mlcicd-m-canary" in c
-                                                                  for c in calls)  # fmt: skip
+    assert any(c.startswith("apply -f") for c in calls) and any(
+        "rollout status deployment/mlcicd-m-canary" in c for c in calls
+    )
     assert not any("rollout undo" in c or "mlcicd-m " in c for c in calls)  # the stable one is not touched
 
     (tmp_path / "kubectl.log").unlink()
@@ -133,8 +142,16 @@ def test_the_script_stages_a_canary_through_its_own_service_and_removes_a_failed
 
 def test_the_script_removes_a_canary_that_does_not_become_ready(tmp_path, served_model):
     url, payload, expected = served_model
-    out, calls = run_script(tmp_path, url, payload, expected, ACTION="shift", CANARY="mlcicd-m-canary",
-                            REPLICAS="3", rollout_fails="1")  # fmt: skip
+    out, calls = run_script(
+        tmp_path,
+        url,
+        payload,
+        expected,
+        ACTION="shift",
+        CANARY="mlcicd-m-canary",
+        REPLICAS="3",
+        rollout_fails="1",
+    )
     assert out.returncode == 1 and "its 3 pods did not become ready" in out.stderr
     assert calls[-1].startswith("-n models delete deployment,service mlcicd-m-canary")
 
@@ -172,15 +189,28 @@ def test_unknown_action_is_refused(tmp_path, served_model):
 @pytest.mark.parametrize(
     ("build", "action", "env"),
     [
-        (lambda s: k8s_target.deploy_operator(s, CANDIDATE, SMOKE, action="stage"), "stage",
-         {"CANARY": f"{NAME}-canary", "SERVICE_URL": f"http://{NAME}-canary.models.svc:8080"}),
-        (lambda s: k8s_target.deploy_operator(s, CANDIDATE, SMOKE, canary=True), "switch",
-         {"CANARY": f"{NAME}-canary", "SERVICE_URL": f"http://{NAME}.models.svc:8080"}),
-        (lambda s: k8s_target.canary_operator(s, "Churn_Model", "shift", 2), "shift",
-         {"CANARY": f"{NAME}-canary", "REPLICAS": "2"}),
-        (lambda s: k8s_target.canary_operator(s, "Churn_Model", "abort"), "abort", {"CANARY": f"{NAME}-canary"}),
+        (
+            lambda s: k8s_target.deploy_operator(s, CANDIDATE, SMOKE, action="stage"),
+            "stage",
+            {"CANARY": f"{NAME}-canary", "SERVICE_URL": f"http://{NAME}-canary.models.svc:8080"},
+        ),
+        (
+            lambda s: k8s_target.deploy_operator(s, CANDIDATE, SMOKE, canary=True),
+            "switch",
+            {"CANARY": f"{NAME}-canary", "SERVICE_URL": f"http://{NAME}.models.svc:8080"},
+        ),
+        (
+            lambda s: k8s_target.canary_operator(s, "Churn_Model", "shift", 2),
+            "shift",
+            {"CANARY": f"{NAME}-canary", "REPLICAS": "2"},
+        ),
+        (
+            lambda s: k8s_target.canary_operator(s, "Churn_Model", "abort"),
+            "abort",
+            {"CANARY": f"{NAME}-canary"},
+        ),
     ],
-)  # fmt: skip
+)
 def test_canary_pods_built_by_the_provider_are_valid(kube_settings, build, action, env):
     pod = pod_of(build(kube_settings))
     validate(pod)
@@ -231,10 +261,19 @@ class ApiServer:
         for name, d in self.deployments.items():
             meta = d["spec"]["template"]["metadata"]
             for i in range(d["spec"]["replicas"]):
-                out.append({"apiVersion": "v1", "kind": "Pod",
-                            "metadata": {"name": f"{name}-5d9c-{i}", "namespace": "models", **copy.deepcopy(meta)},
-                            "spec": {"containers": [{"name": "model-server", "image": "x"}]},
-                            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})  # fmt: skip
+                out.append(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "metadata": {
+                            "name": f"{name}-5d9c-{i}",
+                            "namespace": "models",
+                            **copy.deepcopy(meta),
+                        },
+                        "spec": {"containers": [{"name": "model-server", "image": "x"}]},
+                        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+                    }
+                )
         return out
 
     def answer(self, path: str) -> tuple[int, object, str]:
@@ -277,8 +316,11 @@ def two_servers(tmp_path_factory):
         root = tmp_path_factory.mktemp(f"v{version}")
         _, x = make_model_dir(root, rows=300, seed=int(version), version=version)
         port = free_port("127.0.0.1")
-        procs.append(subprocess.Popen([sys.executable, "-m", "mlcicd.serving", "--model-dir", str(root),
-                                       "--port", str(port)]))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "mlcicd.serving", "--model-dir", str(root), "--port", str(port)]
+            )
+        )
         urls[version] = f"http://127.0.0.1:{port}"
         wait_for(f"{urls[version]}/health")
         body = {"dataframe_split": json.loads(x.head(4).to_json(orient="split", index=False))}
@@ -296,14 +338,22 @@ def cluster(kube_settings, two_servers, tmp_path, monkeypatch):
     canary, _ = docs(k8s_target.render_manifests(kube_settings, CANDIDATE, canary=True))
     api = ApiServer({NAME: stable, f"{NAME}-canary": canary}, two_servers)
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "stand-in",
-        "clusters": [{"name": "stand-in", "cluster": {"server": api.url}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "stand-in", "context": {"cluster": "stand-in", "user": "u"}}],
-    }))  # fmt: skip
-    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT",
-                       json.dumps({"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig)}}))  # fmt: skip
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "stand-in",
+                "clusters": [{"name": "stand-in", "cluster": {"server": api.url}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "stand-in", "context": {"cluster": "stand-in", "user": "u"}}],
+            }
+        )
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_KUBERNETES_DEFAULT",
+        json.dumps({"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig)}}),
+    )
     yield api, k8s_target.KubernetesTarget(kube_settings, "Churn_Model")
     api.http.shutdown()
 
@@ -351,5 +401,5 @@ def test_no_canary_and_no_shadow(cluster):
     assert set(snapshot(target, "canary")) == {"stable"}
     with pytest.raises(DeployError, match="no canary is staged"):
         target.shift(10)
-    with pytest.raises(NotSupported, match="shadow needs the local or docker target"):
+    with pytest.raises(NotSupported, match="the kubernetes target cannot mirror traffic"):
         target.mirror(True)

@@ -52,10 +52,18 @@ def build(tmp_path, url: str, sha256: str) -> subprocess.CompletedProcess:
     executor.write_text(EXECUTOR)
     executor.chmod(0o755)
     env = {
-        "PATH": os.environ["PATH"], "KANIKO_DIR": str(kaniko_dir), "XCOM_DIR": str(tmp_path / "xcom"),
-        "WORK_DIR": str(work), "CONTEXT": "s3://bucket/ctx.tar.gz", "CONTEXT_URL": url, "CONTEXT_SHA256": sha256,
-        "DESTINATION": "registry.local/m:1-abc", "BASE_IMAGE": "python:3.11", "MODEL_NAME": "m", "MODEL_VERSION": "1",
-    }  # fmt: skip
+        "PATH": os.environ["PATH"],
+        "KANIKO_DIR": str(kaniko_dir),
+        "XCOM_DIR": str(tmp_path / "xcom"),
+        "WORK_DIR": str(work),
+        "CONTEXT": "s3://bucket/ctx.tar.gz",
+        "CONTEXT_URL": url,
+        "CONTEXT_SHA256": sha256,
+        "DESTINATION": "registry.local/m:1-abc",
+        "BASE_IMAGE": "python:3.11",
+        "MODEL_NAME": "m",
+        "MODEL_VERSION": "1",
+    }
     return subprocess.run(
         ["sh", "-c", kaniko.BUILD_SCRIPT], env=env, capture_output=True, text=True, timeout=60
     )

@@ -193,8 +193,17 @@ def test_task_adapters_import_no_other_adapter():
 
 def test_the_ci_client_needs_only_the_light_modules():
     """What `python -m mlcicd trigger` loads (requirements-trigger.txt: no Airflow, no ML stack)."""
-    light = ("mlcicd.client", "mlcicd.conf", "mlcicd.choices", "mlcicd.errors", "mlcicd.names", "mlcicd.summary",
-             "mlcicd.search", "mlcicd.serving.auth", "mlcicd")  # fmt: skip
+    light = (
+        "mlcicd.client",
+        "mlcicd.conf",
+        "mlcicd.choices",
+        "mlcicd.errors",
+        "mlcicd.names",
+        "mlcicd.summary",
+        "mlcicd.search",
+        "mlcicd.serving.auth",
+        "mlcicd",
+    )
     for module in [m for m in MODULES if under(m, "mlcicd.client")]:
         heavy = {m for m in closure(module) if not any(m == x or m.startswith(x + ".") for x in light)}
         assert not {h for h in heavy if h not in ("mlcicd",)}, (module, heavy)
@@ -202,8 +211,15 @@ def test_the_ci_client_needs_only_the_light_modules():
 
 def test_the_plugin_loads_no_stage_logic():
     """The API server and the scheduler load the plugin: report pages and the scheduler guard only."""
-    allowed = ("mlcicd.plugin", "mlcicd.dag.links", "mlcicd.settings", "mlcicd.names", "mlcicd.errors",
-               "mlcicd.choices", "mlcicd")  # fmt: skip
+    allowed = (
+        "mlcicd.plugin",
+        "mlcicd.dag.links",
+        "mlcicd.settings",
+        "mlcicd.names",
+        "mlcicd.errors",
+        "mlcicd.choices",
+        "mlcicd",
+    )
     for module in [m for m in MODULES if under(m, "mlcicd.plugin")]:
         assert all(under(m, *allowed) for m in closure(module)), (module, closure(module))
 
@@ -263,3 +279,64 @@ def test_the_absent_stack_check_can_fail():
     code = BLOCK.format(blocked={"airflow"}, modules="mlcicd.dag.params")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "absent here" in done.stderr
+
+
+# -- no packing: '# fmt: skip' only closes a table ---------------------------------------------------
+
+PROJECT = ROOT.parent
+TABLE_LITERALS = (ast.List, ast.Tuple, ast.Dict, ast.Set)
+
+
+def table_ends(tree: ast.Module) -> set[int]:
+    """The last lines of the tables in ``tree``: multi-line literals assigned at module or class level,
+    or given to a decorator (pytest's parametrize lists)."""
+    ends: set[int] = set()
+
+    def add(node: ast.AST) -> None:
+        if isinstance(node, TABLE_LITERALS) and node.end_lineno and node.end_lineno > node.lineno:
+            ends.add(node.end_lineno)
+
+    scopes = [tree, *(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef))]
+    for scope in scopes:
+        for stmt in scope.body:
+            if isinstance(stmt, ast.Assign | ast.AnnAssign) and stmt.value is not None:
+                add(stmt.value)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            for decorator in node.decorator_list:
+                for sub in ast.walk(decorator):
+                    add(sub)
+    return ends
+
+
+def packed_lines(text: str) -> list[int]:
+    """Lines whose '# fmt: skip' does not close a table."""
+    import io
+    import tokenize
+
+    marked = [
+        tok.start[0]
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline)
+        if tok.type == tokenize.COMMENT and tok.string.strip() == "# fmt: skip"
+    ]
+    ends = table_ends(ast.parse(text))
+    return [line for line in marked if line not in ends]
+
+
+def python_files() -> list[Path]:
+    folders = ("include", "dags", "plugins", "tests", "benchmarks", "tools")
+    return [p for f in folders for p in sorted((PROJECT / f).rglob("*.py")) if ".state" not in p.parts]
+
+
+def test_fmt_skip_only_closes_tables():
+    """The size rule counts formatted lines: a long statement is formatted, not packed."""
+    packed = {
+        str(p.relative_to(PROJECT)): lines for p in python_files() if (lines := packed_lines(p.read_text()))
+    }
+    assert not packed
+
+
+def test_the_packing_check_can_fail():
+    packed = "def f(x):\n    return g(x, 1,\n             2)  # fmt: skip\n"
+    table = "ROWS = [\n    (1, 2),  (3, 4),\n]  # fmt: skip\n"
+    assert packed_lines(packed) == [3] and packed_lines(table) == []

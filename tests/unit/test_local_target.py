@@ -30,11 +30,21 @@ class Spawner:
 
     def _start(self, version_dir: Path, port: int) -> Server:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fixtures.idle_server", "--model-dir", str(version_dir),
-             "--port", str(port)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "tests.fixtures.idle_server",
+                "--model-dir",
+                str(version_dir),
+                "--port",
+                str(port),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         return Server.started(proc.pid)
 
 

@@ -156,8 +156,11 @@ def serve(root: Path, env: dict[str, str] | None = None) -> subprocess.Completed
     port = str(free_port("127.0.0.1"))
     return subprocess.run(
         [sys.executable, "-m", "mlcicd.serving", "--model-dir", str(root), "--port", port],
-        env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_the_server_does_not_start_on_a_tampered_bundle(bundle, tmp_path):

@@ -100,8 +100,12 @@ def test_hostile_records_are_counted_pooled_and_never_reach_the_tests(reference)
     ]
     frame, counts = window_frame(records, reference)
     assert list(frame.columns) == list(reference.columns)
-    assert counts == {"rows_with_unknown_columns": 1, "non_numeric_values": 3, "invalid_values": 2,
-                      "unseen_category_values": 401}  # fmt: skip
+    assert counts == {
+        "rows_with_unknown_columns": 1,
+        "non_numeric_values": 3,
+        "invalid_values": 2,
+        "unseen_category_values": 401,
+    }
     assert set(frame["contract"].dropna()) <= set(synthetic.CONTRACTS) | {OTHER}
     assert set(frame["region"].dropna()) <= set(synthetic.REGIONS) | {OTHER}
     assert frame["monthly_charges"].dtype == float and frame["monthly_charges"].isna().sum() == 1

@@ -54,8 +54,11 @@ def test_a_retrain_conf_from_an_asset_event_cannot_waive_them_either(strict):
 
 @pytest.mark.parametrize(
     ("asked", "message"),
-    [({"model_name": "other_model"}, "MLCICD_ALLOWED_MODELS"), ({"deploy_target": "docker"}, "MLCICD_ALLOWED_TARGETS")],
-)  # fmt: skip
+    [
+        ({"model_name": "other_model"}, "MLCICD_ALLOWED_MODELS"),
+        ({"deploy_target": "docker"}, "MLCICD_ALLOWED_TARGETS"),
+    ],
+)
 def test_models_and_targets_outside_the_allowed_ones_are_refused(strict, asked, message):
     with pytest.raises(ConfigError, match=message):
         policy.check_allowed({**RETRAIN_DEFAULTS, **asked}, strict)
@@ -72,10 +75,13 @@ def test_four_eyes_leaves_the_user_who_triggered_out_of_the_approvers(strict, mo
 
 @pytest.mark.parametrize(
     ("env", "message"),
-    [({"MLCICD_SCAN_MAJOR": "ignore"}, "MLCICD_SCAN_MAJOR='ignore'"), ({"MLCICD_REQUIRE_APPROVAL": "maybe"}, "not true or false"),
-     ({"MLCICD_APPROVAL_FOUR_EYES": "true", "MLCICD_APPROVERS": ""}, "needs MLCICD_APPROVERS"),
-     ({"MLCICD_ALLOWED_TARGETS": "ftp"}, "the targets are local, docker, kubernetes")],
-)  # fmt: skip
+    [
+        ({"MLCICD_SCAN_MAJOR": "ignore"}, "MLCICD_SCAN_MAJOR='ignore'"),
+        ({"MLCICD_REQUIRE_APPROVAL": "maybe"}, "not true or false"),
+        ({"MLCICD_APPROVAL_FOUR_EYES": "true", "MLCICD_APPROVERS": ""}, "needs MLCICD_APPROVERS"),
+        ({"MLCICD_ALLOWED_TARGETS": "ftp"}, "the targets are local, docker, kubernetes"),
+    ],
+)
 def test_a_bad_rule_setting_is_named(monkeypatch, env, message):
     for key, value in env.items():
         monkeypatch.setenv(key, value)

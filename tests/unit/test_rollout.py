@@ -24,8 +24,12 @@ PLAN = Plan(mode="canary", checks=2, failure_limit=0, min_requests=10, max_error
 def figures(requests: int, errors: int = 0, slow: int = 0, classes: dict | None = None) -> Figures:
     """``requests - errors`` answers, ``slow`` of them in the 0.5-1 s bucket, the rest under 10 ms."""
     ok = requests - errors
-    return Figures(requests, errors, {0.01: ok - slow, 0.5: ok - slow, 1.0: ok, math.inf: ok},
-                   classes if classes is not None else {"0": ok * 0.8, "1": ok * 0.2})  # fmt: skip
+    return Figures(
+        requests,
+        errors,
+        {0.01: ok - slow, 0.5: ok - slow, 1.0: ok, math.inf: ok},
+        classes if classes is not None else {"0": ok * 0.8, "1": ok * 0.2},
+    )
 
 
 def test_quantile_interpolates_inside_the_bucket_like_histogram_quantile():
@@ -81,15 +85,17 @@ def test_a_step_needs_a_success_and_at_most_failure_limit_failures():
 
 
 def test_figures_are_read_per_version_and_traffic_from_the_servers_metrics():
-    text = "\n".join([
-        'mlcicd_requests_total{model_version="3",status="200",traffic="live"} 7.0',
-        'mlcicd_requests_total{model_version="3",status="500",traffic="live"} 1.0',
-        'mlcicd_requests_total{model_version="3",status="200",traffic="probe"} 40.0',
-        'mlcicd_requests_total{model_version="3",status="200",traffic="shadow"} 9.0',
-        'mlcicd_request_seconds_bucket{le="0.01",model_version="3",status="200",traffic="live"} 6.0',
-        'mlcicd_request_seconds_bucket{le="+Inf",model_version="3",status="200",traffic="live"} 7.0',
-        'mlcicd_predictions_total{class_="1",model_version="3",traffic="live"} 7.0',
-    ])  # fmt: skip
+    text = "\n".join(
+        [
+            'mlcicd_requests_total{model_version="3",status="200",traffic="live"} 7.0',
+            'mlcicd_requests_total{model_version="3",status="500",traffic="live"} 1.0',
+            'mlcicd_requests_total{model_version="3",status="200",traffic="probe"} 40.0',
+            'mlcicd_requests_total{model_version="3",status="200",traffic="shadow"} 9.0',
+            'mlcicd_request_seconds_bucket{le="0.01",model_version="3",status="200",traffic="live"} 6.0',
+            'mlcicd_request_seconds_bucket{le="+Inf",model_version="3",status="200",traffic="live"} 7.0',
+            'mlcicd_predictions_total{class_="1",model_version="3",traffic="live"} 7.0',
+        ]
+    )
     live = figures_from_metrics(text, "3", "live")
     assert (live.requests, live.errors, live.classes) == (8, 1, {"1": 7.0})
     assert live.buckets == {0.01: 6.0, math.inf: 7.0}

@@ -55,8 +55,12 @@ def test_a_model_that_thresholds_a_feature_at_its_values_is_fragile():
 
     df = synthetic.generate(3000, 6)
     labels = np.random.default_rng(1).integers(0, 2, len(df))  # memorised: a split between every two values
-    model = Pipeline([("pick", ColumnTransformer([("m", "passthrough", ["monthly_charges"])])),
-                      ("tree", DecisionTreeClassifier(random_state=0))]).fit(df, labels)  # fmt: skip
+    model = Pipeline(
+        [
+            ("pick", ColumnTransformer([("m", "passthrough", ["monthly_charges"])])),
+            ("tree", DecisionTreeClassifier(random_state=0)),
+        ]
+    ).fit(df, labels)
     result = scan.scan(model, df.drop(columns="churned").head(1500), labels[:1500])
     fragile = [i for i in result.issues if i.detector == "fragility"]
     assert [i.slice for i in fragile] == ["monthly_charges perturbed"] and fragile[0].severity == scan.MAJOR
@@ -97,8 +101,11 @@ def test_a_tiny_holdout_skips_the_loss_based_detectors_with_a_note():
 
 def test_a_large_holdout_is_sampled_and_says_so():
     df = synthetic.generate(9000, 9)
-    result = scan.scan(fitted(df.iloc[:3000]), *holdout_xy(df.iloc[3000:].reset_index(drop=True)),
-                       scan.Thresholds(max_rows=2500))  # fmt: skip
+    result = scan.scan(
+        fitted(df.iloc[:3000]),
+        *holdout_xy(df.iloc[3000:].reset_index(drop=True)),
+        scan.Thresholds(max_rows=2500),
+    )
     assert result.sampled_from == 6000 and any("2,500 of 6,000" in n for n in result.notes)
 
 

@@ -50,19 +50,32 @@ def test_repeated_draws_are_dropped_and_a_space_with_no_hyperparameters_is_one_c
     ("spec", "says"),
     [
         ({"gradient_descent": {"candidates": 2}}, "unknown estimator 'gradient_descent'"),
-        ({"random_forest": {"candidates": 2, "space": {"learning_rate": [0.1]}}}, "unknown hyperparameter 'learning_rate'"),
+        (
+            {"random_forest": {"candidates": 2, "space": {"learning_rate": [0.1]}}},
+            "unknown hyperparameter 'learning_rate'",
+        ),
         ({"random_forest": {"candidates": 0}}, "a space with no candidates"),
         ({"random_forest": {"candidates": 2, "space": {"max_depth": []}}}, "a space with no candidates"),
         ({"random_forest": {"candidates": 2, "space": {"n_estimators": [0, 10]}}}, "[0] not a valid value"),
-        ({"random_forest": {"candidates": 2, "space": {"n_estimators": {"uniform": [1, 9]}}}}, "does not fit"),
-        ({"hist_gradient_boosting": {"candidates": 2, "space": {"learning_rate": {"loguniform": [0.5, 0.1]}}}},
-         "are empty"),
+        (
+            {"random_forest": {"candidates": 2, "space": {"n_estimators": {"uniform": [1, 9]}}}},
+            "does not fit",
+        ),
+        (
+            {
+                "hist_gradient_boosting": {
+                    "candidates": 2,
+                    "space": {"learning_rate": {"loguniform": [0.5, 0.1]}},
+                }
+            },
+            "are empty",
+        ),
         ({"logistic_regression": {"candidates": 2, "spaces": {}}}, "expected"),
         ({}, "at least one estimator family"),
         ("fastest", "neither a preset"),
         ("[1, 2]", "at least one estimator family"),
     ],
-)  # fmt: skip
+)
 def test_bad_spaces_are_refused_naming_the_problem(spec, says):
     with pytest.raises(ConfigError, match="search") as err:
         search.candidates(spec, 1, 40)
@@ -75,8 +88,14 @@ def test_more_candidates_than_the_budget_is_refused():
 
 
 def result(index, estimator, metric, fit=1.0, error=None):
-    return {"index": index, "estimator": estimator, "params": {}, "validation_metric": metric,
-            "fit_seconds": fit, "error": error}  # fmt: skip
+    return {
+        "index": index,
+        "estimator": estimator,
+        "params": {},
+        "validation_metric": metric,
+        "fit_seconds": fit,
+        "error": error,
+    }
 
 
 def test_the_best_validation_metric_wins_and_ties_go_to_the_simpler_then_the_faster():
@@ -84,8 +103,12 @@ def test_the_best_validation_metric_wins_and_ties_go_to_the_simpler_then_the_fas
         search.choose([result(0, "random_forest", 0.90), result(1, "logistic_regression", 0.80)])["index"]
         == 0
     )
-    tie = [result(0, "random_forest", 0.85), result(1, "hist_gradient_boosting", 0.85001),
-           result(2, "logistic_regression", 0.84999, fit=9.0), result(3, "logistic_regression", 0.85, fit=2.0)]  # fmt: skip
+    tie = [
+        result(0, "random_forest", 0.85),
+        result(1, "hist_gradient_boosting", 0.85001),
+        result(2, "logistic_regression", 0.84999, fit=9.0),
+        result(3, "logistic_regression", 0.85, fit=2.0),
+    ]
     assert search.choose(tie)["index"] == 3
     failed = result(0, "random_forest", None, error="CandidateTimeout: too slow")
     assert search.choose([failed, result(1, "random_forest", 0.5)])["index"] == 1

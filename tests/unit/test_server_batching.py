@@ -83,8 +83,12 @@ def test_a_batch_takes_no_request_once_it_has_max_rows_and_reports_each_batch():
     """Whole requests are added until the batch reaches ``max_rows``: the last may pass it (4 + 4 + 4 rows
     for 10), none is added after it."""
     seen = []
-    batcher = Batcher(lambda c: (time.sleep(0.005), c["x"])[1], max_rows=10, max_wait_s=0.0,
-                      observe=lambda n, rows: seen.append((n, rows)))  # fmt: skip
+    batcher = Batcher(
+        lambda c: (time.sleep(0.005), c["x"])[1],
+        max_rows=10,
+        max_wait_s=0.0,
+        observe=lambda n, rows: seen.append((n, rows)),
+    )
     results = run_callers(batcher, [np.arange(4)] * 12)
     assert all(len(r) == 4 for r in results)
     assert all(rows - 4 < 10 for _, rows in seen)  # before its last request, the batch was under 10 rows
@@ -106,8 +110,17 @@ def test_the_fast_path_gives_exactly_the_pipelines_answers_on_the_holdout(estima
     pipeline = training.build_pipeline(x, training.TrainParams(estimator=estimator, n_estimators=30)).fit(
         x, y
     )
-    columns = [Column(c, "string" if x[c].dtype.kind in "OT" or str(x[c].dtype) == "str" else
-                      "long" if x[c].dtype.kind == "i" else "double") for c in x.columns]  # fmt: skip
+    columns = [
+        Column(
+            c,
+            "string"
+            if x[c].dtype.kind in "OT" or str(x[c].dtype) == "str"
+            else "long"
+            if x[c].dtype.kind == "i"
+            else "double",
+        )
+        for c in x.columns
+    ]
     scorer = Scorer(pipeline, columns)
     assert scorer.fast is not None, scorer.reason
     h = holdout.drop(columns="churned")
@@ -167,9 +180,19 @@ def two_workers(tmp_path_factory):
     port = free_port("127.0.0.1")
     env = {**__import__("os").environ, "MLCICD_SERVER_WORKERS": "2", "MLCICD_SERVER_MAX_CONCURRENCY": "16"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlcicd.serving", "--model-dir", str(root), "--port", str(port),
-         "--prediction-log", str(root / "log")], env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mlcicd.serving",
+            "--model-dir",
+            str(root),
+            "--port",
+            str(port),
+            "--prediction-log",
+            str(root / "log"),
+        ],
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(f"{url}/health")
@@ -216,8 +239,11 @@ def test_concurrent_callers_of_a_two_worker_server_each_get_their_own_prediction
     def served() -> float:
         metrics = requests.get(f"{url}/metrics", timeout=5).text
         assert "mlcicd_batch_rows_bucket" in metrics and "mlcicd_batch_requests_count" in metrics
-        return sum(float(line.split()[-1]) for line in metrics.splitlines()
-                   if line.startswith("mlcicd_requests_total{") and 'status="200"' in line)  # fmt: skip
+        return sum(
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith("mlcicd_requests_total{") and 'status="200"' in line
+        )
 
     before = served()  # the fixture's warm-up requests
     with ThreadPoolExecutor(8) as pool:
@@ -261,10 +287,15 @@ def test_health_answers_while_the_workers_are_flooded(two_workers):
 def test_beyond_the_concurrency_limit_callers_get_503_with_retry_after(tmp_path):
     model, x = make_model_dir(tmp_path, rows=400, seed=6)
     port = free_port("127.0.0.1")
-    env = {**__import__("os").environ, "MLCICD_SERVER_WORKERS": "1", "MLCICD_SERVER_MAX_CONCURRENCY": "2",
-           "MLCICD_SERVER_MAX_ROWS": "100000"}  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "mlcicd.serving", "--model-dir", str(tmp_path), "--port", str(port)],
-                            env=env)  # fmt: skip
+    env = {
+        **__import__("os").environ,
+        "MLCICD_SERVER_WORKERS": "1",
+        "MLCICD_SERVER_MAX_CONCURRENCY": "2",
+        "MLCICD_SERVER_MAX_ROWS": "100000",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlcicd.serving", "--model-dir", str(tmp_path), "--port", str(port)], env=env
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(f"{url}/health")
@@ -296,15 +327,22 @@ def test_a_body_that_never_arrives_is_answered_408_and_frees_its_place(tmp_path)
 
     make_model_dir(tmp_path, rows=300, seed=8)
     port = free_port("127.0.0.1")
-    env = {**__import__("os").environ, "MLCICD_SERVER_WORKERS": "1", "MLCICD_SERVER_TIMEOUT_S": "1",
-           "MLCICD_SERVER_MAX_CONCURRENCY": "1"}  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "mlcicd.serving", "--model-dir", str(tmp_path), "--port", str(port)],
-                            env=env)  # fmt: skip
+    env = {
+        **__import__("os").environ,
+        "MLCICD_SERVER_WORKERS": "1",
+        "MLCICD_SERVER_TIMEOUT_S": "1",
+        "MLCICD_SERVER_MAX_CONCURRENCY": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlcicd.serving", "--model-dir", str(tmp_path), "--port", str(port)], env=env
+    )
     try:
         wait_for(f"http://127.0.0.1:{port}/health")
         with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
-            slow.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 100\r\n\r\n{")  # fmt: skip
+            slow.sendall(
+                b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n{"
+            )
             answer = b""
             while b"did not arrive" not in answer:  # headers and body may come in two segments
                 chunk = slow.recv(4096)

@@ -19,7 +19,7 @@ from mlcicd.serving import config
 from mlcicd.serving.config import DEFAULTS, SERVER_SETTINGS, ServerSettings, SettingError, read
 from mlcicd.serving.limits import Limits
 
-# The documented defaults (README's settings tables), written out: the table must give these.
+# The documented defaults (docs/configuration.md's server settings), written out: the table must give these.
 DOCUMENTED = {
     "model_dir": None, "model_digest": None, "host": "127.0.0.1", "port": 5100, "token": None,
     "metrics_token": None, "workers": None, "threads": 1, "max_body_bytes": 8 * 2**20, "max_rows": 10_000,
@@ -199,11 +199,16 @@ def test_the_app_takes_its_limits_and_log_bounds_from_the_settings(tmp_path, mon
 
     _, x = make_model_dir(tmp_path, rows=300, seed=5)
     env = {
-        "MLCICD_SERVER_MAX_BODY_BYTES": "200000", "MLCICD_SERVER_MAX_ROWS": "5",
-        "MLCICD_SERVER_MAX_CONCURRENCY": "4", "MLCICD_SERVER_TIMEOUT_S": "9", "MLCICD_SERVER_BATCH_ROWS": "7",
-        "MLCICD_SERVER_BATCH_WAIT_MS": "3", "MLCICD_PREDICTION_LOG_RETENTION_HOURS": "5",
-        "MLCICD_PREDICTION_LOG_MAX_BYTES": "123456", "MLCICD_PREDICTION_LOG_MAX_QUEUE_BYTES": "65536",
-    }  # fmt: skip
+        "MLCICD_SERVER_MAX_BODY_BYTES": "200000",
+        "MLCICD_SERVER_MAX_ROWS": "5",
+        "MLCICD_SERVER_MAX_CONCURRENCY": "4",
+        "MLCICD_SERVER_TIMEOUT_S": "9",
+        "MLCICD_SERVER_BATCH_ROWS": "7",
+        "MLCICD_SERVER_BATCH_WAIT_MS": "3",
+        "MLCICD_PREDICTION_LOG_RETENTION_HOURS": "5",
+        "MLCICD_PREDICTION_LOG_MAX_BYTES": "123456",
+        "MLCICD_PREDICTION_LOG_MAX_QUEUE_BYTES": "65536",
+    }
     for name, text in env.items():
         monkeypatch.setenv(name, text)
     app = server.create_app(tmp_path, tmp_path / "predictions")

@@ -43,39 +43,75 @@ def hostile_bodies(x) -> list[tuple[str, bytes, dict]]:
 
     num, cat = "customer_age", "contract"
     cases = [
-        ("empty body", b"", JSON), ("just a brace", b"{", JSON), ("bare word", b"nul", JSON),
-        ("trailing comma", b'{"dataframe_records": [{}],}', JSON), ("single quotes", b"{'a': 1}", JSON),
+        ("empty body", b"", JSON),
+        ("just a brace", b"{", JSON),
+        ("bare word", b"nul", JSON),
+        ("trailing comma", b'{"dataframe_records": [{}],}', JSON),
+        ("single quotes", b"{'a': 1}", JSON),
         ("control characters", b'{"dataframe_records": "\x00\x01"}', JSON),
-        ("invalid utf-8", b'{"dataframe_records": "\xff\xfe\xfa"}', JSON), ("utf-16 without bom", "{}".encode("utf-16-le"), JSON),
-        ("NaN literal", with_value(num, "NaN"), JSON), ("Infinity literal", with_value(num, "Infinity"), JSON),
+        ("invalid utf-8", b'{"dataframe_records": "\xff\xfe\xfa"}', JSON),
+        ("utf-16 without bom", "{}".encode("utf-16-le"), JSON),
+        ("NaN literal", with_value(num, "NaN"), JSON),
+        ("Infinity literal", with_value(num, "Infinity"), JSON),
         ("-Infinity literal", with_value("monthly_charges", "-Infinity"), JSON),
-        ("5000-digit integer", with_value(num, "9" * 5000), JSON), ("4000-digit integer", with_value(num, "9" * 4000), JSON),
-        ("integer beyond int64", with_value(num, str(2**63)), JSON), ("float overflow 1e400", with_value("monthly_charges", "1e400"), JSON),
+        ("5000-digit integer", with_value(num, "9" * 5000), JSON),
+        ("4000-digit integer", with_value(num, "9" * 4000), JSON),
+        ("integer beyond int64", with_value(num, str(2**63)), JSON),
+        ("float overflow 1e400", with_value("monthly_charges", "1e400"), JSON),
         ("huge integer in a double column", with_value("monthly_charges", "9" * 400), JSON),
-        ("fraction in an integer column", with_value(num, "3.5"), JSON), ("bool in an integer column", with_value(num, "true"), JSON),
-        ("string in an integer column", with_value(num, '"old"'), JSON), ("list in a number column", with_value(num, "[1]"), JSON),
-        ("object in a number column", with_value(num, '{"a": 1}'), JSON), ("number in a string column", with_value(cat, "7"), JSON),
-        ("bool in a string column", with_value(cat, "false"), JSON), ("list in a string column", with_value(cat, '["a"]'), JSON),
-        ("nested 10,000 deep", b"[" * 10_000 + b"]" * 10_000, JSON), ("nested 100,000 deep, unclosed", b"[" * 100_000, JSON),
+        ("fraction in an integer column", with_value(num, "3.5"), JSON),
+        ("bool in an integer column", with_value(num, "true"), JSON),
+        ("string in an integer column", with_value(num, '"old"'), JSON),
+        ("list in a number column", with_value(num, "[1]"), JSON),
+        ("object in a number column", with_value(num, '{"a": 1}'), JSON),
+        ("number in a string column", with_value(cat, "7"), JSON),
+        ("bool in a string column", with_value(cat, "false"), JSON),
+        ("list in a string column", with_value(cat, '["a"]'), JSON),
+        ("nested 10,000 deep", b"[" * 10_000 + b"]" * 10_000, JSON),
+        ("nested 100,000 deep, unclosed", b"[" * 100_000, JSON),
         ("nested objects in a value", with_value(cat, '{"a": ' * 500 + "1" + "}" * 500), JSON),
-        ("top-level number", b"42", JSON), ("top-level string", b'"rows"', JSON), ("top-level null", b"null", JSON),
-        ("top-level list", body([rec]), JSON), ("empty object", b"{}", JSON), ("unknown format", body({"rows": [rec]}), JSON),
+        ("top-level number", b"42", JSON),
+        ("top-level string", b'"rows"', JSON),
+        ("top-level null", b"null", JSON),
+        ("top-level list", body([rec]), JSON),
+        ("empty object", b"{}", JSON),
+        ("unknown format", body({"rows": [rec]}), JSON),
         ("two formats", body({"dataframe_records": [rec], "instances": [rec]}), JSON),
         ("split without data", body({"dataframe_split": {"columns": cols}}), JSON),
         ("split columns not a list", body({"dataframe_split": {"columns": "a,b", "data": []}}), JSON),
         ("split data not a list", body({"dataframe_split": {"columns": cols, "data": {"a": 1}}}), JSON),
-        ("split ragged row", body({"dataframe_split": {"columns": split["columns"], "data": [split["data"][0][:-1]]}}), JSON),
+        (
+            "split ragged row",
+            body({"dataframe_split": {"columns": split["columns"], "data": [split["data"][0][:-1]]}}),
+            JSON,
+        ),
         ("split row not a list", body({"dataframe_split": {"columns": split["columns"], "data": [5]}}), JSON),
-        ("split numeric column names", body({"dataframe_split": {"columns": list(range(len(cols))), "data": split["data"]}}), JSON),
-        ("split duplicate column", body({"dataframe_split": {"columns": [cols[0], *cols[:-1]], "data": split["data"]}}), JSON),
+        (
+            "split numeric column names",
+            body({"dataframe_split": {"columns": list(range(len(cols))), "data": split["data"]}}),
+            JSON,
+        ),
+        (
+            "split duplicate column",
+            body({"dataframe_split": {"columns": [cols[0], *cols[:-1]], "data": split["data"]}}),
+            JSON,
+        ),
         ("split of a string", body({"dataframe_split": "everything"}), JSON),
-        ("records missing a column", body({"dataframe_records": [{k: v for k, v in rec.items() if k != num}]}), JSON),
+        (
+            "records missing a column",
+            body({"dataframe_records": [{k: v for k, v in rec.items() if k != num}]}),
+            JSON,
+        ),
         ("records ragged", body({"dataframe_records": [rec, {cols[0]: rec[cols[0]]}]}), JSON),
         ("records of numbers", body({"dataframe_records": [1, 2]}), JSON),
         ("no rows", body({"dataframe_records": []}), JSON),
         ("instances mixing records and rows", body({"instances": [rec, list(rec.values())]}), JSON),
         ("instances rows of the wrong width", body({"instances": [[1, 2]]}), JSON),
-        ("inputs columns of different lengths", body({"inputs": {k: [v] * (1 + (k == num)) for k, v in rec.items()}}), JSON),
+        (
+            "inputs columns of different lengths",
+            body({"inputs": {k: [v] * (1 + (k == num)) for k, v in rec.items()}}),
+            JSON,
+        ),
         ("inputs columns not lists", body({"inputs": dict(rec)}), JSON),
         ("inputs of a number", body({"inputs": 3}), JSON),
         ("too many rows", body({"dataframe_records": [rec] * (MAX_ROWS + 1)}), JSON),
@@ -84,16 +120,36 @@ def hostile_bodies(x) -> list[tuple[str, bytes, dict]]:
         ("no content type", body({"dataframe_records": [rec]}), {"content-type": ""}),
         ("text/csv", b"a,b\n1,2", {"content-type": "text/csv"}),
         ("form encoded", b"a=1&b=2", {"content-type": "application/x-www-form-urlencoded"}),
-        ("lying content-length", body({"dataframe_records": [rec]}), {**JSON, "content-length": str(MAX_BODY * 10)}),
+        (
+            "lying content-length",
+            body({"dataframe_records": [rec]}),
+            {**JSON, "content-length": str(MAX_BODY * 10)},
+        ),
         ("bom then json", b"\xef\xbb\xbf" + body({"dataframe_records": "x"}), JSON),
         ("null row", body({"dataframe_split": {"columns": split["columns"], "data": [None]}}), JSON),
-        ("null everywhere but numbers as strings", body({"dataframe_records": [{k: str(v) for k, v in rec.items()}]}), JSON),
-        ("columnar of nulls for a bool-free model but strings", body({"inputs": {k: ["x"] for k in rec}}), JSON),
-        ("a null beside an integer beyond int64", body({"inputs": {**{k: [v, v] for k, v in rec.items()}, num: [None, 10**400]}}), JSON),
-        ("one wide record, then thousands of empty ones", body({"dataframe_records": [{f"c{i}": 1 for i in range(3000)}] + [{}] * 3000}), JSON),
+        (
+            "null everywhere but numbers as strings",
+            body({"dataframe_records": [{k: str(v) for k, v in rec.items()}]}),
+            JSON,
+        ),
+        (
+            "columnar of nulls for a bool-free model but strings",
+            body({"inputs": {k: ["x"] for k in rec}}),
+            JSON,
+        ),
+        (
+            "a null beside an integer beyond int64",
+            body({"inputs": {**{k: [v, v] for k, v in rec.items()}, num: [None, 10**400]}}),
+            JSON,
+        ),
+        (
+            "one wide record, then thousands of empty ones",
+            body({"dataframe_records": [{f"c{i}": 1 for i in range(3000)}] + [{}] * 3000}),
+            JSON,
+        ),
         ("a lone surrogate as a column name", b'{"dataframe_records": [{"\\ud800": 1}]}', JSON),
         ("instances of numbers", body({"instances": [1, 2]}), JSON),
-    ]  # fmt: skip
+    ]
     return cases
 
 
@@ -180,9 +236,16 @@ def test_v2_infer_one_input_per_column_as_mlservers_pd_content_type(served):
     request = {
         "id": "req-42",
         "parameters": {"content_type": "pd"},
-        "inputs": [{"name": c, "shape": [3, 1], "datatype": types.get(str(rows[c].dtype), "BYTES"), "data": rows[c].tolist()}
-                   for c in rows.columns],
-    }  # fmt: skip
+        "inputs": [
+            {
+                "name": c,
+                "shape": [3, 1],
+                "datatype": types.get(str(rows[c].dtype), "BYTES"),
+                "data": rows[c].tolist(),
+            }
+            for c in rows.columns
+        ],
+    }
     r = client.post("/v2/models/m/infer", json=request)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -247,12 +310,17 @@ def test_v2_echoes_any_string_id_and_refuses_what_it_cannot_answer(served):
     client, x, _ = served
     rows = x.head(1)
     inputs = [{"name": c, "shape": [1], "datatype": "BYTES", "data": rows[c].tolist()} for c in rows.columns]
-    r = client.post("/v2/models/m/infer", content=b'{"id": "\\ud800", "inputs": ' + json.dumps(inputs).encode() + b"}",
-                    headers=JSON)  # fmt: skip
+    r = client.post(
+        "/v2/models/m/infer",
+        content=b'{"id": "\\ud800", "inputs": ' + json.dumps(inputs).encode() + b"}",
+        headers=JSON,
+    )
     assert r.status_code == 200 and r.json()["id"] == "\ud800"  # escaped, not a 500
-    for bad, message in (({"id": 7}, "'id' must be a string"),
-                         ({"outputs": [{"name": "predict_proba"}]}, "one output, 'predict'"),
-                         ({"inputs": [{**inputs[0], "datatype": "FLOAT"}, *inputs[1:]]}, "'datatype' must be one of")):  # fmt: skip
+    for bad, message in (
+        ({"id": 7}, "'id' must be a string"),
+        ({"outputs": [{"name": "predict_proba"}]}, "one output, 'predict'"),
+        ({"inputs": [{**inputs[0], "datatype": "FLOAT"}, *inputs[1:]]}, "'datatype' must be one of"),
+    ):
         r = client.post("/v2/models/m/infer", json={"inputs": inputs, **bad})
         assert r.status_code == 400 and message in r.json()["error"], r.text
     assert (

@@ -74,8 +74,12 @@ def test_the_smoke_test_sends_the_token_a_real_server_asks_for(bundle, monkeypat
     root, model, x = bundle
     port = free_port("127.0.0.1")
     env = {**os.environ, "MLCICD_SERVER_TOKEN": TOKEN}
-    proc = subprocess.Popen([sys.executable, "-m", "mlcicd.serving", "--model-dir", str(root), "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlcicd.serving", "--model-dir", str(root), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(f"http://127.0.0.1:{port}/health")
         smoke = SmokeTest.of(x.head(5), model.predict(x.head(5)))

@@ -119,8 +119,15 @@ def _log_lines(path, when, n, start=0, pad=0):
 
     with path.open("a") as fh:
         for i in range(start, start + n):
-            rec = {"request_id": f"r{i}", "row": 0, "time": when.isoformat(), "model_name": "m",
-                   "model_version": "1", "features": {"i": i, "pad": "p" * pad}, "prediction": 0}  # fmt: skip
+            rec = {
+                "request_id": f"r{i}",
+                "row": 0,
+                "time": when.isoformat(),
+                "model_name": "m",
+                "model_version": "1",
+                "features": {"i": i, "pad": "p" * pad},
+                "prediction": 0,
+            }
             fh.write(json.dumps(rec) + "\n")
 
 

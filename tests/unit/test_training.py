@@ -87,9 +87,15 @@ def test_model_has_signature_example_and_pinned_requirements(logged, tmp_path):
     _, _, result, uri = logged
     info = mlflow.models.get_model_info(result.model_uri)
     assert [s["name"] for s in info.signature.inputs.to_dict()] == [
-        "customer_age", "tenure_months", "monthly_charges", "total_charges", "support_calls",
-        "contract", "payment_method", "region",
-    ]  # fmt: skip
+        "customer_age",
+        "tenure_months",
+        "monthly_charges",
+        "total_charges",
+        "support_calls",
+        "contract",
+        "payment_method",
+        "region",
+    ]
     local = mlflow.artifacts.download_artifacts(result.model_uri, dst_path=str(tmp_path))
     reqs = open(f"{local}/requirements.txt").read().split()
     assert any(r.startswith("scikit-learn==") for r in reqs) and all("==" in r for r in reqs)
@@ -109,9 +115,16 @@ def test_a_train_split_above_the_cap_is_fitted_on_a_stratified_sample_and_says_s
     )
     exp = registry.ensure_experiment(c, "unit", tmp_path / "artifacts")
     result = training.train_and_log(
-        ref, df, training.TrainParams(estimator="logistic_regression"), run_dir=tmp_path, tracking_uri=uri,
-        experiment_id=exp, run_name="capped", tags={}, max_rows=300,
-    )  # fmt: skip
+        ref,
+        df,
+        training.TrainParams(estimator="logistic_regression"),
+        run_dir=tmp_path,
+        tracking_uri=uri,
+        experiment_id=exp,
+        run_name="capped",
+        tags={},
+        max_rows=300,
+    )
     assert (result.train_rows, result.train_rows_available, result.holdout_rows) == (300, 600, 200)
     params = c.get_run(result.mlflow_run_id).data.params
     assert (params["train_rows"], params["train_rows_available"], params["holdout_rows"]) == (

@@ -42,9 +42,10 @@ def test_the_inferred_suite_has_a_contract_and_a_profile(suite):
         suite, "contract"
     )
     contract_set = next(
-        e for e in suite["expectations"]
+        e
+        for e in suite["expectations"]
         if e["kwargs"].get("column") == "contract" and e["type"] == "expect_column_values_to_be_in_set"
-    )  # fmt: skip
+    )
     assert contract_set["kwargs"]["value_set"] == list(synthetic.CONTRACTS)
     assert contract_set["kwargs"]["mostly"] == 1 - validation.MAX_UNSEEN_CATEGORIES
     # GX keeps one expectation per (type, column) in a suite: within each part, none may repeat.
@@ -58,10 +59,12 @@ def test_the_plausible_range_is_one_reference_range_beyond_it_and_never_negative
     df = synthetic.generate(3000, 1)
     s = validation.infer_suite(df, "churn", "churned")
     (plausible,) = [
-        e["kwargs"] for e in s["expectations"]
-        if e["kwargs"].get("column") == "customer_age" and e["type"] == "expect_column_values_to_be_between"
+        e["kwargs"]
+        for e in s["expectations"]
+        if e["kwargs"].get("column") == "customer_age"
+        and e["type"] == "expect_column_values_to_be_between"
         and e["severity"] == validation.CONTRACT
-    ]  # fmt: skip
+    ]
     lo, hi = df["customer_age"].quantile(0.002), df["customer_age"].quantile(0.998)
     assert plausible["min_value"] == 0.0 and plausible["max_value"] == pytest.approx(hi + (hi - lo), rel=1e-5)
     assert plausible["mostly"] == 1 - validation.MAX_IMPLAUSIBLE
@@ -147,11 +150,20 @@ def test_missing_column_failure_names_the_column(suite, tmp_path):
 
 
 def test_a_declared_suite_replaces_the_contract_and_keeps_the_profile(suite, tmp_path):
-    declared = {"name": "churn", "expectations": [
-        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "customer_age", "min_value": 18, "max_value": 80}},
-        {"type": "expect_column_values_to_be_between", "severity": "warning",
-         "kwargs": {"column": "monthly_charges", "min_value": 0, "max_value": 100}},
-    ]}  # fmt: skip
+    declared = {
+        "name": "churn",
+        "expectations": [
+            {
+                "type": "expect_column_values_to_be_between",
+                "kwargs": {"column": "customer_age", "min_value": 18, "max_value": 80},
+            },
+            {
+                "type": "expect_column_values_to_be_between",
+                "severity": "warning",
+                "kwargs": {"column": "monthly_charges", "min_value": 0, "max_value": 100},
+            },
+        ],
+    }
     composed = validation.compose(declared, suite)
     assert composed["expectations"][:2] == declared["expectations"]
     profile = composed["expectations"][2:]
@@ -164,8 +176,12 @@ def test_a_declared_suite_replaces_the_contract_and_keeps_the_profile(suite, tmp
     checked = run(synthetic.generate(3000, 2, drift=3), composed, tmp_path)
     assert not checked.success  # ages up to 90 break the declared (hard) range
     assert [f for f in checked.failures if "customer_age" in f] == checked.failures != []
-    assert any("column 'monthly_charges': expect_column_values_to_be_between failed (mostly" not in s
-               and "monthly_charges" in s and "max_value=100" in s for s in checked.shift), checked.shift  # fmt: skip
+    assert any(
+        "column 'monthly_charges': expect_column_values_to_be_between failed (mostly" not in s
+        and "monthly_charges" in s
+        and "max_value=100" in s
+        for s in checked.shift
+    ), checked.shift
     assert any("column 'support_calls': expect_column_mean_to_be_between failed" in s for s in checked.shift)
     assert checked.profile_report_path and checked.profile_report_path != checked.report_path
 
@@ -224,10 +240,15 @@ def test_above_the_sample_bound_the_contract_still_sees_every_row_and_the_row_co
     checked = run(df, suite, tmp_path)
     assert checked.success
     assert any("customer_age" in s and "held, within its bound" in s for s in checked.shift), checked.shift
-    tight = {**suite, "expectations": [
-        {**e, "kwargs": {**e["kwargs"], "max_value": 5000}} if e["type"] == "expect_table_row_count_to_be_between" else e
-        for e in suite["expectations"]
-    ]}  # fmt: skip
+    tight = {
+        **suite,
+        "expectations": [
+            {**e, "kwargs": {**e["kwargs"], "max_value": 5000}}
+            if e["type"] == "expect_table_row_count_to_be_between"
+            else e
+            for e in suite["expectations"]
+        ],
+    }
     shift = run(df, tight, tmp_path, "tight").shift
     assert any("expect_table_row_count_to_be_between failed" in s and "observed 12000" in s for s in shift), (
         shift

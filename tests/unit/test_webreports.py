@@ -53,8 +53,11 @@ def test_library_assets_and_gx_static_files_are_public_for_the_sandboxed_page(se
     """The sandboxed page's requests carry no cookie (opaque origin; Airflow's is SameSite=Lax), and
     its fonts and crossorigin scripts need CORS: these files hold no data, so anyone may have them."""
     client, _, docs = served
-    for path in ("_assets/jquery.min.js", "_assets/fontawesome/webfonts/fa-solid-900.woff2",
-                 "static/styles/data_docs_default_styles.css"):  # fmt: skip
+    for path in (
+        "_assets/jquery.min.js",
+        "_assets/fontawesome/webfonts/fa-solid-900.woff2",
+        "static/styles/data_docs_default_styles.css",
+    ):
         r = get(client, path)
         assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == "*", path
     (docs / "static" / "leak.html").write_text("<p>not a static asset</p>")

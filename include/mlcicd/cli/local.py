@@ -19,9 +19,11 @@ from mlcicd.settings import load
 def register(sub: Any) -> None:
     stop = sub.add_parser("stop", help="stop the model servers started by runs")
     stop.add_argument(
-        "--target", choices=["local", "docker"], default="local",
+        "--target",
+        choices=["local", "docker"],
+        default="local",
         help="local: the server processes (default); docker: the model containers on the Docker engine",
-    )  # fmt: skip
+    )
     stop.set_defaults(func=stop_command)
     traffic = sub.add_parser(
         "traffic", help="send synthetic requests to the served model (for the monitoring loop)"
@@ -117,8 +119,10 @@ def run_airflow(port: int) -> int:
     print(f"starting Airflow on http://127.0.0.1:{port} (state in {settings.state_dir}) ...", flush=True)
     server = devserver.start(settings.state_dir / "airflow", port=port, password=password, extra_env=keep)
     print(f"Airflow UI: {server.url}  user {devserver.USER}, password {password!r} (MLCICD_AIRFLOW_PASSWORD)")
-    print(f"Trigger from another shell: MLCICD_AIRFLOW_USERNAME=admin MLCICD_AIRFLOW_PASSWORD={password} "
-          f"python -m mlcicd trigger --url {server.url} --wait --unpause")  # fmt: skip
+    print(
+        f"Trigger from another shell: MLCICD_AIRFLOW_USERNAME=admin MLCICD_AIRFLOW_PASSWORD={password} "
+        f"python -m mlcicd trigger --url {server.url} --wait --unpause"
+    )
     print("Ctrl-C stops it.", flush=True)
 
     def interrupt(*_: Any) -> None:

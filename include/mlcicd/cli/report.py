@@ -35,9 +35,15 @@ def render(summary: dict[str, Any]) -> str:
         lines.append(f"              MLflow run {cand.get('mlflow_run_id')}")
     sc = s.get("scan")
     if sc:
-        lines.append(f"  scan        {len(sc['major'])} MAJOR, {sc['minor']} minor issue(s)"
-                     + (f"; new against champion v{sc['champion_version']}: {len(sc['new_major'])}"
-                        if sc.get("champion_version") else "") + f" ({sc.get('seconds')} s)")  # fmt: skip
+        lines.append(
+            f"  scan        {len(sc['major'])} MAJOR, {sc['minor']} minor issue(s)"
+            + (
+                f"; new against champion v{sc['champion_version']}: {len(sc['new_major'])}"
+                if sc.get("champion_version")
+                else ""
+            )
+            + f" ({sc.get('seconds')} s)"
+        )
         lines += [f"                ! {m}" for m in sc["major"]]
         lines += [f"                ({n})" for n in sc.get("notes", [])]
         if sc.get("report"):
@@ -106,8 +112,11 @@ def _accuracy(accuracy: dict[str, Any] | None) -> str:
     """Live accuracy of both versions on the labelled rows of the step, where labels arrived."""
     if not accuracy:
         return ""
-    parts = [f"{role} {a['accuracy']:.3f} on {a['labelled']}" for role, a in accuracy.items()
-             if a and a.get("accuracy") is not None]  # fmt: skip
+    parts = [
+        f"{role} {a['accuracy']:.3f} on {a['labelled']}"
+        for role, a in accuracy.items()
+        if a and a.get("accuracy") is not None
+    ]
     return f"; live accuracy {', '.join(parts)} labelled" if parts else ""
 
 

@@ -18,8 +18,9 @@ def register(sub: Any) -> None:
     status.add_argument(
         "--target", choices=DEPLOY_TARGETS, help="deploy target (default: MLCICD_DEPLOY_TARGET)"
     )
-    status.add_argument("--repair", action="store_true",
-                        help="finish an interrupted promotion, or deploy the champion again")  # fmt: skip
+    status.add_argument(
+        "--repair", action="store_true", help="finish an interrupted promotion, or deploy the champion again"
+    )
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(func=status_command)
 
@@ -41,6 +42,8 @@ def status_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(state.to_dict()))
     else:
-        print(f"{state.model_name} on {state.target}: serving v{state.serving or '-'} at {state.endpoint or '-'}, "
-              f"champion v{state.champion or '-'}: {state.state}\n  {state.note}")  # fmt: skip
+        print(
+            f"{state.model_name} on {state.target}: serving v{state.serving or '-'} at {state.endpoint or '-'}, "
+            f"champion v{state.champion or '-'}: {state.state}\n  {state.note}"
+        )
     return ExitCode.OK if state.agree else ExitCode.FAILED

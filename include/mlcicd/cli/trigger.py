@@ -56,8 +56,9 @@ def register(sub: Any) -> None:
             "2 no such run or no approval waiting.",
         )
         answer.add_argument("run_id", help="the run's id (printed by trigger, shown in the UI)")
-        answer.add_argument("--url", default=os.getenv("MLCICD_AIRFLOW_URL"),
-                            help="Airflow base URL (or MLCICD_AIRFLOW_URL)")  # fmt: skip
+        answer.add_argument(
+            "--url", default=os.getenv("MLCICD_AIRFLOW_URL"), help="Airflow base URL (or MLCICD_AIRFLOW_URL)"
+        )
         answer.add_argument("--dag", default=RETRAIN_DAG, help="DAG id (default: %(default)s)")
         answer.add_argument("--json", action="store_true", help="print one JSON object")
         answer.set_defaults(func=run_answer, approve=approve)
@@ -73,10 +74,17 @@ def run_trigger(args: argparse.Namespace) -> int:
         if not args.url:
             raise TriggerError("no Airflow URL: pass --url or set MLCICD_AIRFLOW_URL", ExitCode.USAGE)
         options = trigger.TriggerOptions(
-            url=args.url, dag_id=args.dag, conf=parse_conf(args.conf), sha=args.sha, wait=args.wait,
-            timeout_s=args.timeout, poll_s=args.poll, unpause=args.unpause,
-            accept_rejection=args.accept_rejection, mlflow_url=args.mlflow_url,
-        )  # fmt: skip
+            url=args.url,
+            dag_id=args.dag,
+            conf=parse_conf(args.conf),
+            sha=args.sha,
+            wait=args.wait,
+            timeout_s=args.timeout,
+            poll_s=args.poll,
+            unpause=args.unpause,
+            accept_rejection=args.accept_rejection,
+            mlflow_url=args.mlflow_url,
+        )
         code, summary = trigger.trigger(options, out=say)
     except UsageError as exc:
         code, summary = (
@@ -105,8 +113,10 @@ def run_answer(args: argparse.Namespace) -> int:
             raise TriggerError("no Airflow URL: pass --url or set MLCICD_AIRFLOW_URL", ExitCode.USAGE)
         done = approvals.answer_approval(args.url, args.run_id, args.approve, args.dag)
     except TriggerError as exc:
-        print(json.dumps({"error": {"message": str(exc)}}) if args.json else f"error: {exc}",
-              file=sys.stdout if args.json else sys.stderr)  # fmt: skip
+        print(
+            json.dumps({"error": {"message": str(exc)}}) if args.json else f"error: {exc}",
+            file=sys.stdout if args.json else sys.stderr,
+        )
         return exc.exit_code
     if args.json:
         print(json.dumps(done))

@@ -265,8 +265,10 @@ def follow(
             if seen.get(task_id) != state and state is not None:
                 out(f"  {task_id:<20} {state}")
                 if task_id == Task.APPROVE and state == "awaiting_input":
-                    out(f"  waiting for a human: answer in the UI (Browse > Required Actions) or with "
-                        f"`python -m mlcicd approve|reject {run_id}`")  # fmt: skip
+                    out(
+                        f"  waiting for a human: answer in the UI (Browse > Required Actions) or with "
+                        f"`python -m mlcicd approve|reject {run_id}`"
+                    )
             seen[task_id] = state
         run = client.run(options.dag_id, run_id)
         state = run.state.value if run is not None and run.state else "unknown"

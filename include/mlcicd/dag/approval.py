@@ -46,13 +46,16 @@ class RolloutApproval(HITLBranchOperator):
                 # Four eyes, whatever the auth manager's ids and names: the approval is a rejection.
                 chosen = event["chosen_options"] = [REJECT_OPTION]
                 note = "approved by the user who triggered the run: a rejection (MLCICD_APPROVAL_FOUR_EYES)"
-            context["ti"].xcom_push(key=APPROVAL_XCOM, value={
-                "decision": chosen[0] if chosen else None,
-                "by": by.get("name") or by.get("id"),
-                "at": str(event.get("responded_at")),
-                "timed_out": not by,
-                "note": note,
-            })  # fmt: skip
+            context["ti"].xcom_push(
+                key=APPROVAL_XCOM,
+                value={
+                    "decision": chosen[0] if chosen else None,
+                    "by": by.get("name") or by.get("id"),
+                    "at": str(event.get("responded_at")),
+                    "timed_out": not by,
+                    "note": note,
+                },
+            )
         return super().execute_complete(context=context, event=event)
 
 

@@ -98,8 +98,12 @@ class DockerTarget(FrontedTarget):
 
     def _start_front(self, state: dict[str, Any]) -> dict[str, Any]:
         for c in self._containers("stable"):  # served on the stable port before the front existed
-            log.warning("removing %s, started on port %s before the traffic front existed: the front takes "
-                        "the port (a one-time gap)", c["Names"][0].lstrip("/"), self.port)  # fmt: skip
+            log.warning(
+                "removing %s, started on port %s before the traffic front existed: the front takes "
+                "the port (a one-time gap)",
+                c["Names"][0].lstrip("/"),
+                self.port,
+            )
             self._remove(c["Id"])
         name = f"mlcicd-{self._safe_name}-front"
         self._remove(name)
@@ -111,13 +115,18 @@ class DockerTarget(FrontedTarget):
         image = front_image.ensure(self.client, self.settings)
         user = self._own_files(self.front.dir)
         host_config = self.client.create_host_config(
-            network_mode=self.network, read_only=True, tmpfs={"/tmp": "size=16m"},
-            mem_limit=f"{front_config.MEMORY_MB}m", memswap_limit=f"{front_config.MEMORY_MB}m", pids_limit=256,
+            network_mode=self.network,
+            read_only=True,
+            tmpfs={"/tmp": "size=16m"},
+            mem_limit=f"{front_config.MEMORY_MB}m",
+            memswap_limit=f"{front_config.MEMORY_MB}m",
+            pids_limit=256,
             binds={str(self.front.dir.resolve()): {"bind": FRONT_IN_CONTAINER, "mode": "rw"}},
             restart_policy={"Name": "unless-stopped"},
             port_bindings={CONTAINER_PORT: (self.host, self.port)} if self.network != "host" else None,
-            security_opt=["no-new-privileges"], cap_drop=["ALL"],
-        )  # fmt: skip
+            security_opt=["no-new-privileges"],
+            cap_drop=["ALL"],
+        )
         labels = {"io.mlcicd.model": self.model_name, "io.mlcicd.role": "front"}
         self._create(image, name, labels, host_config, user=user, env={})
         deadline = time.monotonic() + 20
@@ -147,28 +156,43 @@ class DockerTarget(FrontedTarget):
         name = f"mlcicd-{self._safe_name}-v{release.version}-{digest}"
         self._remove(name)  # left by an interrupted deploy
         port = free_port(self.host) if self.network == "host" else CONTAINER_PORT
-        env = {**server_env(release, dict(os.environ)), "PORT": str(port),
-               "MLCICD_PREDICTION_LOG_DIR": PREDICTIONS_IN_CONTAINER}  # fmt: skip
+        env = {
+            **server_env(release, dict(os.environ)),
+            "PORT": str(port),
+            "MLCICD_PREDICTION_LOG_DIR": PREDICTIONS_IN_CONTAINER,
+        }
         if self.network == "host":  # on the host's network, listen where the target says, not on 0.0.0.0
             env["HOST"] = self.host
         log_dir = self.prediction_log_dir
         log_dir.mkdir(parents=True, exist_ok=True)
         user = self._own_files(log_dir)
         host_config = self.client.create_host_config(
-            network_mode=self.network, read_only=True, tmpfs={"/tmp": "size=64m"},
+            network_mode=self.network,
+            read_only=True,
+            tmpfs={"/tmp": "size=64m"},
             binds={str(log_dir): {"bind": PREDICTIONS_IN_CONTAINER, "mode": "rw"}},
-            security_opt=["no-new-privileges"], cap_drop=["ALL"],  # restarted by the engine once promoted
-            mem_limit=f"{self.settings.docker_memory_mb}m", memswap_limit=f"{self.settings.docker_memory_mb}m",
-            nano_cpus=int(self.settings.docker_cpus * 1e9), pids_limit=self.settings.docker_pids,
-        )  # fmt: skip
+            security_opt=["no-new-privileges"],
+            cap_drop=["ALL"],  # restarted by the engine once promoted
+            mem_limit=f"{self.settings.docker_memory_mb}m",
+            memswap_limit=f"{self.settings.docker_memory_mb}m",
+            nano_cpus=int(self.settings.docker_cpus * 1e9),
+            pids_limit=self.settings.docker_pids,
+        )
         self._create(release.image, name, self._labels(release, "server"), host_config, user=user, env=env)
         if self.network == "host":
             host, url = self.host, f"http://{self.host}:{port}"
         else:  # the front reaches it by address; Airflow, on the same network, by name
             networks = self.client.inspect_container(name)["NetworkSettings"]["Networks"]
             host, url = networks[self.network]["IPAddress"], f"http://{name}:{CONTAINER_PORT}"
-        return {"version": str(release.version), "container": name, "host": host, "port": port, "url": url,
-                "image": release.image, "release": release.to_dict()}  # fmt: skip
+        return {
+            "version": str(release.version),
+            "container": name,
+            "host": host,
+            "port": port,
+            "url": url,
+            "image": release.image,
+            "release": release.to_dict(),
+        }
 
     def _server_alive(self, handle: dict[str, Any]) -> bool:
         return self._running(handle["container"])
@@ -197,23 +221,40 @@ class DockerTarget(FrontedTarget):
         return f"{os.getuid()}:{os.getgid()}"
 
     def _labels(self, release: Release, role: str) -> dict[str, str]:
-        return {"io.mlcicd.model": self.model_name, "io.mlcicd.model-version": str(release.version),
-                "io.mlcicd.role": role, "io.mlcicd.airflow-run-id": release.airflow_run_id}  # fmt: skip
+        return {
+            "io.mlcicd.model": self.model_name,
+            "io.mlcicd.model-version": str(release.version),
+            "io.mlcicd.role": role,
+            "io.mlcicd.airflow-run-id": release.airflow_run_id,
+        }
 
     def _containers(self, role: str | None = None, running_only: bool = False) -> list[dict[str, Any]]:
         filters = [f"io.mlcicd.model={self.model_name}"] + ([f"io.mlcicd.role={role}"] if role else [])
         return self.client.containers(all=not running_only, filters={"label": filters})
 
-    def _create(self, image: str, name: str, labels: dict[str, str], host_config: dict[str, Any], *,
-                user: str | None, env: dict[str, str]) -> None:  # fmt: skip
+    def _create(
+        self,
+        image: str,
+        name: str,
+        labels: dict[str, str],
+        host_config: dict[str, Any],
+        *,
+        user: str | None,
+        env: dict[str, str],
+    ) -> None:
         """Create and start a container (the engine takes its name wherever it takes an id)."""
         from docker.errors import APIError, ImageNotFound
 
         try:
             created = self.client.create_container(
-                image, name=name, environment=env, labels=labels, user=user, host_config=host_config,
+                image,
+                name=name,
+                environment=env,
+                labels=labels,
+                user=user,
+                host_config=host_config,
                 ports=[CONTAINER_PORT] if self.network != "host" else None,
-            )  # fmt: skip
+            )
             self.client.start(created["Id"])
         except ImageNotFound as exc:
             raise DeployError(

@@ -107,9 +107,14 @@ def render(bind: str, slots: dict[str, SlotConfig], shadow: str | None, what: st
             host, port = slot.address
             lines.append(f"    server {name} {host}:{port} weight {slot.weight}")
     return CONFIG.format(
-        what=what, bind=bind, servers="\n".join(lines), backend=BACKEND, shadow=shadow or "off",
-        bufsize=MAX_BODY, maxconn=MAXCONN,
-    )  # fmt: skip
+        what=what,
+        bind=bind,
+        servers="\n".join(lines),
+        backend=BACKEND,
+        shadow=shadow or "off",
+        bufsize=MAX_BODY,
+        maxconn=MAXCONN,
+    )
 
 
 def socket_link(directory: Path) -> Path:

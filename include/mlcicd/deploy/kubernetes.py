@@ -22,19 +22,18 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mlcicd.deploy.base import STAGED_AT, STAGED_BY, Deployment, DeployTarget, SmokeTest
-from mlcicd.deploy.kubernetes_manifests import (  # noqa: F401 - the target's names, as before the split
+from mlcicd.deploy.kubernetes_manifests import (
     CANARY_OF,
     K8S_DIR,
     RUN_ANNOTATION,
     SERVICE_PORT,
-    TEMPLATES,
     VERSION_ANNOTATION,
     deployer_account,
     image_ref,
     render_manifests,
     replica_split,
 )
-from mlcicd.errors import ConfigError, DeployError, NotSupported
+from mlcicd.errors import ConfigError, DeployError
 from mlcicd.kube import check_connection, pod_operator, resource_name, token_env
 from mlcicd.release import Release
 from mlcicd.serving.auth import token_header
@@ -111,7 +110,7 @@ def _pod(
                 }.items()
             ),
             *token_env(k8s),
-        ],  # fmt: skip
+        ],
         # Not the model's instance label: the Deployment and Service select on that one.
         labels={
             "app.kubernetes.io/name": "mlcicd-deployer",
@@ -219,8 +218,10 @@ class KubernetesTarget(DeployTarget):
         from kubernetes.client.exceptions import ApiException
 
         api, ns, out = CoreV1Api(self._api()), self.settings.kube_namespace, {}
-        selectors = {"stable": f"app.kubernetes.io/instance={self.resource},!{CANARY_OF}",
-                     "candidate": f"{CANARY_OF}={self.resource}"}  # fmt: skip
+        selectors = {
+            "stable": f"app.kubernetes.io/instance={self.resource},!{CANARY_OF}",
+            "candidate": f"{CANARY_OF}={self.resource}",
+        }
         for role, d in (("stable", self.current()), ("candidate", self.candidate())):
             if d is None:
                 continue
@@ -233,9 +234,12 @@ class KubernetesTarget(DeployTarget):
                 try:
                     # Unparsed: the client would give ``str(bytes)`` of the text, escapes and all.
                     text = api.connect_get_namespaced_pod_proxy_with_path(
-                        f"{pod.metadata.name}:{SERVICE_PORT}", ns, "metrics", _preload_content=False,
+                        f"{pod.metadata.name}:{SERVICE_PORT}",
+                        ns,
+                        "metrics",
+                        _preload_content=False,
                         _headers=token_header(metrics=True),
-                    ).data.decode()  # fmt: skip
+                    ).data.decode()
                 except ApiException as exc:
                     raise DeployError(
                         f"could not read /metrics of the {role} pod {pod.metadata.name} through the API server "
@@ -275,13 +279,21 @@ class KubernetesTarget(DeployTarget):
 
     def deploy(self, release: Release, smoke: SmokeTest) -> Deployment:
         """Roll the stable Deployment to ``release`` (and remove a canary once it serves)."""
-        result = self._run(deploy_operator(self.settings, release, smoke, canary=True),
-                           f"apply {self.model_name} v{release.version}")  # fmt: skip
+        result = self._run(
+            deploy_operator(self.settings, release, smoke, canary=True),
+            f"apply {self.model_name} v{release.version}",
+        )
         return Deployment(
-            self.name, self.endpoint, release.version,
-            {"deployment": self.resource, "namespace": self.settings.kube_namespace,
-             "image": image_ref(release), "previous_version": result.get("previous_version") or None},
-        )  # fmt: skip
+            self.name,
+            self.endpoint,
+            release.version,
+            {
+                "deployment": self.resource,
+                "namespace": self.settings.kube_namespace,
+                "image": image_ref(release),
+                "previous_version": result.get("previous_version") or None,
+            },
+        )
 
     def stage(self, release: Release, smoke: SmokeTest, mode: str) -> Deployment:
         """Start ``release`` as the canary (one pod, outside the stable Service), smoke-tested through
@@ -290,13 +302,22 @@ class KubernetesTarget(DeployTarget):
             raise ConfigError(
                 f"rollout={mode} is not available on the kubernetes target ({', '.join(self.rollouts)})"
             )
-        self._run(deploy_operator(self.settings, release, smoke, action="stage"),
-                  f"stage {self.model_name} v{release.version} as the canary")  # fmt: skip
+        self._run(
+            deploy_operator(self.settings, release, smoke, action="stage"),
+            f"stage {self.model_name} v{release.version} as the canary",
+        )
         return Deployment(
-            self.name, service_url(self.settings, self.model_name, canary=True), release.version,
-            {"deployment": f"{self.resource}-canary", "namespace": self.settings.kube_namespace,
-             "image": image_ref(release), "release": release.to_dict(), "rollout": mode},
-        )  # fmt: skip
+            self.name,
+            service_url(self.settings, self.model_name, canary=True),
+            release.version,
+            {
+                "deployment": f"{self.resource}-canary",
+                "namespace": self.settings.kube_namespace,
+                "image": image_ref(release),
+                "release": release.to_dict(),
+                "rollout": mode,
+            },
+        )
 
     def shift(self, percent: int) -> float:
         """Give the canary about ``percent`` % of connections (:func:`replica_split`); return the share."""
@@ -305,17 +326,19 @@ class KubernetesTarget(DeployTarget):
             raise DeployError("no canary is staged: nothing to shift traffic to")
         replicas, share = replica_split(percent, stable.spec.replicas if stable else 1)
         if share != percent:
-            log.warning("%s %% asked: %d canary pod(s) beside %s stable give %s %% of connections "
-                        "(MLCICD_KUBE_REPLICAS sets the stable pods)", percent, replicas,
-                        stable.spec.replicas if stable else 1, share)  # fmt: skip
-        self._run(canary_operator(self.settings, self.model_name, "shift", replicas),
-                  f"give the canary {replicas} pod(s) in the Service")  # fmt: skip
-        return share
-
-    def mirror(self, on: bool) -> None:
-        raise NotSupported(
-            "rollout=shadow needs the local or docker target: their traffic front copies requests"
+            log.warning(
+                "%s %% asked: %d canary pod(s) beside %s stable give %s %% of connections "
+                "(MLCICD_KUBE_REPLICAS sets the stable pods)",
+                percent,
+                replicas,
+                stable.spec.replicas if stable else 1,
+                share,
+            )
+        self._run(
+            canary_operator(self.settings, self.model_name, "shift", replicas),
+            f"give the canary {replicas} pod(s) in the Service",
         )
+        return share
 
     def promote(self, release: Release, smoke: SmokeTest) -> Deployment:
         """Roll the stable Deployment to the canary's version, smoke-test it, then remove the canary."""

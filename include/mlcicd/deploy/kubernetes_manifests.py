@@ -50,8 +50,11 @@ def render_manifests(settings: Settings, release: Release, *, canary: bool = Fal
     )
     name = resource_name(release.model_name)
     own = f"{name}-canary" if canary else name
-    labels = {"app.kubernetes.io/name": "mlcicd-model-server", "app.kubernetes.io/instance": own,
-              "app.kubernetes.io/version": str(release.version)}  # fmt: skip
+    labels = {
+        "app.kubernetes.io/name": "mlcicd-model-server",
+        "app.kubernetes.io/instance": own,
+        "app.kubernetes.io/version": str(release.version),
+    }
     selector = {CANARY_OF: name} if canary else {"app.kubernetes.io/instance": name}
     values = {
         "deployment": own,
@@ -87,6 +90,8 @@ def render_rbac(settings: Settings, model_name: str) -> str:
         loader=jinja2.FileSystemLoader(K8S_DIR), undefined=jinja2.StrictUndefined, autoescape=False
     )
     return env.get_template("model-rbac.yaml.j2").render(
-        account=deployer_account(settings, model_name), namespace=settings.kube_namespace,
-        resource=resource_name(model_name), label=model_name,
-    )  # fmt: skip
+        account=deployer_account(settings, model_name),
+        namespace=settings.kube_namespace,
+        resource=resource_name(model_name),
+        label=model_name,
+    )

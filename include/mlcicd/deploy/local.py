@@ -71,10 +71,16 @@ class LocalProcessTarget(FrontedTarget):
         log_file = open(self.front.dir / "haproxy.log", "ab")  # noqa: SIM115 - handed to the child process
         try:
             proc = subprocess.Popen(
-                [binary, "-db", "-f", "haproxy.cfg"], cwd=self.front.dir, stdin=subprocess.DEVNULL,
-                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-                env={k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")},  # none of Airflow's
-            )  # fmt: skip
+                [binary, "-db", "-f", "haproxy.cfg"],
+                cwd=self.front.dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={
+                    k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")
+                },  # none of Airflow's
+            )
         except OSError as exc:
             raise DeployError(
                 f"the traffic front could not start ({binary}: {exc}); `make install` installs HAProxy, "
@@ -107,8 +113,12 @@ class LocalProcessTarget(FrontedTarget):
             return
         server = Server.of(state)
         if server.alive():
-            log.warning("stopping v%s, started on port %s before the traffic front existed: the front takes "
-                        "the port (a one-time gap)", state.get("version"), self.port)  # fmt: skip
+            log.warning(
+                "stopping v%s, started on port %s before the traffic front existed: the front takes "
+                "the port (a one-time gap)",
+                state.get("version"),
+                self.port,
+            )
             server.stop()
         old.unlink(missing_ok=True)
 
@@ -119,20 +129,36 @@ class LocalProcessTarget(FrontedTarget):
         port = free_port(self.host)
         log_file = open(version_dir / "server.log", "ab")  # noqa: SIM115 - handed to the child process
         cmd = [
-            sys.executable, "-m", self.settings.local_server_module,
-            "--model-dir", str(version_dir), "--host", self.host, "--port", str(port),
-            "--prediction-log", str(self.prediction_log_dir),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            self.settings.local_server_module,
+            "--model-dir",
+            str(version_dir),
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+            "--prediction-log",
+            str(self.prediction_log_dir),
+        ]
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**server_env(release, dict(os.environ), process=True), "PYTHONWARNINGS": "ignore"},
-        )  # fmt: skip
+        )
         log_file.close()
         return {
-            "version": str(release.version), **Server.started(proc.pid).to_state(), "host": self.host,
-            "port": port, "url": f"http://{self.host}:{port}", "model_dir": str(version_dir),
+            "version": str(release.version),
+            **Server.started(proc.pid).to_state(),
+            "host": self.host,
+            "port": port,
+            "url": f"http://{self.host}:{port}",
+            "model_dir": str(version_dir),
             "release": release.to_dict(),
-        }  # fmt: skip
+        }
 
     def _server_alive(self, handle: dict[str, Any]) -> bool:
         return Server.of(handle).alive()

@@ -220,8 +220,12 @@ class FrontedTarget(DeployTarget):
         server["slot"] = next(s for s in SLOTS if s != used)
         check = "health check"
         try:
-            wait_healthy(server["url"], release.version, self.settings.health_timeout_s,
-                         lambda: self._server_alive(server))  # fmt: skip
+            wait_healthy(
+                server["url"],
+                release.version,
+                self.settings.health_timeout_s,
+                lambda: self._server_alive(server),
+            )
             check = "smoke test"
             problems = smoke_test(server["url"], smoke)
             if problems:
@@ -296,8 +300,14 @@ class FrontedTarget(DeployTarget):
         weights = {cand["slot"]: FULL}
         if stable:
             weights[stable["slot"]] = 0
-        new = {**state, "stable": cand, "candidate": None, "weight": 0, "mirror": False,
-               "previous_version": stable["version"] if stable else None}  # fmt: skip
+        new = {
+            **state,
+            "stable": cand,
+            "candidate": None,
+            "weight": 0,
+            "mirror": False,
+            "previous_version": stable["version"] if stable else None,
+        }
         self.front.weigh(weights)
         self._save(new)  # at once: the state never names the old version while the front serves the new
         if stable:
@@ -319,8 +329,11 @@ class FrontedTarget(DeployTarget):
             self.front.retire(cand["slot"])
         self._stop_server(cand)
         self._save({**state, "candidate": None, "weight": 0, "mirror": False})
-        log.warning("the candidate v%s was taken out; %s serves everything", cand["version"],
-                    f"v{stable['version']}" if stable else "nothing")  # fmt: skip
+        log.warning(
+            "the candidate v%s was taken out; %s serves everything",
+            cand["version"],
+            f"v{stable['version']}" if stable else "nothing",
+        )
 
     def stop(self) -> None:
         state = self._state()

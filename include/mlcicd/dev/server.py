@@ -81,8 +81,11 @@ def server_env(home: Path, port: int, password: str, extra: dict[str, str] | Non
     url = f"http://127.0.0.1:{port}"
     # MLFLOW_* too: mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI into the calling process.
     # The port shard is the machine's, not the caller's configuration: it stays.
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AIRFLOW", "MLCICD_", "MLFLOW_")) or k == ports.SHARD_ENV}  # fmt: skip
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AIRFLOW", "MLCICD_", "MLFLOW_")) or k == ports.SHARD_ENV
+    }
     env.update(
         {
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
@@ -107,9 +110,14 @@ def server_env(home: Path, port: int, password: str, extra: dict[str, str] | Non
 
 
 def start(
-    home: Path, *, port: int | None = None, password: str = "admin", extra_env: dict[str, str] | None = None,
-    timeout_s: float = 180, wait_for_dag: str = RETRAIN_DAG,
-) -> AirflowServer:  # fmt: skip
+    home: Path,
+    *,
+    port: int | None = None,
+    password: str = "admin",
+    extra_env: dict[str, str] | None = None,
+    timeout_s: float = 180,
+    wait_for_dag: str = RETRAIN_DAG,
+) -> AirflowServer:
     """Migrate the DB, start the components, wait until they are healthy and the DAG is served."""
     import requests
 

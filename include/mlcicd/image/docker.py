@@ -75,10 +75,15 @@ def build(settings: Settings, release: Release, registry: Registry | None = None
     info = info or client.inspect_image(reference)
     repo_digest = push(client, reference, registry) if registry else None
     image = Image(
-        builder="docker", reference=reference, context_digest=f"sha256:{digest}", image_id=info["Id"],
-        repo_digest=repo_digest, size_bytes=int(info.get("Size") or 0),
-        seconds=round(time.monotonic() - started, 2), reused=reused,
-    )  # fmt: skip
+        builder="docker",
+        reference=reference,
+        context_digest=f"sha256:{digest}",
+        image_id=info["Id"],
+        repo_digest=repo_digest,
+        size_bytes=int(info.get("Size") or 0),
+        seconds=round(time.monotonic() - started, 2),
+        reused=reused,
+    )
     log.info(
         "image %s (%s, %.0f MB) ready in %.1f s",
         reference,
@@ -107,13 +112,24 @@ def _build(client: APIClient, settings: Settings, release: Release, work: Path, 
     network = "host" if settings.docker_network == "host" else None
     try:
         stream = client.build(
-            path=str(work / "context"), tag=reference, rm=True, forcerm=True, pull=False, decode=True,
-            network_mode=network, timeout=int(settings.build_timeout_s),
-            buildargs={"BASE_IMAGE": settings.base_image, "MODEL_NAME": release.model_name,
-                       "MODEL_VERSION": str(release.version)},
-            labels={"io.mlcicd.mlflow-run-id": release.mlflow_run_id,
-                    "io.mlcicd.airflow-run-id": release.airflow_run_id},
-        )  # fmt: skip
+            path=str(work / "context"),
+            tag=reference,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
+            network_mode=network,
+            timeout=int(settings.build_timeout_s),
+            buildargs={
+                "BASE_IMAGE": settings.base_image,
+                "MODEL_NAME": release.model_name,
+                "MODEL_VERSION": str(release.version),
+            },
+            labels={
+                "io.mlcicd.mlflow-run-id": release.mlflow_run_id,
+                "io.mlcicd.airflow-run-id": release.airflow_run_id,
+            },
+        )
         with build_log.open("w") as out:
             for line in _stream_lines(stream):
                 out.write(line + "\n")

@@ -97,9 +97,16 @@ def ensure(client: APIClient, settings: Settings) -> str:
             pass
         log.info("building the traffic front's image %s from %s", reference, settings.base_image)
         try:
-            for chunk in client.build(path=tmp, tag=reference, rm=True, forcerm=True, pull=False, decode=True,
-                                      buildargs={"BASE_IMAGE": settings.base_image},
-                                      labels={"io.mlcicd.role": "front-image"}):  # fmt: skip
+            for chunk in client.build(
+                path=tmp,
+                tag=reference,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                decode=True,
+                buildargs={"BASE_IMAGE": settings.base_image},
+                labels={"io.mlcicd.role": "front-image"},
+            ):
                 if "error" in chunk:
                     raise BuildError(
                         f"the front image {reference} did not build: {chunk['error'].strip()} (base image "

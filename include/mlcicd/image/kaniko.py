@@ -63,9 +63,15 @@ def build_operator(
     # Kaniko reads its push credentials from /kaniko/.docker/config.json: a dockerconfigjson secret.
     volumes, mounts = [], []
     if settings.kaniko_push_secret:
-        volumes.append(k8s.V1Volume(name="push-credentials", secret=k8s.V1SecretVolumeSource(
-            secret_name=settings.kaniko_push_secret,
-            items=[k8s.V1KeyToPath(key=".dockerconfigjson", path="config.json")])))  # fmt: skip
+        volumes.append(
+            k8s.V1Volume(
+                name="push-credentials",
+                secret=k8s.V1SecretVolumeSource(
+                    secret_name=settings.kaniko_push_secret,
+                    items=[k8s.V1KeyToPath(key=".dockerconfigjson", path="config.json")],
+                ),
+            )
+        )
         mounts.append(
             k8s.V1VolumeMount(name="push-credentials", mount_path="/kaniko/.docker", read_only=True)
         )
@@ -156,7 +162,9 @@ def build(settings: Settings, release: Release, registry: Registry | None) -> Im
         raise BuildError(f"the Kaniko build of {reference} failed (its log is above): {exc}") from exc
     pushed = result.get("digest")
     return Image(
-        builder="kaniko", reference=reference, context_digest=f"sha256:{digest}",
+        builder="kaniko",
+        reference=reference,
+        context_digest=f"sha256:{digest}",
         repo_digest=f"{reference.rsplit(':', 1)[0]}@{pushed}" if pushed else None,
         seconds=round(time.monotonic() - started, 2),
-    )  # fmt: skip
+    )

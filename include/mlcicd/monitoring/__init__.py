@@ -38,8 +38,12 @@ def window_frame(
     import pandas as pd
 
     known = set(map(str, reference.columns))
-    hostile = {"rows_with_unknown_columns": 0, "non_numeric_values": 0, "invalid_values": 0,
-               "unseen_category_values": 0}  # fmt: skip
+    hostile = {
+        "rows_with_unknown_columns": 0,
+        "non_numeric_values": 0,
+        "invalid_values": 0,
+        "unseen_category_values": 0,
+    }
     for r in records:
         if not known.issuperset(r["features"]):
             hostile["rows_with_unknown_columns"] += 1
@@ -276,9 +280,13 @@ def labels_for(records: list[dict[str, Any]], labels_dir: Path) -> dict[tuple[st
 
 
 def live_decay(
-    records: list[dict[str, Any]], labels: dict[tuple[str, int], Any], promoted_accuracy: float | None,
-    *, tolerance: float = 0.05, min_labels: int = 200,
-) -> dict[str, Any] | None:  # fmt: skip
+    records: list[dict[str, Any]],
+    labels: dict[tuple[str, int], Any],
+    promoted_accuracy: float | None,
+    *,
+    tolerance: float = 0.05,
+    min_labels: int = 200,
+) -> dict[str, Any] | None:
     """Live accuracy on labelled predictions against the accuracy recorded at promotion."""
     labelled = [
         (r["prediction"], labels[(r["request_id"], int(r["row"]))])

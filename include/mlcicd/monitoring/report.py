@@ -82,9 +82,14 @@ def log_window_to_mlflow(experiment_id: str, run_name: str, report: WindowReport
     tags = {"mlcicd.model_name": report.model_name, "mlcicd.champion_version": report.champion_version}
     drift = report.drift or {}
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
-        mlflow.log_metrics({"predictions": report.predictions, "drift_share": drift.get("drift_share", 0.0),
-                            "drifted_features": len(drift.get("drifted_features", [])),
-                            "retrain": int(report.decision["retrain"])})  # fmt: skip
+        mlflow.log_metrics(
+            {
+                "predictions": report.predictions,
+                "drift_share": drift.get("drift_share", 0.0),
+                "drifted_features": len(drift.get("drifted_features", [])),
+                "retrain": int(report.decision["retrain"]),
+            }
+        )
         if report.decay:
             mlflow.log_metrics({"live_accuracy": report.decay["live_accuracy"]})
         mlflow.log_artifact(str(report_path), artifact_path="drift")

@@ -53,8 +53,11 @@ def stale_resume_exits(executor: Any, session: Any) -> list[Any]:
     stale = [key for key in keys if key in resumed]
     for key in stale:
         executor.event_buffer.pop(key, None)
-        log.info("mlcicd: ignored the executor's success for %s: the exit of the worker that parked it, "
-                 "read after the task had been resumed (apache/airflow#71580)", key)  # fmt: skip
+        log.info(
+            "mlcicd: ignored the executor's success for %s: the exit of the worker that parked it, "
+            "read after the task had been resumed (apache/airflow#71580)",
+            key,
+        )
     return stale
 
 
@@ -66,8 +69,12 @@ def install() -> bool:
     if getattr(SchedulerJobRunner, _INSTALLED, False):
         return True
     if airflow.__version__ not in AFFECTED:
-        log.warning("mlcicd: the resume-race guard is for Airflow %s; not installed on %s: check "
-                    "apache/airflow#71580 before relying on fast approvals", AFFECTED, airflow.__version__)  # fmt: skip
+        log.warning(
+            "mlcicd: the resume-race guard is for Airflow %s; not installed on %s: check "
+            "apache/airflow#71580 before relying on fast approvals",
+            AFFECTED,
+            airflow.__version__,
+        )
         return False
     original = SchedulerJobRunner._process_executor_events
 

@@ -66,17 +66,22 @@ class Figures:
 
     def plus(self, other: Figures) -> Figures:
         return Figures(
-            self.requests + other.requests, self.errors + other.errors,
-            {le: self.buckets.get(le, 0) + other.buckets.get(le, 0) for le in {*self.buckets, *other.buckets}},
+            self.requests + other.requests,
+            self.errors + other.errors,
+            {
+                le: self.buckets.get(le, 0) + other.buckets.get(le, 0)
+                for le in {*self.buckets, *other.buckets}
+            },
             {c: self.classes.get(c, 0) + other.classes.get(c, 0) for c in {*self.classes, *other.classes}},
-        )  # fmt: skip
+        )
 
     def minus(self, before: Figures) -> Figures:
         return Figures(
-            self.requests - before.requests, self.errors - before.errors,
+            self.requests - before.requests,
+            self.errors - before.errors,
             {le: n - before.buckets.get(le, 0) for le, n in self.buckets.items()},
             {c: n - before.classes.get(c, 0) for c, n in self.classes.items()},
-        )  # fmt: skip
+        )
 
     @property
     def error_rate(self) -> float | None:
@@ -86,13 +91,21 @@ class Figures:
         return quantile(self.buckets, 0.99) * 1000 if self.buckets else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"requests": self.requests, "errors": self.errors, "buckets": {str(k): v for k, v in self.buckets.items()},
-                "classes": self.classes}  # fmt: skip
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "buckets": {str(k): v for k, v in self.buckets.items()},
+            "classes": self.classes,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Figures:
-        return cls(int(d["requests"]), int(d["errors"]), {float(k): v for k, v in d["buckets"].items()},
-                   dict(d["classes"]))  # fmt: skip
+        return cls(
+            int(d["requests"]),
+            int(d["errors"]),
+            {float(k): v for k, v in d["buckets"].items()},
+            dict(d["classes"]),
+        )
 
 
 def increase(after: dict[str, Figures], before: dict[str, Figures]) -> Figures:
@@ -167,13 +180,23 @@ def measure(
             else "all conditions hold"
         )
     return {
-        "verdict": verdict, "note": note, "conditions": conditions,
-        "candidate": {"requests": candidate.requests, "errors": candidate.errors,
-                      "p99_ms": _round(candidate.p99_ms()), "classes": candidate.classes},
-        "stable": {"requests": stable.requests, "errors": stable.errors, "p99_ms": _round(stable.p99_ms()),
-                   "classes": stable.classes},
+        "verdict": verdict,
+        "note": note,
+        "conditions": conditions,
+        "candidate": {
+            "requests": candidate.requests,
+            "errors": candidate.errors,
+            "p99_ms": _round(candidate.p99_ms()),
+            "classes": candidate.classes,
+        },
+        "stable": {
+            "requests": stable.requests,
+            "errors": stable.errors,
+            "p99_ms": _round(stable.p99_ms()),
+            "classes": stable.classes,
+        },
         "accuracy": accuracy,
-    }  # fmt: skip
+    }
 
 
 def accuracy_drop(plan: Plan, accuracy: dict[str, dict[str, Any]] | None) -> float | None:

@@ -112,8 +112,12 @@ def poke(
     step["verdict"] = step_verdict(plan, step["measurements"])
     log.info(
         "step %d (%d %%), measurement %d: %s (%s)",
-        state["step"] + 1, step["percent"], len(step["measurements"]), m["verdict"], m["note"],
-    )  # fmt: skip
+        state["step"] + 1,
+        step["percent"],
+        len(step["measurements"]),
+        m["verdict"],
+        m["note"],
+    )
     state.update(since=now, baseline=after)
     if step["verdict"] == "failed":
         state["state"] = "aborted"

@@ -77,9 +77,14 @@ def check_gated_against(c: Any, release: Release, gated_against: Any) -> None:
 
 
 def deploy_and_promote(
-    settings: Settings, c: Any, target: DeployTarget, release: Release, smoke: SmokeTest,
-    gated_against: Any = UNKNOWN, switch: Callable[[], Deployment] | None = None,
-) -> tuple[Deployment, str | None]:  # fmt: skip
+    settings: Settings,
+    c: Any,
+    target: DeployTarget,
+    release: Release,
+    smoke: SmokeTest,
+    gated_against: Any = UNKNOWN,
+    switch: Callable[[], Deployment] | None = None,
+) -> tuple[Deployment, str | None]:
     """Deploy ``release`` and move ``champion`` to it, under the lock; return (deployment, replaced version).
 
     ``gated_against`` is the champion version the gate compared the candidate with (None: there was
@@ -245,12 +250,22 @@ def _reconcile(
         registry.move_champion(c, name, served, expected=champion)
         registry.mark_promoted(c, name, served)
         log.warning("%s: finished the promotion, %s@champion is v%s", todo, name, served)
-        return ServingState(target.name, name, served, served, endpoint, "finished_promotion",
-                            f"{todo}: finished the promotion")  # fmt: skip
+        return ServingState(
+            target.name,
+            name,
+            served,
+            served,
+            endpoint,
+            "finished_promotion",
+            f"{todo}: finished the promotion",
+        )
     if champ is None:
-        return state("disagree", f"v{served} serves on the {target.name} target but {name} has no champion alias: "
-                     f"set it (MlflowClient().set_registered_model_alias({name!r}, 'champion', {served!r})) "
-                     f"or stop the target (`python -m mlcicd stop --target {target.name}`)")  # fmt: skip
+        return state(
+            "disagree",
+            f"v{served} serves on the {target.name} target but {name} has no champion alias: "
+            f"set it (MlflowClient().set_registered_model_alias({name!r}, 'champion', {served!r})) "
+            f"or stop the target (`python -m mlcicd stop --target {target.name}`)",
+        )
     todo = f"v{served} serves but the champion is v{champion}"
     if not repair:
         return state("disagree", f"{todo}: `python -m mlcicd status --repair` deploys v{champion} again")
@@ -267,5 +282,12 @@ def _reconcile(
             f"v{served} if that is what should serve"
         ) from exc
     log.warning("%s: deployed v%s again", todo, champion)
-    return ServingState(target.name, name, champion, champion, deployment.endpoint, "redeployed_champion",
-                        f"{todo}: deployed v{champion} again")  # fmt: skip
+    return ServingState(
+        target.name,
+        name,
+        champion,
+        champion,
+        deployment.endpoint,
+        "redeployed_champion",
+        f"{todo}: deployed v{champion} again",
+    )

@@ -59,8 +59,10 @@ def scan(
     result.issues += determinism(model, x, t, rng)
     result.issues += fragility(model, x, t, rng)
     if len(x) < t.min_rows:
-        result.notes.append(f"{len(x)} holdout rows, fewer than {t.min_rows}: the slice, confidence and "
-                            "correlation detectors were skipped")  # fmt: skip
+        result.notes.append(
+            f"{len(x)} holdout rows, fewer than {t.min_rows}: the slice, confidence and "
+            "correlation detectors were skipped"
+        )
     else:
         if len(x) > t.max_rows:
             keep = np.sort(rng.choice(len(x), t.max_rows, replace=False))

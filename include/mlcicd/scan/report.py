@@ -10,17 +10,31 @@ from typing import Any
 WORST_SLICES = 30
 
 
-def render(candidate: dict[str, Any], champion: dict[str, Any] | None, new_major: list[dict[str, Any]],
-           title: str, champion_version: str | None) -> str:  # fmt: skip
+def render(
+    candidate: dict[str, Any],
+    champion: dict[str, Any] | None,
+    new_major: list[dict[str, Any]],
+    title: str,
+    champion_version: str | None,
+) -> str:
     """A self-contained page (the plot inline, no script)."""
     new = {i["key"] for i in new_major}
     rows = []
     for i in candidate["issues"]:
         mark = "new" if i["key"] in new else ""
-        rows.append(f"<tr class='{i['severity']}'><td>{i['severity'].upper()}</td><td>{html.escape(i['detector'])}</td>"
-                    f"<td>{html.escape(i['message'])}</td><td>{mark}</td></tr>")  # fmt: skip
-    table = ("<table><tr><th>severity</th><th>detector</th><th>finding</th><th>not in the champion</th></tr>"
-             + "".join(rows) + "</table>") if rows else "<p>No issue found.</p>"  # fmt: skip
+        rows.append(
+            f"<tr class='{i['severity']}'><td>{i['severity'].upper()}</td><td>{html.escape(i['detector'])}</td>"
+            f"<td>{html.escape(i['message'])}</td><td>{mark}</td></tr>"
+        )
+    table = (
+        (
+            "<table><tr><th>severity</th><th>detector</th><th>finding</th><th>not in the champion</th></tr>"
+            + "".join(rows)
+            + "</table>"
+        )
+        if rows
+        else "<p>No issue found.</p>"
+    )
     champ = ""
     if champion is not None:
         found = ", ".join(
@@ -53,8 +67,14 @@ def _plot(slices: list[dict[str, Any]]) -> str:
 
     worst = sorted(primary, key=lambda s: s["value"])[:WORST_SLICES][::-1]
     fig, ax = plt.subplots(figsize=(9, 0.28 * len(worst) + 1.2))
-    colours = ["#b00" if s["drop"] > 0.10 and s["p_adjusted"] <= 0.05 else "#a60" if s["drop"] > 0.05 and
-               s["p_adjusted"] <= 0.05 else "#4a7" for s in worst]  # fmt: skip
+    colours = [
+        "#b00"
+        if s["drop"] > 0.10 and s["p_adjusted"] <= 0.05
+        else "#a60"
+        if s["drop"] > 0.05 and s["p_adjusted"] <= 0.05
+        else "#4a7"
+        for s in worst
+    ]
     ax.barh([s["slice"] for s in worst], [s["value"] for s in worst], color=colours)
     ax.axvline(
         worst[0]["overall"], color="black", linestyle="--", label=f"whole holdout {worst[0]['overall']:.2f}"

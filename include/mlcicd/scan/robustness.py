@@ -30,8 +30,18 @@ def fragility(model: Any, x: pd.DataFrame, t: Thresholds, rng: np.random.Generat
         rate = float(changed.mean())
         if rate >= t.fragile_rate:
             severity = MAJOR if rate >= t.major_fragile_rate else MINOR
-            issues.append(Issue("fragility", severity, f"{col}: a 1 % change flips {rate:.1%} of predictions",
-                                f"{col} perturbed", "flip_rate", rate, t.fragile_rate, len(rows)))  # fmt: skip
+            issues.append(
+                Issue(
+                    "fragility",
+                    severity,
+                    f"{col}: a 1 % change flips {rate:.1%} of predictions",
+                    f"{col} perturbed",
+                    "flip_rate",
+                    rate,
+                    t.fragile_rate,
+                    len(rows),
+                )
+            )
     return issues
 
 
@@ -50,7 +60,15 @@ def determinism(model: Any, x: pd.DataFrame, t: Thresholds, rng: np.random.Gener
         )
     differ = ~np.isclose(batch, single, rtol=0, atol=1e-9).all(axis=1)
     if differ.any():
-        issues.append(Issue("leakage", MAJOR, f"{int(differ.sum())} of {len(rows)} rows get other probabilities "
-                            "alone than in a batch: rows influence each other", metric="rows_differing",
-                            value=float(differ.sum()), rows=len(rows)))  # fmt: skip
+        issues.append(
+            Issue(
+                "leakage",
+                MAJOR,
+                f"{int(differ.sum())} of {len(rows)} rows get other probabilities "
+                "alone than in a batch: rows influence each other",
+                metric="rows_differing",
+                value=float(differ.sum()),
+                rows=len(rows),
+            )
+        )
     return issues

@@ -97,8 +97,18 @@ def weak_slices(
     issues, tested = [], []
     for (s, metric, value, whole, rows, _, _), (p, p_major) in zip(tests, adjusted, strict=True):
         drop = (whole - value) / whole if whole > 0 else 0.0
-        tested.append({"slice": s.name, "metric": metric, "value": value, "overall": whole, "rows": rows,
-                       "p_adjusted": float(p), "p_major_adjusted": float(p_major), "drop": drop})  # fmt: skip
+        tested.append(
+            {
+                "slice": s.name,
+                "metric": metric,
+                "value": value,
+                "overall": whole,
+                "rows": rows,
+                "p_adjusted": float(p),
+                "p_major_adjusted": float(p_major),
+                "drop": drop,
+            }
+        )
         if drop > t.slice_drop and p <= t.fdr:
             # MAJOR when the slice is surely worse by more than the MAJOR drop (a harder slice, such as
             # one whose classes are near even, is worse by a little; a weakness by a lot). Precision and
@@ -106,9 +116,20 @@ def weak_slices(
             # threshold): the base rate, not a weakness, so they are minor; the accuracy (balanced
             # when the classes are unbalanced) decides what is MAJOR.
             major = drop > t.major_slice_drop and p_major <= t.fdr and metric == first
-            issues.append(Issue("weak_slice", MAJOR if major else MINOR, f"{s.name}: {metric} {value:.2f} against "
-                                f"{whole:.2f} overall ({rows} rows, {drop:.0%} worse)", s.name, metric, value, whole,
-                                rows, float(p_major if major else p)))  # fmt: skip
+            issues.append(
+                Issue(
+                    "weak_slice",
+                    MAJOR if major else MINOR,
+                    f"{s.name}: {metric} {value:.2f} against "
+                    f"{whole:.2f} overall ({rows} rows, {drop:.0%} worse)",
+                    s.name,
+                    metric,
+                    value,
+                    whole,
+                    rows,
+                    float(p_major if major else p),
+                )
+            )
     return issues, tested
 
 
@@ -195,8 +216,19 @@ def confidence(
     issues = []
     for (detector, s, inside, whole, rows, _), p in zip(tests, adjusted, strict=True):
         if whole > 0 and inside > whole * (1 + t.confidence_excess) and p <= t.fdr:
-            issues.append(Issue(detector, MINOR, f"{s.name}: {detector} rate {inside:.1%} against {whole:.1%} overall",
-                                s.name, f"{detector}_rate", float(inside), float(whole), rows, float(p)))  # fmt: skip
+            issues.append(
+                Issue(
+                    detector,
+                    MINOR,
+                    f"{s.name}: {detector} rate {inside:.1%} against {whole:.1%} overall",
+                    s.name,
+                    f"{detector}_rate",
+                    float(inside),
+                    float(whole),
+                    rows,
+                    float(p),
+                )
+            )
     return issues
 
 
@@ -205,8 +237,18 @@ def spurious(found: list[Slice], pred: np.ndarray, t: Thresholds) -> list[Issue]
     for s in found:
         u = theils_u(pred, s.mask)
         if u > t.spurious_u:
-            issues.append(Issue("spurious_correlation", MINOR, f"{s.name}: membership alone tells the prediction "
-                                f"(Theil's U {u:.2f})", s.name, "theils_u", u, t.spurious_u, int(s.mask.sum())))  # fmt: skip
+            issues.append(
+                Issue(
+                    "spurious_correlation",
+                    MINOR,
+                    f"{s.name}: membership alone tells the prediction (Theil's U {u:.2f})",
+                    s.name,
+                    "theils_u",
+                    u,
+                    t.spurious_u,
+                    int(s.mask.sum()),
+                )
+            )
     return issues
 
 

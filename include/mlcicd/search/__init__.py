@@ -157,7 +157,7 @@ def _value_problems(name: str, values: Any) -> list[str]:
         return [f"{json.dumps(wrong)[:80]} not a valid value ({rule})"] if wrong else []
     if not isinstance(values, dict) or len(values) != 1 or next(iter(values)) not in DISTRIBUTIONS:
         return [f"expected a list of values or one of {{{', '.join(DISTRIBUTIONS)}: [low, high]}}"]
-    (dist, bounds), = values.items()  # fmt: skip
+    ((dist, bounds),) = values.items()
     if dist == "randint" and kind is float or dist != "randint" and kind is int:
         return [f"{dist} does not fit a {kind.__name__} hyperparameter"]
     if not (isinstance(bounds, list) and len(bounds) == 2) or any(bad(b) for b in bounds):
@@ -172,7 +172,7 @@ def _distribution(name: str, values: Any) -> Any:
 
     if isinstance(values, list):
         return values
-    (dist, (low, high)), = values.items()  # fmt: skip
+    ((dist, (low, high)),) = values.items()
     if dist == "randint":
         return stats.randint(low, high + 1)
     if dist == "loguniform":
@@ -278,12 +278,23 @@ def plot(results: Sequence[dict[str, Any]], metric: str, chosen: int | None) -> 
     fig, axes = plt.subplots(1, len(varied), figsize=(3.6 * len(varied), 3.6), squeeze=False, sharey=True)
     for ax, hp in zip(axes[0], varied, strict=True):
         pts = [r for r in ok if r["params"].get(hp) is not None]
-        ax.scatter([r["params"][hp] for r in pts], [r["validation_metric"] for r in pts], alpha=0.8,
-                   c=[colors[r["estimator"]] for r in pts])  # fmt: skip
+        ax.scatter(
+            [r["params"][hp] for r in pts],
+            [r["validation_metric"] for r in pts],
+            alpha=0.8,
+            c=[colors[r["estimator"]] for r in pts],
+        )
         best = [r for r in pts if r["index"] == chosen]
         if best:
-            ax.scatter([best[0]["params"][hp]], [best[0]["validation_metric"]], marker="*", s=300,
-                       facecolors="none", edgecolors="black", linewidths=1.5)  # fmt: skip
+            ax.scatter(
+                [best[0]["params"][hp]],
+                [best[0]["validation_metric"]],
+                marker="*",
+                s=300,
+                facecolors="none",
+                edgecolors="black",
+                linewidths=1.5,
+            )
         if hp in LOG_SCALE:
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())
@@ -291,10 +302,23 @@ def plot(results: Sequence[dict[str, Any]], metric: str, chosen: int | None) -> 
         ax.set_xlabel(hp)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"validation {metric}")
-    handles = [Line2D([], [], marker="o", ls="", color=colors[f], label=f) for f in ESTIMATORS
-               if any(r["estimator"] == f for r in ok)]  # fmt: skip
-    handles.append(Line2D([], [], marker="*", ls="", markersize=14, markerfacecolor="none",
-                          markeredgecolor="black", label="chosen"))  # fmt: skip
+    handles = [
+        Line2D([], [], marker="o", ls="", color=colors[f], label=f)
+        for f in ESTIMATORS
+        if any(r["estimator"] == f for r in ok)
+    ]
+    handles.append(
+        Line2D(
+            [],
+            [],
+            marker="*",
+            ls="",
+            markersize=14,
+            markerfacecolor="none",
+            markeredgecolor="black",
+            label="chosen",
+        )
+    )
     fig.legend(handles=handles, loc="upper right", fontsize=8, ncol=len(handles))
     fig.suptitle("Candidates: validation metric against each hyperparameter", x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.9))

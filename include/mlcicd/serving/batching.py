@@ -27,9 +27,13 @@ log = logging.getLogger("mlcicd.serving")
 
 class Batcher:
     def __init__(
-        self, score: Callable[[Columns], np.ndarray], max_rows: int, max_wait_s: float,
-        observe: Callable[[int, int], None] | None = None, initializer: Callable[[], Any] | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        score: Callable[[Columns], np.ndarray],
+        max_rows: int,
+        max_wait_s: float,
+        observe: Callable[[int, int], None] | None = None,
+        initializer: Callable[[], Any] | None = None,
+    ) -> None:
         self.score, self.max_rows, self.max_wait_s = score, max_rows, max_wait_s
         self.observe = observe  # (requests, rows) of each batch scored
         self.arriving = 0  # requests being read or parsed: worth a short wait for

@@ -182,8 +182,10 @@ def table_from_v2(payload: Any, columns: list[Column]) -> tuple[dict[str, list[A
     if "id" in payload and payload["id"] is not None and not isinstance(payload["id"], str):
         raise BadInput("'id' must be a string")
     asked = payload.get("outputs")
-    if asked is not None and (not isinstance(asked, list) or any(not isinstance(o, dict) or o.get("name") != "predict"
-                                                                  for o in asked)):  # fmt: skip
+    if asked is not None and (
+        not isinstance(asked, list)
+        or any(not isinstance(o, dict) or o.get("name") != "predict" for o in asked)
+    ):
         raise BadInput("this model has one output, 'predict'; leave 'outputs' out or ask for it by name")
     inputs = payload["inputs"]
     for x in inputs:
@@ -268,8 +270,14 @@ def _array(column: Column, values: list[Any]) -> np.ndarray:
     if kind in INT_RANGE:
         lo, hi = INT_RANGE[kind]
         if any(v is None for v in values):
-            bad = next(((i, v) for i, v in enumerate(values)
-                        if v is not None and (not _is_int(v) or not lo <= v <= hi)), None)  # fmt: skip
+            bad = next(
+                (
+                    (i, v)
+                    for i, v in enumerate(values)
+                    if v is not None and (not _is_int(v) or not lo <= v <= hi)
+                ),
+                None,
+            )
             if bad is None:
                 # Missing values make an integer column float, as pandas does; the pipeline imputes them.
                 return np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)

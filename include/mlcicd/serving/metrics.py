@@ -28,18 +28,30 @@ class ServerMetrics:
         labels = ["status", "model_version", "traffic"]
         r = self.registry
         self.requests = Counter("mlcicd_requests", "Requests scored (or refused)", labels, registry=r)
-        self.latency = Histogram("mlcicd_request_seconds", "Latency of scoring requests", labels, registry=r,
-                                 buckets=LATENCY_BUCKETS)  # fmt: skip
-        self.classes = Counter("mlcicd_predictions", "Predictions served", ["class_", "model_version", "traffic"],
-                               registry=r)  # fmt: skip
-        self.batch_requests = Histogram("mlcicd_batch_requests", "Requests per scoring call", registry=r,
-                                        buckets=BATCH_REQUEST_BUCKETS)  # fmt: skip
+        self.latency = Histogram(
+            "mlcicd_request_seconds",
+            "Latency of scoring requests",
+            labels,
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.classes = Counter(
+            "mlcicd_predictions", "Predictions served", ["class_", "model_version", "traffic"], registry=r
+        )
+        self.batch_requests = Histogram(
+            "mlcicd_batch_requests", "Requests per scoring call", registry=r, buckets=BATCH_REQUEST_BUCKETS
+        )
         self.batch_rows = Histogram(
             "mlcicd_batch_rows", "Rows per scoring call", registry=r, buckets=BATCH_ROW_BUCKETS
         )
         self.dropped = Counter("mlcicd_prediction_log_dropped", "Prediction records dropped", registry=r)
-        Gauge("mlcicd_model_info", "The served model", ["model_name", "model_version"], registry=r,
-              multiprocess_mode="max").labels(name, served).set(1)  # fmt: skip
+        Gauge(
+            "mlcicd_model_info",
+            "The served model",
+            ["model_name", "model_version"],
+            registry=r,
+            multiprocess_mode="max",
+        ).labels(name, served).set(1)
 
     def request(self, status: str, traffic: str, seconds: float) -> None:
         self.requests.labels(status, self.served, traffic).inc()

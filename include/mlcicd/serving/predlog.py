@@ -41,10 +41,15 @@ class PredictionLogger:
     server's settings (:mod:`.config`)."""
 
     def __init__(
-        self, directory: Path | None, max_queue: int = 100_000, max_bytes: int = 100 * 2**20,
-        on_drop: Callable[[int], Any] | None = None, retention_hours: float | None = None,
-        max_total_bytes: int | None = None, max_queue_bytes: int | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        directory: Path | None,
+        max_queue: int = 100_000,
+        max_bytes: int = 100 * 2**20,
+        on_drop: Callable[[int], Any] | None = None,
+        retention_hours: float | None = None,
+        max_total_bytes: int | None = None,
+        max_queue_bytes: int | None = None,
+    ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
         given = (retention_hours, max_total_bytes, max_queue_bytes)
@@ -211,9 +216,14 @@ class LogWindow:
 
 
 def read_window(
-    directory: Path, start: datetime, end: datetime, *, sample: int = SAMPLE_ROWS,
-    budget_bytes: int = PARSE_BUDGET_BYTES, seed: int = 0,
-) -> LogWindow:  # fmt: skip
+    directory: Path,
+    start: datetime,
+    end: datetime,
+    *,
+    sample: int = SAMPLE_ROWS,
+    budget_bytes: int = PARSE_BUDGET_BYTES,
+    seed: int = 0,
+) -> LogWindow:
     """Records with ``start <= time < end``, from the hourly files that overlap the window.
 
     Every line's time is read without parsing the line; a uniform sample (reservoir) of at most

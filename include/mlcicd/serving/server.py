@@ -183,8 +183,10 @@ def create_app(
     def unknown(model: str, model_version: str | None) -> SafeJSON | None:
         if model != name or model_version not in (None, served):
             wanted = f"{model} v{model_version}" if model_version else model
-            return SafeJSON({"error": f"model {wanted} is not served here; this server serves {name} v{served}"},
-                                status_code=404)  # fmt: skip
+            return SafeJSON(
+                {"error": f"model {wanted} is not served here; this server serves {name} v{served}"},
+                status_code=404,
+            )
         return None
 
     async def handle(request: Request, v2_model: str | None) -> Any:
@@ -265,8 +267,12 @@ def create_app(
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         logger = {"live": predlog, "shadow": shadow_log}.get(traffic)
         if logger is not None and logger.enabled:
-            header = {"request_id": request_id, "time": datetime.now(UTC).isoformat(),
-                      "model_name": release.get("model_name"), "model_version": release.get("version")}  # fmt: skip
+            header = {
+                "request_id": request_id,
+                "time": datetime.now(UTC).isoformat(),
+                "model_name": release.get("model_name"),
+                "model_version": release.get("version"),
+            }
             logger.log_frame(header, cols, values)
         headers = {"X-Request-ID": request_id}
         if v2_model is None:

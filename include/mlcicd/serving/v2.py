@@ -47,7 +47,7 @@ def infer_response(name: str, version: str, request_id: Any, predictions: np.nda
                 "shape": [len(predictions), 1],
                 "data": predictions.tolist(),
             }
-        ],  # fmt: skip
+        ],
     }
     if request_id is not None:
         out["id"] = request_id

@@ -58,24 +58,39 @@ def monitor_window(run_id: str, params: dict[str, Any], window_end: datetime) ->
         champ = trust.trusted_champion(c, settings.signing_key(), name)
         window = observe(settings, c, champ, name, start, window_end, policy.min_predictions)
         decision = apply_policy(settings.monitor_dir(name) / "history.json", window_end, window, policy)
-        log.info("window %s .. %s: %s; retrain: %s (%s)", start, window_end, window.note,
-                 decision.retrain, decision.reason)  # fmt: skip
+        log.info(
+            "window %s .. %s: %s; retrain: %s (%s)",
+            start,
+            window_end,
+            window.note,
+            decision.retrain,
+            decision.reason,
+        )
         report_path = None
         if window.drift is not None and champ is not None:
             report_path = settings.monitor_dir(name) / "reports" / f"{record.run_key(run_id)}.html"
             report_path.parent.mkdir(parents=True, exist_ok=True)
             title = f"{name} v{champ.version}: {start:%Y-%m-%d %H:%M} - {window_end:%H:%M} UTC"
-            report_path.write_text(window_report.render_report(
-                window.reference, window.current, window.drift, title, decision, window.hostile
-            ))  # fmt: skip
+            report_path.write_text(
+                window_report.render_report(
+                    window.reference, window.current, window.drift, title, decision, window.hostile
+                )
+            )
         report = monitoring.WindowReport(
-            model_name=name, champion_version=champ.version if champ else None,
-            window_start=start.isoformat(), window_end=window_end.isoformat(), predictions=window.predictions,
-            malformed_records=window.malformed, hostile=window.hostile, tested_rows=window.tested_rows, drift=window.drift.to_dict() if window.drift else None,
-            decay=window.decay, decision={"retrain": decision.retrain, "reason": decision.reason,
-                                          "evidence": decision.evidence},
-            note=window.note, report_path=str(report_path) if report_path else None,
-        )  # fmt: skip
+            model_name=name,
+            champion_version=champ.version if champ else None,
+            window_start=start.isoformat(),
+            window_end=window_end.isoformat(),
+            predictions=window.predictions,
+            malformed_records=window.malformed,
+            hostile=window.hostile,
+            tested_rows=window.tested_rows,
+            drift=window.drift.to_dict() if window.drift else None,
+            decay=window.decay,
+            decision={"retrain": decision.retrain, "reason": decision.reason, "evidence": decision.evidence},
+            note=window.note,
+            report_path=str(report_path) if report_path else None,
+        )
         if report_path is not None:
             experiment = registry.ensure_experiment(
                 c, f"{settings.experiment_name}_monitor", settings.artifact_root
@@ -90,9 +105,14 @@ def monitor_window(run_id: str, params: dict[str, Any], window_end: datetime) ->
 
 
 def observe(
-    settings: Settings, c: Any, champ: ChampionRef | None, name: str, start: datetime, end: datetime,
+    settings: Settings,
+    c: Any,
+    champ: ChampionRef | None,
+    name: str,
+    start: datetime,
+    end: datetime,
     min_predictions: int,
-) -> Window:  # fmt: skip
+) -> Window:
     """Read the window's prediction log and test it against the champion's training reference."""
     from mlcicd import monitoring
     from mlcicd.errors import UntrustedArtifact
@@ -108,8 +128,11 @@ def observe(
             "prediction log: %s malformed and %s oversized lines skipped", malformed, logged.oversized
         )
     if not logged.lines:
-        return Window("empty window: no prediction logged", malformed=malformed,
-                      hostile={"oversized_lines": logged.oversized})  # fmt: skip
+        return Window(
+            "empty window: no prediction logged",
+            malformed=malformed,
+            hostile={"oversized_lines": logged.oversized},
+        )
     n, records = logged.lines, logged.records
     try:
         reference = load_reference(c, settings.signing_key(), name, champ.version)
@@ -119,8 +142,10 @@ def observe(
         log.warning("champion v%s has no recorded training reference (%s)", champ.version, exc)
         return Window(
             f"champion v{champ.version} has no recorded reference; retrain it with this version of mlcicd",
-            n, malformed, counts=False,
-        )  # fmt: skip
+            n,
+            malformed,
+            counts=False,
+        )
     if n < min_predictions:
         return Window(f"{n} predictions: too few to test for drift", n, malformed)
     if not records:  # every line parsed was malformed
@@ -135,8 +160,17 @@ def observe(
         records, monitoring.labels_for(records, settings.labels_for(name)), promoted
     )
     note = f"drifted: {', '.join(drift.drifted_features) or 'none'}"
-    return Window(note, n, malformed, hostile, len(records), drift=drift, decay=decay, reference=reference,
-                  current=current)  # fmt: skip
+    return Window(
+        note,
+        n,
+        malformed,
+        hostile,
+        len(records),
+        drift=drift,
+        decay=decay,
+        reference=reference,
+        current=current,
+    )
 
 
 def apply_policy(history_path: Path, end: datetime, window: Window, policy: RetrainPolicy) -> RetrainDecision:

@@ -89,11 +89,18 @@ def validate(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict
         # Anchored on the reference it passed: the contract never loosens through what it tolerated.
         validation.save_suite(validation.infer_suite(df, ref.dataset_name, ref.target, reference), this_batch)
         outcome = validation.ValidationOutcome(
-            success=checked.success, suite_name=suite["name"], suite_origin=origin, suite_path=suite_path,
-            report_path=checked.report_path, evaluated=checked.evaluated, failures=checked.failures,
-            shift=checked.shift, reference=reference_origin, reference_suite_path=str(this_batch),
+            success=checked.success,
+            suite_name=suite["name"],
+            suite_origin=origin,
+            suite_path=suite_path,
+            report_path=checked.report_path,
+            evaluated=checked.evaluated,
+            failures=checked.failures,
+            shift=checked.shift,
+            reference=reference_origin,
+            reference_suite_path=str(this_batch),
             profile_report_path=checked.profile_report_path,
-        )  # fmt: skip
+        )
         record.update(run_dir(settings, run_id), validation=outcome.to_dict())
         push_links(
             data_docs=settings.data_docs_url(checked.report_path),
@@ -107,19 +114,28 @@ def validate(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict
             )
         if reference_origin == "first batch":
             validation.save_suite(reference, Path(source))
-            log.info("no reference for %s yet: this batch is the reference until a champion exists (%s)",
-                     ref.dataset_name, source)  # fmt: skip
+            log.info(
+                "no reference for %s yet: this batch is the reference until a champion exists (%s)",
+                ref.dataset_name,
+                source,
+            )
         if checked.shift:
-            log.warning("shift from the reference (%s), reported and not blocking:\n%s", origin,
-                        "\n".join(f"  - {s}" for s in checked.shift))  # fmt: skip
+            log.warning(
+                "shift from the reference (%s), reported and not blocking:\n%s",
+                origin,
+                "\n".join(f"  - {s}" for s in checked.shift),
+            )
         log.info("contract held: %s expectations; report %s", checked.evaluated, checked.report_path)
         return outcome.to_dict()
 
 
 def train(
-    run_id: str, batch: dict[str, Any], params: dict[str, Any], validated: dict[str, Any] | None = None,
+    run_id: str,
+    batch: dict[str, Any],
+    params: dict[str, Any],
+    validated: dict[str, Any] | None = None,
     selected: dict[str, Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Train the candidate (the search's choice, if any) and log it to MLflow with its batch's validation."""
     from mlcicd import data, registry, search, signing, training
 
@@ -224,9 +240,12 @@ def evaluate(
 
 
 def decide(
-    run_id: str, trained: dict[str, Any], evaluated: dict[str, Any], params: dict[str, Any],
+    run_id: str,
+    trained: dict[str, Any],
+    evaluated: dict[str, Any],
+    params: dict[str, Any],
     scanned: dict[str, Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Apply the gate and record the decision on the MLflow run and logged model."""
     from mlcicd import gate, registry
 

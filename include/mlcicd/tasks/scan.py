@@ -48,7 +48,7 @@ def scan_model(
             x,
             y,
             thresholds,
-            seed,  # fmt: skip
+            seed,
         )
         c, _ = mlflow_client(settings)
         champion, version = None, evaluated.get("champion_version")
@@ -64,21 +64,36 @@ def scan_model(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(page)
         c.log_text(trained["mlflow_run_id"], page, "scan/report.html")
-        c.log_text(trained["mlflow_run_id"], json.dumps({"candidate": found, "champion": champion}, indent=1, default=str),
-                   "scan/scan.json")  # fmt: skip
+        c.log_text(
+            trained["mlflow_run_id"],
+            json.dumps({"candidate": found, "champion": champion}, indent=1, default=str),
+            "scan/scan.json",
+        )
         url = settings.data_docs_url(str(path))
         out = {
-            "issues": [{k: i[k] for k in ("key", "detector", "severity", "message")} for i in found["issues"]],
-            "notes": found["notes"], "seconds": found["seconds"], "rows": found["rows"],
-            "new_major": [i["message"] for i in new], "champion_version": version if champion else None,
+            "issues": [
+                {k: i[k] for k in ("key", "detector", "severity", "message")} for i in found["issues"]
+            ],
+            "notes": found["notes"],
+            "seconds": found["seconds"],
+            "rows": found["rows"],
+            "new_major": [i["message"] for i in new],
+            "champion_version": version if champion else None,
             "champion_issues": len(champion["issues"]) if champion else None,
-            "report_path": str(path), "report_url": url,
-        }  # fmt: skip
+            "report_path": str(path),
+            "report_url": url,
+        }
         record.update(run_dir(settings, run_id), scan=out)
         push_links(scan_report=url)
         majors = sum(i["severity"] == scan.MAJOR for i in found["issues"])
-        log.info("scan: %d MAJOR, %d minor issue(s), %d new against the champion, in %.1f s; report %s",
-                 majors, len(found["issues"]) - majors, len(new), found["seconds"], path)  # fmt: skip
+        log.info(
+            "scan: %d MAJOR, %d minor issue(s), %d new against the champion, in %.1f s; report %s",
+            majors,
+            len(found["issues"]) - majors,
+            len(new),
+            found["seconds"],
+            path,
+        )
         for i in found["issues"]:
             log.info("  %s %s", i["severity"].upper(), i["message"])
         return out

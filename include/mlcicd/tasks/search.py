@@ -53,14 +53,27 @@ def plan(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> list[dic
         _, spaces = search.parse(params["search"])
         c.log_dict(parent, spaces, "search/space.json")
         meta = {
-            "name": name, "parent_run_id": parent, "experiment_id": experiment_id, "split_path": str(split_path),
-            "metric": str(params["primary_metric"]), "timeout_s": timeout, "count": len(found),
-            "fit_rows": len(fit), "validation_rows": len(validation),
-        }  # fmt: skip
+            "name": name,
+            "parent_run_id": parent,
+            "experiment_id": experiment_id,
+            "split_path": str(split_path),
+            "metric": str(params["primary_metric"]),
+            "timeout_s": timeout,
+            "count": len(found),
+            "fit_rows": len(fit),
+            "validation_rows": len(validation),
+        }
         record.update(run_dir(settings, run_id), search={**meta, "candidates": [f.to_dict() for f in found]})
         push_links(mlflow_run=mlflow_run_url(settings.mlflow_ui_url, experiment_id, parent))
-        log.info("search %s: %s candidates, fitted on %s rows and compared on %s (%s)\n%s", name, len(found),
-                 len(fit), len(validation), meta["metric"], "\n".join(f"  {f.label()}" for f in found))  # fmt: skip
+        log.info(
+            "search %s: %s candidates, fitted on %s rows and compared on %s (%s)\n%s",
+            name,
+            len(found),
+            len(fit),
+            len(validation),
+            meta["metric"],
+            "\n".join(f"  {f.label()}" for f in found),
+        )
         return [{**f.to_dict(), "search": meta} for f in found]
 
 
@@ -118,8 +131,9 @@ def train_candidate(
                 with limits.time_limit(float(meta["timeout_s"])):
                     pipeline.fit(fit.drop(columns=[ref.target]), fit[ref.target])
             result["fit_seconds"] = round(time.monotonic() - started, 3)
-            metrics = evaluation.all_metrics(val[ref.target].to_numpy(),
-                                             evaluation.score(pipeline, val.drop(columns=[ref.target])))  # fmt: skip
+            metrics = evaluation.all_metrics(
+                val[ref.target].to_numpy(), evaluation.score(pipeline, val.drop(columns=[ref.target]))
+            )
             result.update(validation_metric=metrics[meta["metric"]], validation_metrics=metrics)
         except Exception as exc:  # this candidate's own failure: recorded, the others go on
             result.update(
@@ -127,8 +141,13 @@ def train_candidate(
             )
             log.warning("candidate %s failed: %s", candidate["index"], result["error"])
         _log_candidate(c, child, result)
-        log.info("candidate %s %s %s: %s", candidate["index"], candidate["estimator"], candidate["params"],
-                 result["error"] or f"validation {meta['metric']} {result['validation_metric']:.4f}")  # fmt: skip
+        log.info(
+            "candidate %s %s %s: %s",
+            candidate["index"],
+            candidate["estimator"],
+            candidate["params"],
+            result["error"] or f"validation {meta['metric']} {result['validation_metric']:.4f}",
+        )
         return result
 
 
@@ -189,8 +208,15 @@ def select(
         )
         if best is None:
             raise failure or TrainingFailed("no candidate")  # it lists each candidate's error
-        log.info("chosen: candidate %s %s %s (validation %s %.4f of %s candidates)", best["index"],
-                 best["estimator"], best["params"], meta["metric"], best["validation_metric"], len(results))  # fmt: skip
+        log.info(
+            "chosen: candidate %s %s %s (validation %s %.4f of %s candidates)",
+            best["index"],
+            best["estimator"],
+            best["params"],
+            meta["metric"],
+            best["validation_metric"],
+            len(results),
+        )
         return {
             **meta,
             "chosen": {
@@ -200,8 +226,13 @@ def select(
         }
 
 
-def _log_search(settings: Any, meta: dict[str, Any], results: list[dict[str, Any]], rows: list[dict[str, Any]],
-                chosen: int | None) -> None:  # fmt: skip
+def _log_search(
+    settings: Any,
+    meta: dict[str, Any],
+    results: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    chosen: int | None,
+) -> None:
     import pandas as pd
 
     from mlcicd import search

@@ -45,22 +45,43 @@ def register(
         artifacts = trained.get("signed_artifacts") or {}
         trust.sign_version(c, settings.signing_key(), name, version, artifacts, expect=trained_record)
         registry.tag_decision(
-            c, run_id=trained["mlflow_run_id"], model_id=trained["model_id"], decision=decision,
-            model_name=name, version=version,
-        )  # fmt: skip
+            c,
+            run_id=trained["mlflow_run_id"],
+            model_id=trained["model_id"],
+            decision=decision,
+            model_name=name,
+            version=version,
+        )
         c.set_registered_model_alias(name, registry.CHALLENGER, version)
         # The data reference this version brings: the suite inferred from the batch that trained it.
-        c.set_model_version_tag(name, version, "mlcicd.validation_suite",
-                                f"runs:/{trained['mlflow_run_id']}/{REFERENCE_SUITE_ARTIFACT}")  # fmt: skip
+        c.set_model_version_tag(
+            name,
+            version,
+            "mlcicd.validation_suite",
+            f"runs:/{trained['mlflow_run_id']}/{REFERENCE_SUITE_ARTIFACT}",
+        )
         scanned = record.read(run_dir(settings, run_id)).get("scan") or {}
         if scanned.get("report_url") or scanned.get("report_path"):  # the scan's report, from the version
             c.set_model_version_tag(
                 name, version, "mlcicd.scan_report", scanned.get("report_url") or scanned["report_path"]
             )
-            c.set_model_version_tag(name, version, "mlcicd.scan_issues", ", ".join(
-                f"{sum(i['severity'] == s for i in scanned.get('issues', []))} {s}" for s in ("major", "minor")))  # fmt: skip
-        release = Release(name, version, f"models:/{name}/{version}", trained["mlflow_run_id"], run_id,
-                          model_digest=trained["model_digest"])  # fmt: skip
+            c.set_model_version_tag(
+                name,
+                version,
+                "mlcicd.scan_issues",
+                ", ".join(
+                    f"{sum(i['severity'] == s for i in scanned.get('issues', []))} {s}"
+                    for s in ("major", "minor")
+                ),
+            )
+        release = Release(
+            name,
+            version,
+            f"models:/{name}/{version}",
+            trained["mlflow_run_id"],
+            run_id,
+            model_digest=trained["model_digest"],
+        )
         record.update(run_dir(settings, run_id), candidate={"model_version": version})
         log.info("registered %s v%s as %s", name, version, registry.CHALLENGER)
         comparison = decision.get("comparison") or {}
@@ -171,8 +192,12 @@ def deploy(
         else:
             log.info(
                 "v%s serves at %s (%s) and is %s@champion (was %s)",
-                deployment.version, deployment.endpoint, deployment.target, rel.model_name, shipped.replaced,
-            )  # fmt: skip
+                deployment.version,
+                deployment.endpoint,
+                deployment.target,
+                rel.model_name,
+                shipped.replaced,
+            )
         return {
             **deployment.to_dict(),
             "replaced_version": shipped.replaced,
@@ -264,9 +289,15 @@ def reject(run_id: str, decision: dict[str, Any], params: dict[str, Any]) -> dic
     with stage(run_id, Task.REJECT) as settings:
         c, _ = mlflow_client(settings)
         current = registry.champion(c, str(params["model_name"]))
-        out = {"decision": decision["decision"], "reasons": decision["reasons"],
-               "champion_version": current.version if current else None}  # fmt: skip
+        out = {
+            "decision": decision["decision"],
+            "reasons": decision["reasons"],
+            "champion_version": current.version if current else None,
+        }
         record.update(run_dir(settings, run_id), rejection=out)
-        log.warning("candidate rejected; champion stays %s:\n%s", out["champion_version"],
-                    "\n".join(f"  {r}" for r in decision["reasons"]))  # fmt: skip
+        log.warning(
+            "candidate rejected; champion stays %s:\n%s",
+            out["champion_version"],
+            "\n".join(f"  {r}" for r in decision["reasons"]),
+        )
         return out

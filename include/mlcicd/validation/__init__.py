@@ -12,7 +12,7 @@ own batch and logs it with the model (``validation/reference_suite.json``), so t
 are judged against the champion's training data. A declared suite (``include/suites/<dataset>.json``)
 replaces the inferred contract (hard unless marked ``"severity": "warning"``); the profile stays.
 
-The plausibility rule (contract), chosen so that every corruption the README lists is refused and
+The plausibility rule (contract), chosen so that every corruption docs/architecture.md lists is refused and
 the synthetic source's drift up to its maximum (5) passes: a numeric value is implausible when it
 lies more than one reference range (max - min) below the minimum or above the maximum, or is
 negative in a column that was never negative; at most 0.1 % of a batch's values may be. Orders of
@@ -164,18 +164,28 @@ def validate(
         .add_batch_definition_whole_dataframe("batch")
     )
     sample = df if len(df) <= PROFILE_SAMPLE_ROWS else df.sample(n=PROFILE_SAMPLE_ROWS, random_state=0)
-    whole = [e for e in suite["expectations"] if e.get("severity", CONTRACT) == CONTRACT
-             or (sample is not df and e["type"] == "expect_table_row_count_to_be_between")]  # fmt: skip
-    parts = {suite["name"]: (whole, df),
-             profile_name(suite["name"]): ([e for e in suite["expectations"] if e not in whole], sample)}  # fmt: skip
+    whole = [
+        e
+        for e in suite["expectations"]
+        if e.get("severity", CONTRACT) == CONTRACT
+        or (sample is not df and e["type"] == "expect_table_row_count_to_be_between")
+    ]
+    parts = {
+        suite["name"]: (whole, df),
+        profile_name(suite["name"]): ([e for e in suite["expectations"] if e not in whole], sample),
+    }
     checked = []
     for name, (expectations, frame) in parts.items():
         gx_suite = gx.ExpectationSuite(name=name, meta=suite.get("meta", {}))
         for e in expectations:
             gx_suite.add_expectation_configuration(
-                ExpectationConfiguration(type=e["type"], kwargs=e["kwargs"], meta=e.get("meta", {}),
-                                         severity=e.get("severity", CONTRACT))
-            )  # fmt: skip
+                ExpectationConfiguration(
+                    type=e["type"],
+                    kwargs=e["kwargs"],
+                    meta=e.get("meta", {}),
+                    severity=e.get("severity", CONTRACT),
+                )
+            )
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(name=f"{name}_check", data=batch_def, suite=context.suites.add(gx_suite))
         )
@@ -202,8 +212,13 @@ def validate(
                 (failures if severity == CONTRACT else shift).append(_describe(r))
             elif severity == CONTRACT and (r.result or {}).get("unexpected_count"):  # within its bound
                 shift.append(_describe(r, within=True))
-    return Checked(evaluated, failures, shift, _report_path(docs_dir, suite["name"], run_name),
-                   _report_path(docs_dir, profile_name(suite["name"]), run_name))  # fmt: skip
+    return Checked(
+        evaluated,
+        failures,
+        shift,
+        _report_path(docs_dir, suite["name"], run_name),
+        _report_path(docs_dir, profile_name(suite["name"]), run_name),
+    )
 
 
 def text_in_numbers(
@@ -233,8 +248,10 @@ def text_in_numbers(
             f"are text in a column of numbers ({what}) and were read as missing"
         )
         if column in required:
-            failures.append(f"{message}; the reference never had a missing value here: fix the export, or "
-                            "declare the column's missing values in a suite in include/suites/")  # fmt: skip
+            failures.append(
+                f"{message}; the reference never had a missing value here: fix the export, or "
+                "declare the column's missing values in a suite in include/suites/"
+            )
         else:
             shift.append(message)
     return failures, shift

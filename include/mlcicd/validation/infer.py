@@ -49,21 +49,41 @@ def infer_suite(
     columns = [str(c) for c in df.columns]
     exp: list[dict[str, Any]] = [
         _e(CONTRACT, "expect_table_columns_to_match_set", column_set=columns, exact_match=True),
-        _e(CONTRACT, "expect_compound_columns_to_be_unique", column_list=columns,
-           mostly=round(1 - MAX_DUPLICATE_FRACTION, 4)),
-        _e(PROFILE, "expect_table_row_count_to_be_between",
-           min_value=max(1, n // ROW_COUNT_FACTOR), max_value=n * ROW_COUNT_FACTOR),
-    ]  # fmt: skip
+        _e(
+            CONTRACT,
+            "expect_compound_columns_to_be_unique",
+            column_list=columns,
+            mostly=round(1 - MAX_DUPLICATE_FRACTION, 4),
+        ),
+        _e(
+            PROFILE,
+            "expect_table_row_count_to_be_between",
+            min_value=max(1, n // ROW_COUNT_FACTOR),
+            max_value=n * ROW_COUNT_FACTOR,
+        ),
+    ]
     for col in df.columns:
         s, column = df[col], str(col)
         null_rate = float(s.isna().mean())
         # A column never missing in the reference may not gain missing values (a declared suite may allow them).
         hard_nulls = 1.0 if null_rate == 0 else _mostly(min(1.0, max(2 * null_rate, null_rate + NULL_SLACK)))
         was = before.get(("expect_column_values_to_not_be_null", column), {}).get("mostly")
-        exp.append(_e(CONTRACT, "expect_column_values_to_not_be_null", column=column,
-                      mostly=max(hard_nulls, was) if was is not None else hard_nulls))  # fmt: skip
-        exp.append(_e(PROFILE, "expect_column_values_to_not_be_null", column=column,
-                      mostly=_mostly(min(1.0, null_rate * 1.5 + 0.01))))  # fmt: skip
+        exp.append(
+            _e(
+                CONTRACT,
+                "expect_column_values_to_not_be_null",
+                column=column,
+                mostly=max(hard_nulls, was) if was is not None else hard_nulls,
+            )
+        )
+        exp.append(
+            _e(
+                PROFILE,
+                "expect_column_values_to_not_be_null",
+                column=column,
+                mostly=_mostly(min(1.0, null_rate * 1.5 + 0.01)),
+            )
+        )
         if pd.api.types.is_bool_dtype(s) or column == target:
             exp.append(_e(CONTRACT, "expect_column_values_to_be_in_set", column=column, value_set=_values(s)))
         elif pd.api.types.is_numeric_dtype(s):
@@ -86,21 +106,38 @@ def _numeric(s: pd.Series, column: str) -> list[dict[str, Any]]:
         return exp
     lo, hi = float(s.quantile(0.002)), float(s.quantile(0.998))  # past what a batch may carry (0.1 %)
     span = (hi - lo) or abs(hi) or 1.0
-    exp.append(_e(CONTRACT, "expect_column_values_to_be_between", column=column,
-                  min_value=_round(0.0 if lo >= 0 else lo - PLAUSIBLE_RANGES * span),
-                  max_value=_round(hi + PLAUSIBLE_RANGES * span), mostly=1 - MAX_IMPLAUSIBLE))  # fmt: skip
+    exp.append(
+        _e(
+            CONTRACT,
+            "expect_column_values_to_be_between",
+            column=column,
+            min_value=_round(0.0 if lo >= 0 else lo - PLAUSIBLE_RANGES * span),
+            max_value=_round(hi + PLAUSIBLE_RANGES * span),
+            mostly=1 - MAX_IMPLAUSIBLE,
+        )
+    )
     lo, hi = float(s.min()), float(s.max())
     span = (hi - lo) or abs(hi) or 1.0
     margin = span * RANGE_MARGIN
     mean, sd = float(s.mean()), float(s.std(ddof=0)) or margin
     return [
         *exp,
-        _e(PROFILE, "expect_column_values_to_be_between", column=column,
-           min_value=_round(max(0.0, lo - margin) if lo >= 0 else lo - margin), max_value=_round(hi + margin),
-           mostly=PROFILE_MOSTLY),
-        _e(PROFILE, "expect_column_mean_to_be_between", column=column,
-           min_value=_round(mean - MEAN_SHIFT_SD * sd), max_value=_round(mean + MEAN_SHIFT_SD * sd)),
-    ]  # fmt: skip
+        _e(
+            PROFILE,
+            "expect_column_values_to_be_between",
+            column=column,
+            min_value=_round(max(0.0, lo - margin) if lo >= 0 else lo - margin),
+            max_value=_round(hi + margin),
+            mostly=PROFILE_MOSTLY,
+        ),
+        _e(
+            PROFILE,
+            "expect_column_mean_to_be_between",
+            column=column,
+            min_value=_round(mean - MEAN_SHIFT_SD * sd),
+            max_value=_round(mean + MEAN_SHIFT_SD * sd),
+        ),
+    ]
 
 
 def _categorical(s: pd.Series, column: str, known: list[str] | None = None) -> list[dict[str, Any]]:
@@ -110,13 +147,22 @@ def _categorical(s: pd.Series, column: str, known: list[str] | None = None) -> l
     values = sorted(known) if known is not None else [str(v) for v in shares.index]
     shares = shares.reindex(values, fill_value=0.0)
     return [
-        _e(CONTRACT, "expect_column_values_to_be_in_set", column=column, value_set=values,
-           mostly=1 - MAX_UNSEEN_CATEGORIES),
+        _e(
+            CONTRACT,
+            "expect_column_values_to_be_in_set",
+            column=column,
+            value_set=values,
+            mostly=1 - MAX_UNSEEN_CATEGORIES,
+        ),
         _e(PROFILE, "expect_column_values_to_be_in_set", column=column, value_set=values),
-        _e(PROFILE, "expect_column_kl_divergence_to_be_less_than", column=column,
-           partition_object={"values": values, "weights": [round(float(w), 6) for w in shares.to_numpy()]},
-           threshold=MAX_SHARE_KL),
-    ]  # fmt: skip
+        _e(
+            PROFILE,
+            "expect_column_kl_divergence_to_be_less_than",
+            column=column,
+            partition_object={"values": values, "weights": [round(float(w), 6) for w in shares.to_numpy()]},
+            threshold=MAX_SHARE_KL,
+        ),
+    ]
 
 
 def _contract_kwargs(suite: dict[str, Any] | None) -> dict[tuple[str, str | None], dict[str, Any]]:
