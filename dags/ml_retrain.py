@@ -60,9 +60,8 @@ if TYPE_CHECKING:
 SERVICE_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=20)}
 # Tasks that talk to the deploy target (Docker engine, cluster, traffic front) go to their own queue:
 # on the CeleryExecutor only that queue's workers hold the Docker socket; other executors ignore it.
-_settings = (
-    settings.load()
-)  # read once at parse: the queue, the schedule, the search's parallelism, the approval's timeout
+# Read once at parse: the queue, the schedule, the search's parallelism, the approval's timeout.
+_settings = settings.load()
 DEPLOY = {"queue": _settings.deploy_queue}
 ANALYSIS_POKE_S = 5  # the sensor's check; it measures when the run's rollout_interval_s is due
 

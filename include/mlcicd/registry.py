@@ -217,9 +217,8 @@ def _downloaded_model(model_uri: str, tracking_uri: str) -> Iterator[Path]:
     import mlflow
     import mlflow.artifacts
 
-    mlflow.set_tracking_uri(
-        tracking_uri
-    )  # models:/ URIs resolve through the global one (each task is a process)
+    # models:/ URIs resolve through the global tracking URI (each task is a process).
+    mlflow.set_tracking_uri(tracking_uri)
     with tempfile.TemporaryDirectory(prefix="mlcicd-model-") as tmp:
         path = Path(
             mlflow.artifacts.download_artifacts(

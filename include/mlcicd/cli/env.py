@@ -30,9 +30,8 @@ def prepare_environment(settings: Settings) -> None:
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     (settings.state_dir / "mlflow").mkdir(parents=True, exist_ok=True)
-    (settings.state_dir / "data").mkdir(
-        exist_ok=True
-    )  # the default data root: batches dropped here may be read
+    # The default data root: batches dropped here may be read.
+    (settings.state_dir / "data").mkdir(exist_ok=True)
 
 
 def ensure_airflow_db(settings: Settings) -> None:

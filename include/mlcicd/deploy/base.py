@@ -215,7 +215,7 @@ def check_target_class(cls: type) -> None:
 
 # What a model server is given of the environment: its own settings, nothing of Airflow's (the
 # Fernet key, the database URI, cloud credentials stay with the task that starts it).
-SERVER_SETTINGS = ("MLCICD_SERVER_", "MLCICD_PREDICTION_LOG_")
+SERVER_PREFIXES = ("MLCICD_SERVER_", "MLCICD_PREDICTION_LOG_")  # serving.config reads these
 PROCESS_BASICS = ("PATH", "PYTHONPATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "TZ")
 
 
@@ -224,7 +224,7 @@ def server_env(release: Release, environ: dict[str, str], *, process: bool = Fal
     the digest its bundle must have, and for a local process (``process``) what Python needs to run."""
     from mlcicd.serving.modelfile import DIGEST_ENV
 
-    env = {k: v for k, v in environ.items() if k.startswith(SERVER_SETTINGS)}
+    env = {k: v for k, v in environ.items() if k.startswith(SERVER_PREFIXES)}
     if process:
         env.update({k: environ[k] for k in PROCESS_BASICS if k in environ})
     if release.model_digest:

@@ -243,9 +243,8 @@ def _reconcile(
         if not repair:
             return state("disagree", f"{todo}: `python -m mlcicd status --repair` finishes the promotion")
         key = settings.signing_key()
-        trust.trusted_version(
-            c, key, name, served
-        )  # it passed its smoke test; its record is still vouched for
+        # It passed its smoke test; its record must still be vouched for.
+        trust.trusted_version(c, key, name, served)
         trust.sign_promotion(c, key, name, served)
         registry.move_champion(c, name, served, expected=champion)
         registry.mark_promoted(c, name, served)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -13,9 +12,8 @@ from mlcicd import runparams as p
 from mlcicd.boundary import mlflow_client, push_links, run_dir, stage, working_on
 from mlcicd.errors import ValidationFailed
 from mlcicd.names import Task, mlflow_run_url
-from mlcicd.suite_schema import check_suite
 from mlcicd.training import REFERENCE_ARTIFACT
-from mlcicd.validation.reference import REFERENCE_SUITE_ARTIFACT, reference_suite
+from mlcicd.validation.reference import REFERENCE_SUITE_ARTIFACT, contract
 
 log = logging.getLogger("mlcicd")
 
@@ -68,20 +66,16 @@ def validate(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict
         df = data.load_stored(ref)
         working_on(run_id, Task.VALIDATE, len(df))
         c, _ = mlflow_client(settings)
-        reference, reference_origin, source = reference_suite(
-            c, settings.signing_key(), settings.inferred_suites_dir, ref, str(params["model_name"]), df
-        )
-        declared = validation.find_suite(ref.dataset_name, settings.suites_dir, settings.inferred_suites_dir)
-        suite, suite_path, origin = reference, source, reference_origin
-        is_declared = declared is not None and declared.origin == "declared"
-        if is_declared:
-            mine = check_suite(
-                json.loads(Path(declared.path).read_text()), origin=declared.path, declared=True
-            )
-            suite = validation.compose(mine, reference)
-            suite_path, origin = declared.path, f"declared, profile of {reference_origin}"
+        key, model_name = settings.signing_key(), str(params["model_name"])
+        held = contract(c, key, settings.suites_dir, settings.inferred_suites_dir, ref, model_name, df)
+        suite, suite_path, origin = held.suite, held.path, held.origin
+        reference, reference_origin, source = held.reference, held.reference_origin, held.reference_source
         checked = validation.validate(
-            df, suite, run_name=record.run_key(run_id), docs_dir=settings.data_docs_dir, declared=is_declared
+            df,
+            suite,
+            run_name=record.run_key(run_id),
+            docs_dir=settings.data_docs_dir,
+            declared=held.declared,
         )
         typed_failures, typed_shift = validation.text_in_numbers(ref.text_as_missing, suite, ref.rows)
         checked.failures[:0], checked.shift[:0] = typed_failures, typed_shift

@@ -22,7 +22,6 @@ from mlcicd.names import Task, mlflow_run_url
 log = logging.getLogger("mlcicd")
 
 NONE = {"name": "none"}  # the plan of search=none: no candidate, train_model trains the run's params
-PARENT_TAG, CANDIDATE_TAG = "mlcicd.search_parent", "mlcicd.candidate"
 
 
 def plan(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -31,7 +30,7 @@ def plan(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> list[dic
     import numpy as np
 
     from mlcicd import data, search, training
-    from mlcicd.search import limits
+    from mlcicd.search import limits, tracking
 
     with stage(run_id, Task.PLAN_SEARCH) as settings:
         limit, timeout = limits.budget(params, settings)
@@ -49,7 +48,7 @@ def plan(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> list[dic
         split_path = folder / "split.npz"  # row positions in the stored batch
         np.savez_compressed(split_path, fit=train[fit], validation=train[validation], holdout=holdout)
         c, experiment_id = mlflow_client(settings)
-        parent = _parent_run(c, experiment_id, run_id, params, name, len(found))
+        parent = tracking.parent_run(c, experiment_id, run_id, params, name, len(found))
         _, spaces = search.parse(params["search"])
         c.log_dict(parent, spaces, "search/space.json")
         meta = {
@@ -77,29 +76,6 @@ def plan(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> list[dic
         return [{**f.to_dict(), "search": meta} for f in found]
 
 
-def _parent_run(
-    c: Any, experiment_id: str, run_id: str, params: dict[str, Any], name: str, count: int
-) -> str:
-    """The search's parent MLflow run: this Airflow run's, found again on a retry."""
-    from mlflow.entities import Param
-
-    key = record.run_key(run_id)
-    found = c.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{key}'", max_results=1)
-    if found:
-        return str(found[0].info.run_id)
-    run = c.create_run(
-        experiment_id,
-        run_name=f"{params['model_name']}-{key}",
-        tags={
-            PARENT_TAG: key,
-            "mlcicd.airflow_run_id": run_id,
-            "mlcicd.model_name": str(params["model_name"]),
-        },
-    )
-    c.log_batch(run.info.run_id, params=[Param("search", name), Param("search_candidates", str(count))])
-    return str(run.info.run_id)
-
-
 def train_candidate(
     run_id: str, batch: dict[str, Any], candidate: dict[str, Any], params: dict[str, Any]
 ) -> dict[str, Any]:
@@ -112,7 +88,7 @@ def train_candidate(
     from threadpoolctl import threadpool_limits
 
     from mlcicd import data, evaluation, training
-    from mlcicd.search import limits
+    from mlcicd.search import limits, tracking
 
     with stage(run_id, f"{Task.TRAIN_CANDIDATE}[{candidate['index']}]") as settings:
         meta, candidate = candidate["search"], {k: v for k, v in candidate.items() if k != "search"}
@@ -121,7 +97,7 @@ def train_candidate(
         rows = np.load(meta["split_path"])
         fit, val = df.iloc[rows["fit"]], df.iloc[rows["validation"]]
         c, _ = mlflow_client(settings)
-        child = _child_run(c, meta, run_id, candidate)
+        child = tracking.child_run(c, meta, run_id, candidate)
         result: dict[str, Any] = {**candidate, "mlflow_run_id": child, "error": None}
         started = time.monotonic()
         try:
@@ -140,7 +116,7 @@ def train_candidate(
                 error=f"{type(exc).__name__}: {exc}"[:500], fit_seconds=round(time.monotonic() - started, 3)
             )
             log.warning("candidate %s failed: %s", candidate["index"], result["error"])
-        _log_candidate(c, child, result)
+        tracking.log_candidate(c, child, result)
         log.info(
             "candidate %s %s %s: %s",
             candidate["index"],
@@ -151,42 +127,12 @@ def train_candidate(
         return result
 
 
-def _child_run(c: Any, meta: dict[str, Any], run_id: str, candidate: dict[str, Any]) -> str:
-    """The candidate's child run of the search's parent run (found again on a retry)."""
-    from mlflow.entities import Param
-    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-
-    parent, index = meta["parent_run_id"], str(candidate["index"])
-    query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent}' and tags.`{CANDIDATE_TAG}` = '{index}'"
-    found = c.search_runs([meta["experiment_id"]], query, max_results=1)
-    if found:
-        return str(found[0].info.run_id)
-    run = c.create_run(
-        meta["experiment_id"],
-        run_name=f"candidate-{index}-{candidate['estimator']}",
-        tags={MLFLOW_PARENT_RUN_ID: parent, CANDIDATE_TAG: index, "mlcicd.airflow_run_id": run_id},
-    )
-    hp = [Param(k, str(v)) for k, v in candidate["params"].items()]
-    c.log_batch(run.info.run_id, params=[Param("estimator", candidate["estimator"]), *hp])
-    return str(run.info.run_id)
-
-
-def _log_candidate(c: Any, child: str, result: dict[str, Any]) -> None:
-    from mlflow.entities import Metric, RunTag
-
-    now = int(time.time() * 1000)
-    metrics = {"fit_seconds": result["fit_seconds"]}
-    metrics.update({f"validation_{k}": v for k, v in (result.get("validation_metrics") or {}).items()})
-    tags = [RunTag("mlcicd.error", result["error"])] if result["error"] else []
-    c.log_batch(child, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()], tags=tags)
-    c.set_terminated(child, "FAILED" if result["error"] else "FINISHED")
-
-
 def select(
     run_id: str, planned: Sequence[dict[str, Any]], results: Sequence[dict[str, Any]]
 ) -> dict[str, Any]:
     """Choose the best candidate; log the table and the plot to the parent run. Fails only when all failed."""
     from mlcicd import search
+    from mlcicd.search import tracking
 
     with stage(run_id, Task.SELECT) as settings:
         if not planned:
@@ -201,7 +147,7 @@ def select(
             best, failure = None, exc
         chosen = best["index"] if best else None
         rows = search.table(results, chosen)
-        _log_search(settings, meta, results, rows, chosen)
+        tracking.log_search(mlflow_client(settings)[0], meta, results, rows, chosen)
         record.update(run_dir(settings, run_id), search={"rows": rows, "chosen": chosen})
         push_links(
             mlflow_run=mlflow_run_url(settings.mlflow_ui_url, meta["experiment_id"], meta["parent_run_id"])
@@ -224,23 +170,3 @@ def select(
             },
             "rows": rows,
         }
-
-
-def _log_search(
-    settings: Any,
-    meta: dict[str, Any],
-    results: list[dict[str, Any]],
-    rows: list[dict[str, Any]],
-    chosen: int | None,
-) -> None:
-    import pandas as pd
-
-    from mlcicd import search
-
-    c, _ = mlflow_client(settings)
-    parent = meta["parent_run_id"]
-    c.log_table(parent, data=pd.DataFrame(rows), artifact_file="search/candidates.json")
-    c.log_figure(parent, search.plot(results, meta["metric"], chosen), "search/candidates.png")
-    c.set_tag(parent, "mlcicd.search_chosen", "none" if chosen is None else str(chosen))
-    for row in rows:
-        c.set_tag(row["mlflow_run_id"], "mlcicd.chosen", str(row["chosen"]).lower())

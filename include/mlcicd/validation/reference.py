@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,38 @@ from mlcicd.validation.infer import infer_suite
 
 log = logging.getLogger("mlcicd")
 
-REFERENCE_SUITE_ARTIFACT = (
-    "validation/reference_suite.json"  # logged with each model, signed with its version
-)
+# Logged with each model, signed with its version.
+REFERENCE_SUITE_ARTIFACT = "validation/reference_suite.json"
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a batch is held to, and where each part comes from."""
+
+    suite: dict[str, Any]  # the reference, or the dataset's declared suite composed with it
+    path: str
+    origin: str
+    declared: bool
+    reference: dict[str, Any]
+    reference_origin: str
+    reference_source: str  # the reference's path or URI (a first batch's is saved there once it passes)
+
+
+def contract(
+    c: Any, key: bytes, suites_dir: Path, inferred_dir: Path, ref: Any, model_name: str, df: Any
+) -> Contract:
+    """The batch's contract: the reference suite (:func:`reference_suite`), composed with the dataset's
+    declared suite (``<suites_dir>/<dataset>.json``, held to the schema) when there is one."""
+    from mlcicd import validation
+
+    reference, reference_origin, source = reference_suite(c, key, inferred_dir, ref, model_name, df)
+    declared = validation.find_suite(ref.dataset_name, suites_dir, inferred_dir)
+    if declared is None or declared.origin != "declared":
+        return Contract(reference, source, reference_origin, False, reference, reference_origin, source)
+    mine = check_suite(json.loads(Path(declared.path).read_text()), origin=declared.path, declared=True)
+    origin = f"declared, profile of {reference_origin}"
+    suite = validation.compose(mine, reference)
+    return Contract(suite, declared.path, origin, True, reference, reference_origin, source)
 
 
 def reference_suite(
