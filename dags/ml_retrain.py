@@ -46,12 +46,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, PokeReturnValue, dag, task
 
 from mlcicd import settings
+from mlcicd.conf.run import asked_params, params_of
 from mlcicd.dag.approval import approval_operator
 from mlcicd.dag.assets import RETRAIN_REQUEST
 from mlcicd.dag.links import DataDocsLink, MlflowRunLink, ScanReportLink, ShiftReportLink
 from mlcicd.dag.params import retrain_params
 from mlcicd.names import APPROVAL_XCOM, DECISION_XCOM, Task
-from mlcicd.runparams import asked_params, params_of
 from mlcicd.tasks import retrain, rollout, scan, search, ship
 
 if TYPE_CHECKING:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from mlcicd.conf.run import params_from_events
 from mlcicd.dag.params import check_retrain_conf, retrain_params
 from mlcicd.errors import ConfigError
-from mlcicd.runparams import params_from_events
 from mlcicd.tasks.monitor import retrain_conf
 
 

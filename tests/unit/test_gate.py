@@ -87,7 +87,7 @@ def test_policy_rejects_bad_values(kwargs, message):
 def test_params_can_tighten_the_installation_floors_but_never_loosen_them(monkeypatch):
     from mlcicd import settings
     from mlcicd.choices import RETRAIN_DEFAULTS
-    from mlcicd.runparams import policy
+    from mlcicd.conf.run import policy
 
     monkeypatch.setenv("MLCICD_GATE_MIN_ROC_AUC", "0.85")
     monkeypatch.setenv("MLCICD_GATE_MAX_DEGRADATION", "0.02")
@@ -115,8 +115,8 @@ def test_params_can_tighten_the_installation_floors_but_never_loosen_them(monkey
 def test_the_bootstrap_resamples_are_lowered_to_the_installation_ceiling(monkeypatch):
     from mlcicd import settings
     from mlcicd.choices import RETRAIN_DEFAULTS
+    from mlcicd.conf.run import resamples
     from mlcicd.errors import ConfigError
-    from mlcicd.runparams import resamples
 
     params = {**RETRAIN_DEFAULTS, "bootstrap_resamples": 5000}
     assert resamples(params, settings.load()) == 5000  # under the default ceiling, 20,000

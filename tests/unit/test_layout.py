@@ -50,7 +50,7 @@ LAYERS = [
     ["mlcicd.image*"],
     ["mlcicd.deploy*"],
     ["mlcicd.promotion*"],
-    ["mlcicd.boundary", "mlcicd.runparams"],
+    ["mlcicd.boundary", "mlcicd.conf.run"],
     ["mlcicd.tasks*"],
     ["mlcicd.client*", "mlcicd.dev*"],
     ["mlcicd.cli*", "mlcicd.__main__"],

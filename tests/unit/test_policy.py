@@ -9,8 +9,8 @@ import pytest
 
 from mlcicd import policy
 from mlcicd.choices import RETRAIN_DEFAULTS
+from mlcicd.conf.run import params_of
 from mlcicd.errors import ConfigError
-from mlcicd.runparams import params_of
 from mlcicd.settings import load
 
 STRICT = {

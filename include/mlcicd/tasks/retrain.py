@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from mlcicd import record, trust
-from mlcicd import runparams as p
 from mlcicd.boundary import mlflow_client, push_links, run_dir, stage, working_on
+from mlcicd.conf import run as p
 from mlcicd.errors import ValidationFailed
 from mlcicd.names import Task, mlflow_run_url
 from mlcicd.training import REFERENCE_ARTIFACT

@@ -14,8 +14,8 @@ import time
 from typing import Any
 
 from mlcicd import record
-from mlcicd import runparams as p
 from mlcicd.boundary import run_dir, stage
+from mlcicd.conf import run as p
 from mlcicd.errors import DeployError
 from mlcicd.names import Task
 from mlcicd.promotion import rollout

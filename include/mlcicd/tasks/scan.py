@@ -14,8 +14,8 @@ import logging
 from typing import Any
 
 from mlcicd import record, trust
-from mlcicd import runparams as p
 from mlcicd.boundary import mlflow_client, push_links, run_dir, stage, working_on
+from mlcicd.conf import run as p
 from mlcicd.names import Task
 
 log = logging.getLogger("mlcicd")

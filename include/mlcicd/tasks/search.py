@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlcicd import record
-from mlcicd import runparams as p
 from mlcicd.boundary import mlflow_client, push_links, run_dir, stage
+from mlcicd.conf import run as p
 from mlcicd.errors import TrainingFailed
 from mlcicd.names import Task, mlflow_run_url
 

@@ -6,8 +6,8 @@ import logging
 from typing import Any
 
 from mlcicd import record, trust
-from mlcicd import runparams as p
 from mlcicd.boundary import mlflow_client, run_dir, stage
+from mlcicd.conf import run as p
 from mlcicd.errors import DeployError, MlcicdError
 from mlcicd.names import Task
 from mlcicd.promotion import staging

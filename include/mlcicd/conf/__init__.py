@@ -1,4 +1,4 @@
-"""The one check of a run's conf against a DAG's Params, wherever a conf enters.
+"""A run's conf: checked here, wherever it enters; read as the stages want it in :mod:`.run`.
 
 The CI client (:mod:`mlcicd.client.trigger`, with the schemas the Airflow server reports),
 ``mlcicd run`` (:mod:`mlcicd.cli.env`, with the DAG's own Params) and a retrain request's conf
