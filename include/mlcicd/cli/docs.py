@@ -71,6 +71,7 @@ def blocks() -> dict[str, Callable[[], str]]:
         "retrain-params": lambda: params_table(dag_params.retrain_params()),
         "monitor-params": lambda: params_table(dag_params.monitor_params()),
         "settings": settings_table,
+        "server-settings": server_settings_table,
     }
 
 
@@ -152,6 +153,18 @@ def settings_table() -> str:
         name = f"`{var.name}`" + (f" (or `{var.fallback}`)" if var.fallback else "")
         default = var.shown or _value(var.default, empty="(none)")
         rows.append(f"| {name} | {_cell(default)} | {_cell(var.doc)} |")
+    return "\n".join(rows) + "\n"
+
+
+def server_settings_table() -> str:
+    """A Markdown table of what the model server reads (:data:`mlcicd.serving.config.SERVER_SETTINGS`),
+    but the variables the server sets for its own worker processes."""
+    from mlcicd.serving.config import SERVER_SETTINGS
+
+    rows = ["| variable | default | allowed | meaning |", "|---|---|---|---|"]
+    for s in (s for s in SERVER_SETTINGS if not s.internal):
+        default = _value(s.default, empty="(none)")
+        rows.append(f"| `{s.name}` | {_cell(default)} | {_cell(s.kind.allowed)} | {_cell(s.meaning)} |")
     return "\n".join(rows) + "\n"
 
 
