@@ -50,7 +50,7 @@ def test_the_inferred_suite_has_a_contract_and_a_profile(suite):
     assert contract_set["kwargs"]["mostly"] == 1 - validation.MAX_UNSEEN_CATEGORIES
     # GX keeps one expectation per (type, column) in a suite: within each part, none may repeat.
     for part in (validation.CONTRACT, validation.PROFILE):
-        domains = [validation._domain(e) for e in suite["expectations"] if e["severity"] == part]
+        domains = [validation.domain(e) for e in suite["expectations"] if e["severity"] == part]
         assert len(set(domains)) == len(domains)
     assert validation.is_current(json.loads(json.dumps(suite)))
 
@@ -170,9 +170,9 @@ def test_a_declared_suite_replaces_the_contract_and_keeps_the_profile(suite, tmp
     assert profile and all(e["severity"] == validation.PROFILE for e in profile)
     # The declared warning on monthly_charges' range replaces the profile's own (one per type and column).
     assert ("expect_column_values_to_be_between", "monthly_charges") not in {
-        validation._domain(e) for e in profile
+        validation.domain(e) for e in profile
     }
-    assert ("expect_column_values_to_be_between", "tenure_months") in {validation._domain(e) for e in profile}
+    assert ("expect_column_values_to_be_between", "tenure_months") in {validation.domain(e) for e in profile}
     checked = run(synthetic.generate(3000, 2, drift=3), composed, tmp_path)
     assert not checked.success  # ages up to 90 break the declared (hard) range
     assert [f for f in checked.failures if "customer_age" in f] == checked.failures != []
@@ -214,15 +214,15 @@ def test_the_next_reference_never_loosens_the_contract_through_what_it_tolerated
     df.loc[200:220, "contract"] = "weekly"  # 0.7 %: under the 1 % of unseen values tolerated
     assert run(df, suite, tmp_path).success
     after = validation.infer_suite(df, "churn", "churned", previous=suite)
-    kwargs = validation._contract_kwargs(after)
+    kwargs = validation.contract_kwargs(after)
     assert kwargs[("expect_column_values_to_be_between", "tenure_months")]["min_value"] == 0.0
-    was = validation._contract_kwargs(suite)[("expect_column_values_to_not_be_null", "monthly_charges")][
+    was = validation.contract_kwargs(suite)[("expect_column_values_to_not_be_null", "monthly_charges")][
         "mostly"
     ]
     assert kwargs[("expect_column_values_to_not_be_null", "monthly_charges")]["mostly"] == was
     assert "weekly" not in kwargs[("expect_column_values_to_be_in_set", "contract")]["value_set"]
     # Without the anchor, each of those would have been let in.
-    loose = validation._contract_kwargs(validation.infer_suite(df, "churn", "churned"))
+    loose = validation.contract_kwargs(validation.infer_suite(df, "churn", "churned"))
     assert "weekly" in loose[("expect_column_values_to_be_in_set", "contract")]["value_set"]
     assert loose[("expect_column_values_to_not_be_null", "monthly_charges")]["mostly"] < was
 

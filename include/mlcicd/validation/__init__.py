@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlcicd.suite_schema import check_suite
-from mlcicd.validation.infer import _contract_kwargs, infer_suite
+from mlcicd.validation.infer import contract_kwargs, infer_suite
 from mlcicd.validation.rules import (
     CONTRACT,
     MAX_IMPLAUSIBLE,
@@ -37,7 +37,7 @@ from mlcicd.validation.rules import (
     PROFILE,
     PROFILE_SAMPLE_ROWS,
     SUITE_FORMAT,
-    _domain,
+    domain,
 )
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 __all__ = [  # the package's names, inferred (.infer) or shared bounds (.rules) included
     "CONTRACT", "MAX_IMPLAUSIBLE", "MAX_UNSEEN_CATEGORIES", "PROFILE", "SUITE_FORMAT", "Checked", "SuiteSource",
     "ValidationOutcome", "compose", "find_suite", "infer_suite", "is_current", "profile_name", "save_suite",
-    "text_in_numbers", "validate", "_contract_kwargs", "_domain",
+    "text_in_numbers", "validate", "contract_kwargs", "domain",
 ]  # fmt: skip
 
 
@@ -109,9 +109,9 @@ def compose(declared: dict[str, Any] | None, reference: dict[str, Any]) -> dict[
     if declared is None:
         return reference
     # GX keeps one expectation per type and column in a suite: a declared warning wins over the profile's.
-    taken = {_domain(e) for e in declared["expectations"] if e.get("severity", CONTRACT) != CONTRACT}
+    taken = {domain(e) for e in declared["expectations"] if e.get("severity", CONTRACT) != CONTRACT}
     profile = [
-        e for e in reference["expectations"] if e.get("severity") == PROFILE and _domain(e) not in taken
+        e for e in reference["expectations"] if e.get("severity") == PROFILE and domain(e) not in taken
     ]
     return {**declared, "expectations": [*declared["expectations"], *profile]}
 

@@ -20,11 +20,11 @@ from mlcicd.validation.rules import (
     RANGE_MARGIN,
     ROW_COUNT_FACTOR,
     SUITE_FORMAT,
-    _domain,
-    _e,
-    _mostly,
-    _round,
-    _values,
+    domain,
+    expectation,
+    mostly_of,
+    observed_values,
+    rounded,
 )
 
 if TYPE_CHECKING:
@@ -43,19 +43,19 @@ def infer_suite(
     """
     import pandas as pd
 
-    before = _contract_kwargs(previous)
+    before = contract_kwargs(previous)
 
     n = len(df)
     columns = [str(c) for c in df.columns]
     exp: list[dict[str, Any]] = [
-        _e(CONTRACT, "expect_table_columns_to_match_set", column_set=columns, exact_match=True),
-        _e(
+        expectation(CONTRACT, "expect_table_columns_to_match_set", column_set=columns, exact_match=True),
+        expectation(
             CONTRACT,
             "expect_compound_columns_to_be_unique",
             column_list=columns,
             mostly=round(1 - MAX_DUPLICATE_FRACTION, 4),
         ),
-        _e(
+        expectation(
             PROFILE,
             "expect_table_row_count_to_be_between",
             min_value=max(1, n // ROW_COUNT_FACTOR),
@@ -66,10 +66,12 @@ def infer_suite(
         s, column = df[col], str(col)
         null_rate = float(s.isna().mean())
         # A column never missing in the reference may not gain missing values (a declared suite may allow them).
-        hard_nulls = 1.0 if null_rate == 0 else _mostly(min(1.0, max(2 * null_rate, null_rate + NULL_SLACK)))
+        hard_nulls = (
+            1.0 if null_rate == 0 else mostly_of(min(1.0, max(2 * null_rate, null_rate + NULL_SLACK)))
+        )
         was = before.get(("expect_column_values_to_not_be_null", column), {}).get("mostly")
         exp.append(
-            _e(
+            expectation(
                 CONTRACT,
                 "expect_column_values_to_not_be_null",
                 column=column,
@@ -77,19 +79,25 @@ def infer_suite(
             )
         )
         exp.append(
-            _e(
+            expectation(
                 PROFILE,
                 "expect_column_values_to_not_be_null",
                 column=column,
-                mostly=_mostly(min(1.0, null_rate * 1.5 + 0.01)),
+                mostly=mostly_of(min(1.0, null_rate * 1.5 + 0.01)),
             )
         )
         if pd.api.types.is_bool_dtype(s) or column == target:
-            exp.append(_e(CONTRACT, "expect_column_values_to_be_in_set", column=column, value_set=_values(s)))
+            exp.append(
+                expectation(
+                    CONTRACT, "expect_column_values_to_be_in_set", column=column, value_set=observed_values(s)
+                )
+            )
         elif pd.api.types.is_numeric_dtype(s):
             exp += _numeric(s.dropna().astype(float), column)
         else:
-            exp.append(_e(CONTRACT, "expect_column_values_to_be_of_type", column=column, type_=str(s.dtype)))
+            exp.append(
+                expectation(CONTRACT, "expect_column_values_to_be_of_type", column=column, type_=str(s.dtype))
+            )
             known = before.get(("expect_column_values_to_be_in_set", column), {}).get("value_set")
             if known is not None or s.nunique() <= MAX_CATEGORIES:
                 exp += _categorical(s.dropna().astype(str), column, known)
@@ -101,18 +109,22 @@ def infer_suite(
 
 
 def _numeric(s: pd.Series, column: str) -> list[dict[str, Any]]:
-    exp = [_e(CONTRACT, "expect_column_values_to_be_in_type_list", column=column, type_list=NUMERIC_TYPES)]
+    exp = [
+        expectation(
+            CONTRACT, "expect_column_values_to_be_in_type_list", column=column, type_list=NUMERIC_TYPES
+        )
+    ]
     if s.empty:
         return exp
     lo, hi = float(s.quantile(0.002)), float(s.quantile(0.998))  # past what a batch may carry (0.1 %)
     span = (hi - lo) or abs(hi) or 1.0
     exp.append(
-        _e(
+        expectation(
             CONTRACT,
             "expect_column_values_to_be_between",
             column=column,
-            min_value=_round(0.0 if lo >= 0 else lo - PLAUSIBLE_RANGES * span),
-            max_value=_round(hi + PLAUSIBLE_RANGES * span),
+            min_value=rounded(0.0 if lo >= 0 else lo - PLAUSIBLE_RANGES * span),
+            max_value=rounded(hi + PLAUSIBLE_RANGES * span),
             mostly=1 - MAX_IMPLAUSIBLE,
         )
     )
@@ -122,20 +134,20 @@ def _numeric(s: pd.Series, column: str) -> list[dict[str, Any]]:
     mean, sd = float(s.mean()), float(s.std(ddof=0)) or margin
     return [
         *exp,
-        _e(
+        expectation(
             PROFILE,
             "expect_column_values_to_be_between",
             column=column,
-            min_value=_round(max(0.0, lo - margin) if lo >= 0 else lo - margin),
-            max_value=_round(hi + margin),
+            min_value=rounded(max(0.0, lo - margin) if lo >= 0 else lo - margin),
+            max_value=rounded(hi + margin),
             mostly=PROFILE_MOSTLY,
         ),
-        _e(
+        expectation(
             PROFILE,
             "expect_column_mean_to_be_between",
             column=column,
-            min_value=_round(mean - MEAN_SHIFT_SD * sd),
-            max_value=_round(mean + MEAN_SHIFT_SD * sd),
+            min_value=rounded(mean - MEAN_SHIFT_SD * sd),
+            max_value=rounded(mean + MEAN_SHIFT_SD * sd),
         ),
     ]
 
@@ -147,15 +159,15 @@ def _categorical(s: pd.Series, column: str, known: list[str] | None = None) -> l
     values = sorted(known) if known is not None else [str(v) for v in shares.index]
     shares = shares.reindex(values, fill_value=0.0)
     return [
-        _e(
+        expectation(
             CONTRACT,
             "expect_column_values_to_be_in_set",
             column=column,
             value_set=values,
             mostly=1 - MAX_UNSEEN_CATEGORIES,
         ),
-        _e(PROFILE, "expect_column_values_to_be_in_set", column=column, value_set=values),
-        _e(
+        expectation(PROFILE, "expect_column_values_to_be_in_set", column=column, value_set=values),
+        expectation(
             PROFILE,
             "expect_column_kl_divergence_to_be_less_than",
             column=column,
@@ -165,9 +177,7 @@ def _categorical(s: pd.Series, column: str, known: list[str] | None = None) -> l
     ]
 
 
-def _contract_kwargs(suite: dict[str, Any] | None) -> dict[tuple[str, str | None], dict[str, Any]]:
+def contract_kwargs(suite: dict[str, Any] | None) -> dict[tuple[str, str | None], dict[str, Any]]:
     return {
-        _domain(e): e["kwargs"]
-        for e in (suite or {}).get("expectations", [])
-        if e.get("severity") == CONTRACT
+        domain(e): e["kwargs"] for e in (suite or {}).get("expectations", []) if e.get("severity") == CONTRACT
     }

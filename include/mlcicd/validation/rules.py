@@ -32,21 +32,21 @@ MAX_SHARE_KL = 0.02  # KL divergence of category shares from the reference's, in
 PROFILE_SAMPLE_ROWS = 1_000_000  # the profile of a larger batch is checked on a sample of this many rows
 
 
-def _domain(e: dict[str, Any]) -> tuple[str, str | None]:
+def domain(e: dict[str, Any]) -> tuple[str, str | None]:
     return e["type"], e["kwargs"].get("column")
 
 
-def _e(severity: str, expectation_type: str, /, **kwargs: Any) -> dict[str, Any]:
+def expectation(severity: str, expectation_type: str, /, **kwargs: Any) -> dict[str, Any]:
     return {"type": expectation_type, "kwargs": kwargs, "severity": severity}
 
 
-def _mostly(bad_share: float) -> float:
+def mostly_of(bad_share: float) -> float:
     return max(0.0, round(1 - bad_share, 4))
 
 
-def _values(s: pd.Series) -> list[Any]:
+def observed_values(s: pd.Series) -> list[Any]:
     return sorted(v.item() if hasattr(v, "item") else v for v in s.dropna().unique())
 
 
-def _round(x: float) -> float:
+def rounded(x: float) -> float:
     return float(f"{x:.6g}") if math.isfinite(x) else x
