@@ -27,7 +27,9 @@ def test_the_params_schema_alone_lets_a_trailing_newline_by_and_the_trigger_clie
     jsonschema.validate("mlcicd_churn\n", schema)  # why the full match is needed
     with pytest.raises(TriggerError, match="must match .* in full") as refused:
         trigger.validate_conf({"model_name": {"schema": schema}}, {"model_name": "mlcicd_churn\n"})
-    assert refused.value.exit_code == 2
+    assert refused.value.exit_code == 2 and "the ml_retrain conf is refused" in str(refused.value)
+    with pytest.raises(TriggerError, match="the team_dag conf is refused: unknown param"):
+        trigger.validate_conf({"model_name": {"schema": schema}}, {"typo": 1}, "team_dag")
 
 
 def test_good_names_pass():

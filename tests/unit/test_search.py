@@ -198,3 +198,14 @@ def test_the_time_limit_fires_even_when_its_first_alarm_lands_in_a_garbage_colle
             sum(range(1000))
     assert ref() is None and time.monotonic() - started < 5
     time.sleep(0.5)  # the alarm is off once the block is left: nothing is raised here
+
+
+def test_a_distribution_with_an_empty_bound_is_refused_by_name_not_a_type_error():
+    from mlcicd import search
+    from mlcicd.dag.params import check_retrain_conf
+
+    spec = {"random_forest": {"space": {"max_depth": {"randint": [1, None]}}}}
+    with pytest.raises(ConfigError, match=r"random_forest\.max_depth: randint needs \[low, high\]"):
+        search.parse(spec)
+    with pytest.raises(ConfigError, match="the ml_retrain conf is refused: .*randint needs"):
+        check_retrain_conf({"search": spec})

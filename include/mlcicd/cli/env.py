@@ -93,6 +93,6 @@ def validate_conf(dag: Any, conf: dict[str, Any]) -> dict[str, Any]:
         confs.check_names(resolved)
         limit, _ = budget(resolved, load())
         search.candidates(resolved["search"], int(resolved["random_seed"]), limit)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from exc
+    except (ConfigError, ValueError) as exc:  # ValueError: Airflow's ParamValidationError, were a default bad
+        raise UsageError(str(exc).strip().splitlines()[0]) from exc
     return resolved

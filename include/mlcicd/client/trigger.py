@@ -70,10 +70,10 @@ def run_id_for(sha: str, conf: dict[str, Any]) -> str:
     return f"ci__{sha[:12]}__{digest}"
 
 
-def validate_conf(params: dict[str, Any], conf: dict[str, Any]) -> None:
+def validate_conf(params: dict[str, Any], conf: dict[str, Any], dag_id: str = RETRAIN_DAG) -> None:
     """Check ``conf`` against the DAG's Param schemas as the server reports them (before sending)."""
     try:
-        confs.check(conf, {key: (param or {}).get("schema") for key, param in params.items()})
+        confs.check(conf, {key: (param or {}).get("schema") for key, param in params.items()}, dag_id)
     except ConfigError as exc:
         raise TriggerError(str(exc), ExitCode.USAGE) from exc
 
@@ -230,7 +230,7 @@ def trigger(options: TriggerOptions, out: Callable[[str], None] = print) -> tupl
     """
     client = connect(options.url, options.connect_attempts)
     dag = client.dag(options.dag_id)
-    validate_conf(dag.params or {}, options.conf)
+    validate_conf(dag.params or {}, options.conf, options.dag_id)
     if dag.is_paused:
         if not options.unpause:
             raise TriggerError(

@@ -1,7 +1,7 @@
 """The ``docker`` deploy target: each version runs as a container of its model-server image, behind
 a traffic front container (HAProxy, :mod:`mlcicd.image.haproxy`) on the stable port.
 
-As on the local target (:class:`.fronted.FrontedTarget`): the new version's container starts beside
+As on the local target (:class:`.slots.FrontedTarget`): the new version's container starts beside
 the one serving, is health- and smoke-tested directly, then the front moves traffic to it (at once,
 in canary steps, or as a mirrored copy), and the old container drains and is removed. A failure at
 any point leaves the old container serving everything. The front and the servers are found by

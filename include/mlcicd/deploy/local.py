@@ -27,7 +27,7 @@ class LocalProcessTarget(FrontedTarget):
     """Serve each version as a process on this machine, behind an HAProxy front on the stable port.
 
     Each version's server runs on a port of its own, started once; the front (a process of its
-    own, see :mod:`.front`) moves traffic between them. See :class:`.fronted.FrontedTarget`.
+    own, see :mod:`.haproxy`) moves traffic between them. See :class:`.slots.FrontedTarget`.
     """
 
     name = "local"

@@ -160,7 +160,7 @@ def _value_problems(name: str, values: Any) -> list[str]:
     ((dist, bounds),) = values.items()
     if dist == "randint" and kind is float or dist != "randint" and kind is int:
         return [f"{dist} does not fit a {kind.__name__} hyperparameter"]
-    if not (isinstance(bounds, list) and len(bounds) == 2) or any(bad(b) for b in bounds):
+    if not (isinstance(bounds, list) and len(bounds) == 2) or any(b is None or bad(b) for b in bounds):
         return [f"{dist} needs [low, high] with each {rule}"]
     if bounds[0] > bounds[1] or (dist != "randint" and bounds[0] == bounds[1]):
         return [f"{dist} bounds {bounds} are empty: low must be below high"]

@@ -52,17 +52,14 @@ class PredictionLogger:
     ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
-        given = (retention_hours, max_total_bytes, max_queue_bytes)
-        settings = config.read() if None in given else config.DEFAULTS
-        self.retention_hours = (
-            retention_hours if retention_hours is not None else settings.prediction_log_retention_hours
-        )
-        self.max_total_bytes = (
-            max_total_bytes if max_total_bytes is not None else settings.prediction_log_max_bytes
-        )
-        self.max_queue_bytes = (
-            max_queue_bytes if max_queue_bytes is not None else settings.prediction_log_max_queue_bytes
-        )
+
+        # Each bound not given is read on its own: another setting's bad value is not this logger's concern.
+        def bound(given: Any, field: str) -> Any:
+            return given if given is not None else config.value(field)
+
+        self.retention_hours = bound(retention_hours, "prediction_log_retention_hours")
+        self.max_total_bytes = bound(max_total_bytes, "prediction_log_max_bytes")
+        self.max_queue_bytes = bound(max_queue_bytes, "prediction_log_max_queue_bytes")
         self.on_drop = on_drop
         self.dropped = 0
         self.written = 0
