@@ -43,19 +43,23 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, PokeReturnValue, dag, task
+from airflow import sdk
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, PokeReturnValue, task
 
+from mlcicd import project as project_files
 from mlcicd import settings
 from mlcicd.conf.run import asked_params, params_of
 from mlcicd.dag.approval import approval_operator
-from mlcicd.dag.assets import RETRAIN_REQUEST
+from mlcicd.dag.assets import retrain_request
 from mlcicd.dag.links import DataDocsLink, MlflowRunLink, ScanReportLink, ShiftReportLink
 from mlcicd.dag.params import retrain_params
-from mlcicd.names import APPROVAL_XCOM, DECISION_XCOM, Task
+from mlcicd.names import APPROVAL_XCOM, DECISION_XCOM, RETRAIN_DAG, Task
 from mlcicd.tasks import retrain, rollout, scan, search, ship
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from mlcicd.project import Project
 
 SERVICE_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=20)}
 # Tasks that talk to the deploy target (Docker engine, cluster, traffic front) go to their own queue:
@@ -65,168 +69,185 @@ _settings = settings.load()
 DEPLOY = {"queue": _settings.deploy_queue}
 ANALYSIS_POKE_S = 5  # the sensor's check; it measures when the run's rollout_interval_s is due
 
-_cron = _settings.retrain_schedule
-# Time-scheduled and on retrain requests from ml_monitor; requests only when the time schedule is off.
-SCHEDULE = (
-    AssetOrTimeSchedule(timetable=CronTriggerTimetable(_cron, timezone="UTC"), assets=RETRAIN_REQUEST)
-    if _cron
-    else [RETRAIN_REQUEST]
-)
+
+def schedule(model: str | None) -> Any:
+    """Time-scheduled and on retrain requests from the model's monitor; requests only when the time schedule is off."""
+    cron, requests = _settings.retrain_schedule, retrain_request(model)
+    if cron:
+        return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=requests)
+    return [requests]
 
 
-@dag(
-    schedule=SCHEDULE,
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    dagrun_timeout=timedelta(hours=2),
-    default_args={"owner": "mlcicd", "retries": 0},
-    params=retrain_params(),
-    tags=["mlcicd", "retraining"],
-    doc_md=__doc__,
-    description=__doc__.split("\n")[0],
-)
-def ml_retrain() -> None:
-    @task(task_id=Task.RECONCILE, **SERVICE_RETRIES, **DEPLOY)
-    def reconcile_serving(**context: Any) -> dict[str, Any]:
-        """Check that what serves is what @champion names; finish or undo what an earlier run left."""
-        return ship.reconcile(context["run_id"], asked_params(context))
+def build_dag(project: Project | None = None) -> Any:
+    """``ml_retrain``, or a model project's retrain DAG (``ml_retrain__<model>``): the same tasks."""
+    doc = __doc__ if project is None else f"{__doc__}\n{project.doc_md()}"
 
-    @task
-    def ingest_data(**context: Any) -> dict[str, Any]:
-        """Read, check and store the batch."""
-        run_date = context.get("logical_date") or context["dag_run"].run_after
-        return retrain.ingest(context["run_id"], params_of(context), run_date)
-
-    @task
-    def validate_data(batch: dict[str, Any], **context: Any) -> dict[str, Any]:
-        """Validate the batch with its Great Expectations suite."""
-        return retrain.validate(context["run_id"], batch, params_of(context))
-
-    @task(task_id=Task.PLAN_SEARCH)
-    def plan_search(
-        batch: dict[str, Any], validation: dict[str, Any], **context: Any
-    ) -> list[dict[str, Any]]:
-        """Draw the search's candidates (none with search=none) and split off their validation rows."""
-        return search.plan(context["run_id"], batch, params_of(context))
-
-    @task(task_id=Task.TRAIN_CANDIDATE, max_active_tis_per_dagrun=_settings.search_parallelism)
-    def train_candidate(batch: dict[str, Any], candidate: dict[str, Any], **context: Any) -> dict[str, Any]:
-        """Fit one candidate and score it on the validation rows (a child MLflow run)."""
-        return search.train_candidate(context["run_id"], batch, candidate, params_of(context))
-
-    @task(task_id=Task.SELECT, trigger_rule="none_failed")
-    def select_candidate(
-        planned: list[dict[str, Any]], results: list[dict[str, Any]], **context: Any
-    ) -> dict[str, Any]:
-        """Choose the best candidate by its validation metric."""
-        return search.select(context["run_id"], planned, results)
-
-    @task
-    def train_model(
-        batch: dict[str, Any], validation: dict[str, Any], selected: dict[str, Any], **context: Any
-    ) -> dict[str, Any]:
-        """Train the candidate pipeline, tracked in MLflow."""
-        return retrain.train(context["run_id"], batch, params_of(context), validation, selected)
-
-    @task
-    def evaluate_candidate(batch: dict[str, Any], trained: dict[str, Any], **context: Any) -> dict[str, Any]:
-        """Score candidate and champion on the same holdout."""
-        return retrain.evaluate(context["run_id"], batch, trained, params_of(context))
-
-    @task(task_id=Task.SCAN)
-    def scan_model(
-        batch: dict[str, Any], trained: dict[str, Any], evaluated: dict[str, Any], **context: Any
-    ) -> dict[str, Any]:
-        """Scan candidate and champion for hidden weaknesses (weak slices, fragility, leakage)."""
-        return scan.scan_model(context["run_id"], batch, trained, evaluated, params_of(context))
-
-    @task.branch
-    def decide_promotion(
-        trained: dict[str, Any], evaluated: dict[str, Any], scanned: dict[str, Any], **context: Context
-    ) -> str:
-        """Apply the promotion gate and branch on its decision."""
-        decision = retrain.decide(context["run_id"], trained, evaluated, params_of(context), scanned)
-        context["ti"].xcom_push(key=DECISION_XCOM, value=decision)
-        return Task.REGISTER if decision["promote"] else Task.REJECT
-
-    @task(task_id=Task.REGISTER, **SERVICE_RETRIES)
-    def register_model(trained: dict[str, Any], decision: dict[str, Any], **context: Any) -> dict[str, Any]:
-        """Register the candidate and alias it challenger."""
-        return ship.register(context["run_id"], trained, decision, params_of(context))
-
-    @task(**SERVICE_RETRIES, **DEPLOY)
-    def build_image(release: dict[str, Any], **context: Any) -> dict[str, Any]:
-        """Build the model-server image for targets that run one (docker, kubernetes)."""
-        return ship.build_image(context["run_id"], release, params_of(context))
-
-    @task(**SERVICE_RETRIES, **DEPLOY)
-    def deploy_model(
-        release: dict[str, Any],
-        image: dict[str, Any],
-        trained: dict[str, Any],
-        batch: dict[str, Any],
-        **context: Any,
-    ) -> dict[str, Any]:
-        """Deploy the challenger and smoke-test it; roll back on failure."""
-        return ship.deploy(context["run_id"], release, image, trained, batch, params_of(context))
-
-    @task.sensor(
-        task_id=Task.ANALYZE, poke_interval=ANALYSIS_POKE_S, mode="reschedule", timeout=6 * 3600, **DEPLOY
+    @sdk.dag(
+        dag_id=project.retrain_dag_id if project else RETRAIN_DAG,
+        schedule=schedule(project.name if project else None),
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        dagrun_timeout=timedelta(hours=2),
+        default_args={"owner": "mlcicd", "retries": 0},
+        params=retrain_params(project),
+        tags=["mlcicd", "retraining", *([f"project:{project.name}"] if project else [])],
+        doc_md=doc,
+        description=doc.split("\n")[0]
+        if project is None
+        else f"Retrain, check and ship {project.name} ({project.root}).",
     )
-    def analyze_rollout(deployment: dict[str, Any], **context: Any) -> PokeReturnValue:
-        """Measure the candidate against the champion on live traffic; advance, finish or abort."""
-        done, view = rollout.analyze(context["run_id"], params_of(context))
-        return PokeReturnValue(is_done=done, xcom_value=view)
+    def ml_retrain() -> None:
+        @task(task_id=Task.RECONCILE, **SERVICE_RETRIES, **DEPLOY)
+        def reconcile_serving(**context: Any) -> dict[str, Any]:
+            """Check that what serves is what @champion names; finish or undo what an earlier run left."""
+            return ship.reconcile(context["run_id"], asked_params(context))
 
-    @task.branch(task_id=Task.ASK_APPROVAL)
-    def needs_approval(**context: Any) -> str:
-        """Ask a human before the last traffic step when the run says so."""
-        return rollout.needs_approval(params_of(context))
+        @task
+        def ingest_data(**context: Any) -> dict[str, Any]:
+            """Read, check and store the batch."""
+            run_date = context.get("logical_date") or context["dag_run"].run_after
+            return retrain.ingest(context["run_id"], params_of(context), run_date)
 
-    @task(task_id=Task.PROMOTE, trigger_rule="none_failed_min_one_success", **SERVICE_RETRIES, **DEPLOY)
-    def promote_champion(
-        release: dict[str, Any], deployment: dict[str, Any], **context: Any
-    ) -> dict[str, Any]:
-        """Give the candidate all traffic and move the champion alias to it."""
-        return ship.promote(context["run_id"], release, deployment, params_of(context))
+        @task
+        def validate_data(batch: dict[str, Any], **context: Any) -> dict[str, Any]:
+            """Validate the batch with its Great Expectations suite."""
+            return retrain.validate(context["run_id"], batch, params_of(context))
 
-    @task(task_id=Task.ABORT, **DEPLOY)
-    def abort_rollout(**context: Any) -> dict[str, Any]:
-        """The rollout was rejected (or nobody answered): take the candidate out."""
-        approval = context["ti"].xcom_pull(task_ids=Task.APPROVE, key=APPROVAL_XCOM)
-        return rollout.abort(context["run_id"], params_of(context), approval)
+        @task(task_id=Task.PLAN_SEARCH)
+        def plan_search(
+            batch: dict[str, Any], validation: dict[str, Any], **context: Any
+        ) -> list[dict[str, Any]]:
+            """Draw the search's candidates (none with search=none) and split off their validation rows."""
+            return search.plan(context["run_id"], batch, params_of(context))
 
-    @task(task_id=Task.REJECT)
-    def record_rejection(decision: dict[str, Any], **context: Any) -> dict[str, Any]:
-        """Record why the candidate was rejected."""
-        return ship.reject(context["run_id"], decision, params_of(context))
+        @task(task_id=Task.TRAIN_CANDIDATE, max_active_tis_per_dagrun=_settings.search_parallelism)
+        def train_candidate(
+            batch: dict[str, Any], candidate: dict[str, Any], **context: Any
+        ) -> dict[str, Any]:
+            """Fit one candidate and score it on the validation rows (a child MLflow run)."""
+            return search.train_candidate(context["run_id"], batch, candidate, params_of(context))
 
-    batch = ingest_data()
-    reconcile_serving() >> batch
-    validation = validate_data(batch)
-    planned = plan_search(batch, validation)
-    selected = select_candidate(planned, train_candidate.partial(batch=batch).expand(candidate=planned))
-    trained = train_model(batch, validation, selected)
-    selected.operator.operator_extra_links = (MlflowRunLink(),)
-    evaluated = evaluate_candidate(batch, trained)
-    validation.operator.operator_extra_links = (DataDocsLink(), ShiftReportLink())
-    trained.operator.operator_extra_links = (MlflowRunLink(),)
-    evaluated.operator.operator_extra_links = (MlflowRunLink(),)
-    scanned = scan_model(batch, trained, evaluated)
-    scanned.operator.operator_extra_links = (ScanReportLink(),)
-    branch = decide_promotion(trained, evaluated, scanned)
-    release = register_model(trained, branch[DECISION_XCOM])
-    image = build_image(release)
-    deployment = deploy_model(release, image, trained, batch)
-    asked = analyze_rollout(deployment) >> needs_approval()
-    approval = approval_operator(_settings.approval_timeout_minutes)
-    asked >> [approval, promoted := promote_champion(release, deployment)]
-    approval >> [promoted, abort_rollout()]
-    record_rejection(branch[DECISION_XCOM])
+        @task(task_id=Task.SELECT, trigger_rule="none_failed")
+        def select_candidate(
+            planned: list[dict[str, Any]], results: list[dict[str, Any]], **context: Any
+        ) -> dict[str, Any]:
+            """Choose the best candidate by its validation metric."""
+            return search.select(context["run_id"], planned, results)
+
+        @task
+        def train_model(
+            batch: dict[str, Any], validation: dict[str, Any], selected: dict[str, Any], **context: Any
+        ) -> dict[str, Any]:
+            """Train the candidate pipeline, tracked in MLflow."""
+            return retrain.train(context["run_id"], batch, params_of(context), validation, selected)
+
+        @task
+        def evaluate_candidate(
+            batch: dict[str, Any], trained: dict[str, Any], **context: Any
+        ) -> dict[str, Any]:
+            """Score candidate and champion on the same holdout."""
+            return retrain.evaluate(context["run_id"], batch, trained, params_of(context))
+
+        @task(task_id=Task.SCAN)
+        def scan_model(
+            batch: dict[str, Any], trained: dict[str, Any], evaluated: dict[str, Any], **context: Any
+        ) -> dict[str, Any]:
+            """Scan candidate and champion for hidden weaknesses (weak slices, fragility, leakage)."""
+            return scan.scan_model(context["run_id"], batch, trained, evaluated, params_of(context))
+
+        @task.branch
+        def decide_promotion(
+            trained: dict[str, Any], evaluated: dict[str, Any], scanned: dict[str, Any], **context: Context
+        ) -> str:
+            """Apply the promotion gate and branch on its decision."""
+            decision = retrain.decide(context["run_id"], trained, evaluated, params_of(context), scanned)
+            context["ti"].xcom_push(key=DECISION_XCOM, value=decision)
+            return Task.REGISTER if decision["promote"] else Task.REJECT
+
+        @task(task_id=Task.REGISTER, **SERVICE_RETRIES)
+        def register_model(
+            trained: dict[str, Any], decision: dict[str, Any], **context: Any
+        ) -> dict[str, Any]:
+            """Register the candidate and alias it challenger."""
+            return ship.register(context["run_id"], trained, decision, params_of(context))
+
+        @task(**SERVICE_RETRIES, **DEPLOY)
+        def build_image(release: dict[str, Any], **context: Any) -> dict[str, Any]:
+            """Build the model-server image for targets that run one (docker, kubernetes)."""
+            return ship.build_image(context["run_id"], release, params_of(context))
+
+        @task(**SERVICE_RETRIES, **DEPLOY)
+        def deploy_model(
+            release: dict[str, Any],
+            image: dict[str, Any],
+            trained: dict[str, Any],
+            batch: dict[str, Any],
+            **context: Any,
+        ) -> dict[str, Any]:
+            """Deploy the challenger and smoke-test it; roll back on failure."""
+            return ship.deploy(context["run_id"], release, image, trained, batch, params_of(context))
+
+        @task.sensor(
+            task_id=Task.ANALYZE, poke_interval=ANALYSIS_POKE_S, mode="reschedule", timeout=6 * 3600, **DEPLOY
+        )
+        def analyze_rollout(deployment: dict[str, Any], **context: Any) -> PokeReturnValue:
+            """Measure the candidate against the champion on live traffic; advance, finish or abort."""
+            done, view = rollout.analyze(context["run_id"], params_of(context))
+            return PokeReturnValue(is_done=done, xcom_value=view)
+
+        @task.branch(task_id=Task.ASK_APPROVAL)
+        def needs_approval(**context: Any) -> str:
+            """Ask a human before the last traffic step when the run says so."""
+            return rollout.needs_approval(params_of(context))
+
+        @task(task_id=Task.PROMOTE, trigger_rule="none_failed_min_one_success", **SERVICE_RETRIES, **DEPLOY)
+        def promote_champion(
+            release: dict[str, Any], deployment: dict[str, Any], **context: Any
+        ) -> dict[str, Any]:
+            """Give the candidate all traffic and move the champion alias to it."""
+            return ship.promote(context["run_id"], release, deployment, params_of(context))
+
+        @task(task_id=Task.ABORT, **DEPLOY)
+        def abort_rollout(**context: Any) -> dict[str, Any]:
+            """The rollout was rejected (or nobody answered): take the candidate out."""
+            approval = context["ti"].xcom_pull(task_ids=Task.APPROVE, key=APPROVAL_XCOM)
+            return rollout.abort(context["run_id"], params_of(context), approval)
+
+        @task(task_id=Task.REJECT)
+        def record_rejection(decision: dict[str, Any], **context: Any) -> dict[str, Any]:
+            """Record why the candidate was rejected."""
+            return ship.reject(context["run_id"], decision, params_of(context))
+
+        batch = ingest_data()
+        reconcile_serving() >> batch
+        validation = validate_data(batch)
+        planned = plan_search(batch, validation)
+        selected = select_candidate(planned, train_candidate.partial(batch=batch).expand(candidate=planned))
+        trained = train_model(batch, validation, selected)
+        selected.operator.operator_extra_links = (MlflowRunLink(),)
+        evaluated = evaluate_candidate(batch, trained)
+        validation.operator.operator_extra_links = (DataDocsLink(), ShiftReportLink())
+        trained.operator.operator_extra_links = (MlflowRunLink(),)
+        evaluated.operator.operator_extra_links = (MlflowRunLink(),)
+        scanned = scan_model(batch, trained, evaluated)
+        scanned.operator.operator_extra_links = (ScanReportLink(),)
+        branch = decide_promotion(trained, evaluated, scanned)
+        release = register_model(trained, branch[DECISION_XCOM])
+        image = build_image(release)
+        deployment = deploy_model(release, image, trained, batch)
+        asked = analyze_rollout(deployment) >> needs_approval()
+        approval = approval_operator(_settings.approval_timeout_minutes)
+        asked >> [approval, promoted := promote_champion(release, deployment)]
+        approval >> [promoted, abort_rollout()]
+        record_rejection(branch[DECISION_XCOM])
+
+    return ml_retrain()
 
 
-dag = ml_retrain()
+dag = build_dag()
+for _project in project_files.load_valid(_settings.projects, settings.PROJECT_ROOT):
+    globals()[_project.retrain_dag_id] = build_dag(_project)
 
 if __name__ == "__main__":
     dag.test()

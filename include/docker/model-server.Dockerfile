@@ -1,7 +1,7 @@
 # The model server with one model version baked in: it never reads the registry at start-up.
 # Built by the pipeline (include/mlcicd/image/) from a context holding this file,
 # requirements.txt, constraints.txt, the server package (mlcicd/serving/) and the model bundle (bundle/:
-# the MLflow model and release.json).
+# the MLflow model, release.json and, for a model project, its code at the version's digest in code/).
 # BASE_IMAGE: any Debian-based image with Python 3.11 and venv (default: the official slim image).
 ARG BASE_IMAGE=python:3.11.14-slim-bookworm
 FROM ${BASE_IMAGE}
@@ -12,7 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    PYTHONPATH=/opt/mlcicd/lib \
+    PYTHONPATH=/opt/mlcicd/lib:/opt/mlcicd/bundle/code \
     HOST=0.0.0.0 \
     PORT=8080 \
     MLCICD_MODEL_DIR=/opt/mlcicd/bundle

@@ -21,6 +21,7 @@ def is_name(value: object) -> bool:
 
 
 ESTIMATORS = ("hist_gradient_boosting", "random_forest", "logistic_regression")
+PROJECT_FAMILY = "project"  # a model project's entry point, as a search family
 CORRUPTIONS = (
     "none", "missing_column", "wrong_dtype", "nulls", "out_of_range", "unseen_category", "duplicates",
 )  # fmt: skip
@@ -29,6 +30,7 @@ GATED_METRICS = ("roc_auc", "accuracy", "f1")  # those with a threshold param, a
 DEPLOY_TARGETS = ("local", "docker", "kubernetes")
 IMAGE_BUILDERS = ("docker", "kaniko", "none")
 ROLLOUTS = ("switch", "canary", "shadow")
+DISTRIBUTIONS = ("uniform", "loguniform", "randint")  # a search space's draws, beside lists of values
 SEARCH_PRESETS = ("none", "quick", "wide")  # the search param's names; a JSON object of spaces also goes
 SCAN_MAJOR = ("reject", "warn")  # what a new MAJOR scan issue does to the candidate
 

@@ -75,6 +75,13 @@ class ConfigError(MlcicdError):
     kind = "config"
 
 
+class CodeMismatch(MlcicdError):
+    """The project's code is not at the commit the run's trigger tested (or has uncommitted changes):
+    the run is refused before it trains, exit 2 in ``mlcicd run`` and the trigger client."""
+
+    kind = "code"
+
+
 class BuildError(MlcicdError):
     """The model-server image could not be built or pushed; nothing was deployed."""
 

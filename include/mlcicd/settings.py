@@ -93,6 +93,7 @@ class Settings:
     # The gate's floors: a run's params may tighten them, never loosen them.
     gate_floors: dict[str, float] = field(default_factory=lambda: dict(GATE_FLOORS))
     configured_signing_key: str | None = field(default=None, repr=False)  # MLCICD_SIGNING_KEY
+    projects: tuple[str, ...] = ()  # model project folders: one retrain and one monitor DAG each
 
     def signing_key(self, create: bool = True) -> bytes:
         """The key that signs what runs read back from MLflow (:mod:`mlcicd.signing`); ``create``: make
@@ -266,6 +267,7 @@ VARIABLES: tuple[Variable, ...] = (
     V("MLCICD_PREDICTION_LOG_DIR", "prediction_log_dir", "where the served model logs predictions (the server's `--prediction-log`) and `ml_monitor` reads them", None, _dir, shown="`<state>/deployments/local/<model>/predictions`"),
     V("MLCICD_LABELS_DIR", "labels_dir", "ground-truth labels, JSON lines `{\"request_id\", \"row\", \"label\"}`", None, _dir, shown="`<state>/labels/<model>`"),
     V("MLCICD_DATA_ROOTS", "data_roots", "where batches may be read from: comma-separated folders (symlinks resolved) and URI prefixes (`s3://bucket/batches`); anything else is refused before it is opened", lambda s: str(s["state_dir"] / "data"), _list, shown="`<state>/data`"),
+    V("MLCICD_PROJECTS", "projects", "model project folders (comma-separated), each holding an `mlcicd.toml`: one `ml_retrain__<model>` and one `ml_monitor__<model>` DAG each, beside `ml_retrain` and `ml_monitor` (read when the DAGs are parsed); see [Model projects](projects.md)", "", _list, shown="(none)"),
     V("MLCICD_IMAGE_BUILDER", "image_builder", "`docker` (the Docker provider's hook), `kaniko` (a pod in the cluster), `none`; `auto` builds for the docker and kubernetes targets only", "auto", _word),
     V("MLCICD_BASE_IMAGE", "base_image", "base of the model-server image (any Debian-based Python 3.11 with venv)", "python:3.11.14-slim-bookworm"),
     V("MLCICD_DOCKER_URL", "docker_url", "the Docker engine for builds and the docker target", "unix:///var/run/docker.sock", fallback="DOCKER_HOST"),

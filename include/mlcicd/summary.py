@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mlcicd.errors import DataError, DeployError, ValidationFailed
+from mlcicd.errors import CodeMismatch, DataError, DeployError, ValidationFailed
 from mlcicd.names import DECISION_XCOM, ERROR_XCOM, Outcome, Task, mlflow_run_url
 
 
@@ -19,6 +19,8 @@ def outcome(state: str, decision: dict[str, Any] | None, error: dict[str, Any] |
         return Outcome.DATA_REJECTED
     if kind == DeployError.kind:
         return Outcome.ROLLED_BACK
+    if kind == CodeMismatch.kind:  # the run was asked for code it does not have: a usage error, nothing ran
+        return Outcome.USAGE_ERROR
     return Outcome.FAILED
 
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from mlcicd import trust
 from mlcicd.choices import ESTIMATORS, RETRAIN_DEFAULTS
 from mlcicd.errors import ConfigError
+from mlcicd.project.code import TAG_PREFIX as CODE_TAG_PREFIX
+from mlcicd.serving.modelfile import TRUSTED_METADATA
 from mlcicd.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
     from mlcicd.data import BatchRef
+    from mlcicd.project import Project
 
 TRAIN_METRIC_ROWS = 200_000  # the train metrics' rows, at most
 REFERENCE_ROWS = 5000
@@ -208,6 +211,10 @@ def train_and_log(
     tags: dict[str, str],
     parent_run_id: str | None = None,
     max_rows: int | None = None,
+    project: Project | None = None,
+    hyperparameters: dict[str, Any] | None = None,
+    code: dict[str, str] | None = None,
+    timeout_s: float | None = None,
 ) -> TrainResult:
     """Fit the pipeline on the train split and log everything the run needs to be reproduced.
 
@@ -215,6 +222,14 @@ def train_and_log(
     ``parent_run_id`` (a search's parent run, its candidates as children) the model is logged there.
     A train split above ``max_rows`` is fitted on a stratified sample of that many rows (the holdout
     stays whole); MLflow gets ``train_rows`` (fitted on) and ``train_rows_available``.
+
+    With a model ``project``, its entry point builds the estimator (with ``hyperparameters``), the
+    build and fit must end within ``timeout_s``, the fitted model must predict the right shapes and hold
+    no class the project did not declare (:mod:`mlcicd.project.entry`), and ``code`` (the project's
+    commit, digest and dirty flag) tags the run.
+
+    Raises:
+        ProjectError: the project's code breaks its contract; nothing is logged.
     """
     import mlflow
     from mlflow.models import infer_signature
@@ -228,8 +243,16 @@ def train_and_log(
         train = sample_rows(train, batch.target, max_rows, params.random_seed)
     x_train, y_train = train.drop(columns=[batch.target]), train[batch.target]
 
-    pipeline = build_pipeline(x_train, params)
-    pipeline.fit(x_train, y_train)
+    trusted: list[str] = []
+    if project is None:
+        pipeline = build_pipeline(x_train, params)
+        pipeline.fit(x_train, y_train)
+    else:
+        from mlcicd.project import entry
+
+        pipeline, trusted = entry.fit(
+            project, x_train, y_train, hyperparameters or {}, params.random_seed, timeout_s
+        )
     # On at most TRAIN_METRIC_ROWS of the fitted rows, in one pass: diagnostics, not the gate's figures.
     x_m, y_m = x_train, y_train
     if len(x_train) > TRAIN_METRIC_ROWS:
@@ -242,7 +265,7 @@ def train_and_log(
     }
 
     mlflow.set_tracking_uri(tracking_uri)
-    version = code_version()
+    version = code_version() if code is None else {"commit": code["commit"], "dirty": code["dirty"]}
     # The source is the run-scoped copy: MLflow resolves local paths, not every URI scheme we read.
     dataset = mlflow.data.from_pandas(
         df, source=batch.path, name=batch.dataset_name, targets=batch.target, digest=batch.digest
@@ -255,14 +278,23 @@ def train_and_log(
         "mlcicd.code_dirty": version["dirty"],
         "mlcicd.dataset_digest": batch.digest,
         "mlcicd.dataset_uri": batch.source_uri,
+        **{f"{CODE_TAG_PREFIX}{k}": v for k, v in (code or {}).items()},
     }
     where = (
         {"run_id": parent_run_id} if parent_run_id else {"experiment_id": experiment_id, "run_name": run_name}
     )
     with mlflow.start_run(**where, tags=run_tags) as run:
+        fitted: dict[str, Any] = asdict(params)
+        if project is not None:  # the project's own hyperparameters, not the built-in families' knobs
+            fitted = {
+                "entry_point": project.spec.training.entry_point,
+                "test_size": params.test_size,
+                "random_seed": params.random_seed,
+                **{f"hp.{k}": v for k, v in (hyperparameters or {}).items()},
+            }
         mlflow.log_params(
             {
-                **asdict(params),
+                **fitted,
                 "train_rows": len(train),
                 "train_rows_available": available,
                 "holdout_rows": len(holdout),
@@ -285,6 +317,8 @@ def train_and_log(
             signature=signature,
             input_example=example,
             pip_requirements=pip_requirements(),
+            # The project's own classes the loader may trust; inside the folder whose digest is signed.
+            metadata={TRUSTED_METADATA: trusted} if trusted else None,
         )
     from mlcicd import registry
     from mlcicd.serving.modelfile import DIGEST_TAG

@@ -47,7 +47,24 @@ def version_record(mv: Any) -> dict[str, Any]:
         "image_digest": tags.get(IMAGE_DIGEST_TAG, ""),
         "artifacts": artifacts,
         "airflow_run_id": tags.get(RUN_ID_TAG, ""),  # rendered into manifests: signed like the rest
+        # A model project's version: the code it was trained on (absent for ml_retrain's built-in families)
+        **({"code": code} if (code := code_of(tags)) else {}),
     }
+
+
+def project_folder(model_name: str) -> str | None:
+    """The folder of the configured model project (``MLCICD_PROJECTS``) that owns ``model_name``."""
+    from mlcicd import project, settings
+
+    found = project.load_valid(settings.load().projects, settings.PROJECT_ROOT)
+    return next((str(p.root) for p in found if p.name == model_name), None)
+
+
+def code_of(tags: dict[str, str]) -> dict[str, str]:
+    """The model project's code version a version's tags hold (``{}`` for none)."""
+    from mlcicd.project.code import TAG_PREFIX
+
+    return {k.removeprefix(TAG_PREFIX): v for k, v in tags.items() if k.startswith(TAG_PREFIX)}
 
 
 def sign_version(
@@ -189,8 +206,11 @@ def trusted_artifact(
     return local
 
 
-def release_of(c: MlflowClient, model_name: str, version: str, key: bytes) -> Any:
-    """The :class:`~mlcicd.release.Release` of a registered version, from its signed registry record.
+def release_of(
+    c: MlflowClient, model_name: str, version: str, key: bytes, code_path: str | None = None
+) -> Any:
+    """The :class:`~mlcicd.release.Release` of a registered version, from its signed registry record;
+    a model project's version reads its code from ``code_path`` (the project's folder).
 
     Raises:
         UntrustedArtifact: the record is not vouched for by the installation's key.
@@ -210,4 +230,7 @@ def release_of(c: MlflowClient, model_name: str, version: str, key: bytes) -> An
         image=image if image and image != "build_failed" else None,
         image_digest=tags.get(IMAGE_DIGEST_TAG),
         model_digest=tags.get(DIGEST_TAG),
+        code_path=code_path or (project_folder(model_name) if code_of(tags) else None),
+        code_digest=code_of(tags).get("digest"),
+        code_commit=code_of(tags).get("commit"),
     )

@@ -6,13 +6,15 @@ Each file is parsed in a fresh interpreter so that what it imports is what the f
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-DAGS = sorted((Path(__file__).resolve().parents[2] / "dags").glob("*.py"))
+ROOT = Path(__file__).resolve().parents[2]
+DAGS = sorted((ROOT / "dags").glob("*.py"))
 HEAVY = (
     "pandas",
     "numpy",
@@ -68,18 +70,65 @@ print(json.dumps({
 """
 
 
-@pytest.fixture(scope="module", params=DAGS, ids=[p.name for p in DAGS])
-def parsed(request):
+# Each file alone, and the files that build a DAG per model project with both example projects configured.
+EXAMPLES = [ROOT / "examples" / name for name in ("churn", "cancer")]
+CASES = [(path, ()) for path in DAGS] + [
+    (path, EXAMPLES) for path in DAGS if path.stem in ("ml_retrain", "ml_monitor")
+]
+CHECKS_ONLY = {"ml_projects"}  # checks the project files; builds no DAG
+
+
+def parse(path: Path, projects: tuple | list = ()) -> dict:
+    env = {**os.environ, "MLCICD_PROJECTS": ",".join(map(str, projects))}
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, str(request.param)], capture_output=True, text=True, timeout=180
+        [sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, timeout=180, env=env
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "stem": path.stem}
+
+
+@pytest.fixture(
+    scope="module", params=CASES, ids=[p.name + (" with projects" if projects else "") for p, projects in CASES]
+)
+def parsed(request):
+    return parse(*request.param)
 
 
 def test_imports_without_errors(parsed):
     assert parsed["errors"] == {}
-    assert parsed["dags"], "the file defines no DAG"
+    if parsed["stem"] in CHECKS_ONLY:
+        assert parsed["dags"] == {}
+    else:
+        assert parsed["dags"], "the file defines no DAG"
+
+
+def test_each_project_gets_its_own_retrain_and_monitor_dag_on_its_own_asset():
+    retrain = parse(DAGS[0].with_name("ml_retrain.py"), EXAMPLES)["dags"]
+    assert sorted(retrain) == ["ml_retrain", "ml_retrain__breast_cancer", "ml_retrain__mlcicd_churn"]
+    cancer = retrain["ml_retrain__breast_cancer"]
+    assert "mlcicd_retrain_request__breast_cancer" in cancer["schedule"]
+    assert "project:breast_cancer" in cancer["tags"]
+    params = {k: p["value"] for k, p in cancer["params"].items()}
+    assert params["model_name"] == "breast_cancer" and params["target_column"] == "malignant"
+    assert params["hyperparameters"] == {"c": 1.0} and "estimator" not in params
+    assert cancer["params"]["min_roc_auc"]["schema"]["minimum"] == 0.9  # the project's floor bounds the form
+    monitor = parse(DAGS[0].with_name("ml_monitor.py"), EXAMPLES)["dags"]
+    assert sorted(monitor) == ["ml_monitor", "ml_monitor__breast_cancer", "ml_monitor__mlcicd_churn"]
+
+
+def test_a_broken_project_fails_the_projects_check_and_leaves_the_others_their_dags(tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    text = (EXAMPLES[1] / "mlcicd.toml").read_text().replace('name = "breast_cancer"', 'name = "other"')
+    (broken / "mlcicd.toml").write_text(text.replace("[training]", "[training]\nepochs = 3"))
+    configured = [*EXAMPLES, broken]
+    checked = parse(DAGS[0].with_name("ml_projects.py"), configured)
+    (error,) = checked["errors"].values()
+    line = text.splitlines().index("[training]") + 2
+    assert f"{broken / 'mlcicd.toml'}:{line}: training.epochs: unknown key" in error
+    retrain = parse(DAGS[0].with_name("ml_retrain.py"), configured)
+    assert retrain["errors"] == {}
+    assert sorted(retrain["dags"]) == ["ml_retrain", "ml_retrain__breast_cancer", "ml_retrain__mlcicd_churn"]
 
 
 def test_no_connection_or_variable_access_while_parsing(parsed):
@@ -93,7 +142,7 @@ def test_no_heavy_library_imported_at_parse(parsed):
 
 def test_dag_conventions(parsed):
     for dag_id, dag in parsed["dags"].items():
-        assert dag["file_stem"] == dag_id
+        assert dag_id == dag["file_stem"] or dag_id.startswith(dag["file_stem"] + "__")  # a project's
         assert "mlcicd" in dag["tags"]
         assert dag["owners"] == ["mlcicd"]
         assert dag["doc_md"] and dag["description"]
@@ -130,6 +179,7 @@ def test_task_ids_and_defaults_come_from_the_shared_names(parsed):
     defaults = {RETRAIN_DAG: RETRAIN_DEFAULTS, MONITOR_DAG: MONITOR_DEFAULTS}
     for dag_id, dag in parsed["dags"].items():
         assert set(dag["retries"]) <= known, set(dag["retries"]) - known
-        assert {k: p["value"] for k, p in dag["params"].items()} == defaults[dag_id]
-        if dag_id == RETRAIN_DAG:
+        if dag_id in defaults:  # a project's DAG has the project's defaults (the test above)
+            assert {k: p["value"] for k, p in dag["params"].items()} == defaults[dag_id]
+        if dag_id.split("__")[0] == RETRAIN_DAG:
             assert set(dag["retries"]) == set(RETRAIN_STAGES)

@@ -26,6 +26,9 @@ LAYERS = [
         "mlcicd.memory",
         "mlcicd.suite_schema",
         "mlcicd.signing",
+        "mlcicd.project",
+        "mlcicd.project.schema",
+        "mlcicd.project.code",
     ],
     [
         "mlcicd.data",
@@ -42,6 +45,7 @@ LAYERS = [
         "mlcicd.promotion.analysis",
         "mlcicd.policy",
         "mlcicd.trust",
+        "mlcicd.project.entry",
     ],
     ["mlcicd.dag*", "mlcicd.plugin*"],
     ["mlcicd.scan.types"],

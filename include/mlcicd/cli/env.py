@@ -60,6 +60,25 @@ def parse_conf(pairs: list[str]) -> dict[str, Any]:
     return conf
 
 
+def use_project(folder: str) -> Any:
+    """The project in ``folder``, checked, and configured for this process (``MLCICD_PROJECTS``) so that
+    the DAG files build its DAGs.
+
+    Raises:
+        UsageError: the project file is missing or breaks its schema.
+    """
+    from mlcicd import project
+    from mlcicd.settings import load
+
+    try:
+        found = project.load(folder)
+    except project.ProjectError as exc:
+        raise UsageError(str(exc)) from None
+    configured = [f for f in load().projects if Path(f).resolve() != found.root]
+    os.environ["MLCICD_PROJECTS"] = ",".join([*configured, str(found.root)])
+    return found
+
+
 def load_dag(dag_id: str = RETRAIN_DAG) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
@@ -81,6 +100,7 @@ def validate_conf(dag: Any, conf: dict[str, Any]) -> dict[str, Any]:
 
     from mlcicd import conf as confs
     from mlcicd import search
+    from mlcicd.conf.run import project as project_of
     from mlcicd.search.limits import budget
     from mlcicd.settings import load
 
@@ -92,7 +112,7 @@ def validate_conf(dag: Any, conf: dict[str, Any]) -> dict[str, Any]:
         resolved = params.validate()
         confs.check_names(resolved)
         limit, _ = budget(resolved, load())
-        search.candidates(resolved["search"], int(resolved["random_seed"]), limit)
+        search.candidates(resolved["search"], int(resolved["random_seed"]), limit, project_of(resolved))
     except (ConfigError, ValueError) as exc:  # ValueError: Airflow's ParamValidationError, were a default bad
         raise UsageError(str(exc).strip().splitlines()[0]) from exc
     return resolved

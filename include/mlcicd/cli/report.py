@@ -8,7 +8,17 @@ from typing import Any
 def render(summary: dict[str, Any]) -> str:
     s = summary
     took = f" in {s['seconds']} s" if s.get("seconds") is not None else ""
-    lines = [f"\nml_retrain {s['run_id']}: {s['state'].upper()} ({s['outcome']}){took}"]
+    lines = [
+        f"\n{s.get('dag_id') or 'ml_retrain'} {s['run_id']}: {s['state'].upper()} ({s['outcome']}){took}"
+    ]
+    code = s.get("code")
+    if code:
+        state = {"true": "with uncommitted changes", "false": "clean"}.get(
+            code["dirty"], "not a git checkout"
+        )
+        lines.append(
+            f"  code        {code['project']} at {code['commit'][:12]} ({state}), digest {code['digest'][:19]}"
+        )
     if s.get("batch"):
         b = s["batch"]
         lines.append(

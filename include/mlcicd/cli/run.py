@@ -20,10 +20,17 @@ from typing import Any
 
 from mlcicd import record
 from mlcicd import summary as run_summary
-from mlcicd.cli.env import ensure_airflow_db, load_dag, parse_conf, prepare_environment, validate_conf
+from mlcicd.cli.env import (
+    ensure_airflow_db,
+    load_dag,
+    parse_conf,
+    prepare_environment,
+    use_project,
+    validate_conf,
+)
 from mlcicd.cli.report import render
 from mlcicd.errors import UsageError
-from mlcicd.names import ExitCode, Outcome
+from mlcicd.names import RETRAIN_DAG, ExitCode, Outcome
 from mlcicd.names import exit_code as outcome_exit_code
 from mlcicd.settings import Settings, load
 
@@ -32,6 +39,9 @@ def register(sub: Any) -> None:
     run = sub.add_parser("run", help="run ml_retrain once end to end on the embedded default")
     run.add_argument(
         "--conf", action="append", default=[], metavar="KEY=VALUE", help="a DAG param (repeatable)"
+    )
+    run.add_argument(
+        "--project", metavar="DIR", help="a model project's folder (mlcicd.toml): run its retrain DAG"
     )
     run.add_argument("--json", action="store_true", help="print one JSON summary object")
     run.set_defaults(func=command)
@@ -42,11 +52,12 @@ def command(args: argparse.Namespace) -> int:
     log_path = settings.state_dir / "logs" / f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"
     try:
         conf = parse_conf(args.conf)
+        dag_id = use_project(args.project).retrain_dag_id if args.project else RETRAIN_DAG
         if not args.json:
             print(
-                f"ml_retrain: running on the embedded default (state in {settings.state_dir}); task logs in {log_path}"
+                f"{dag_id}: running on the embedded default (state in {settings.state_dir}); task logs in {log_path}"
             )
-        summary = run_pipeline(conf, log_path=log_path)
+        summary = run_pipeline(conf, log_path=log_path, dag_id=dag_id)
     except UsageError as exc:
         if args.json:
             print(
@@ -131,8 +142,11 @@ def stage_line(name: str, info: dict[str, Any]) -> str:
     return f"  {mark} {name:<20} {state}" + (f" ({', '.join(facts)})" if facts else "")
 
 
-def run_pipeline(conf: dict[str, Any], *, log_path: Path | None = None) -> dict[str, Any]:
-    """Run ``ml_retrain`` once through ``dag.test()``; return the run summary.
+def run_pipeline(
+    conf: dict[str, Any], *, log_path: Path | None = None, dag_id: str = RETRAIN_DAG
+) -> dict[str, Any]:
+    """Run ``ml_retrain`` (or the retrain DAG ``dag_id`` of a model project) once through ``dag.test()``;
+    return the run summary.
 
     With ``log_path``, Airflow's output goes there and the terminal gets one line per task state.
 
@@ -147,7 +161,7 @@ def run_pipeline(conf: dict[str, Any], *, log_path: Path | None = None) -> dict[
         log_path.parent.mkdir(parents=True, exist_ok=True)
     output = redirected_output(log_path) if log_path is not None else contextlib.nullcontext()
     with output as terminal:
-        dag = load_dag()
+        dag = load_dag(dag_id)
         params = validate_conf(dag, conf)
         if params.get("approval"):
             raise UsageError(
@@ -184,6 +198,7 @@ def summarize(
     evaluation = rec.get("evaluation", {})
     validation = rec.get("validation")
     return {
+        "dag_id": dagrun.dag_id,
         "run_id": dagrun.run_id,
         "state": state,
         "outcome": outcome,
@@ -205,6 +220,7 @@ def summarize(
         "rollout": run_summary.rollout_view(rec.get("rollout")),
         "champion_version": champ.version if champ else None,
         "model_name": params["model_name"],
+        "code": rec.get("code"),  # a model project's: project, commit, digest, dirty
         "error": error,
         "stages": rec.get("stages"),
         "log_path": str(log_path) if log_path else None,

@@ -16,7 +16,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -47,6 +47,7 @@ class TriggerOptions:
     accept_rejection: bool = False
     connect_attempts: int = 4
     mlflow_url: str | None = None
+    model_name: str | None = None  # the DAG's model_name default (a model project's), when conf names none
 
 
 def commit_sha(explicit: str | None = None) -> str:
@@ -230,6 +231,12 @@ def trigger(options: TriggerOptions, out: Callable[[str], None] = print) -> tupl
     """
     client = connect(options.url, options.connect_attempts)
     dag = client.dag(options.dag_id)
+    sha = commit_sha(options.sha)
+    declared = dag.params or {}
+    options = replace(options, model_name=(declared.get("model_name") or {}).get("value"))
+    if "code_commit" in declared and "code_commit" not in options.conf:
+        # A model project's DAG trains the commit CI tested, or refuses the run.
+        options = replace(options, conf={**options.conf, "code_commit": sha})
     validate_conf(dag.params or {}, options.conf, options.dag_id)
     if dag.is_paused:
         if not options.unpause:
@@ -239,7 +246,6 @@ def trigger(options: TriggerOptions, out: Callable[[str], None] = print) -> tupl
         client.unpause(options.dag_id)
         out(f"unpaused {options.dag_id}")
 
-    sha = commit_sha(options.sha)
     run_id = run_id_for(sha, options.conf)
     existing = client.run(options.dag_id, run_id)
     if existing is not None:
@@ -284,7 +290,7 @@ def follow(
     def xcom(task_id: str, key: str = "return_value") -> Any:
         return client.xcom(options.dag_id, run_id, task_id, key)
 
-    model_name = options.conf.get("model_name") or DEFAULT_MODEL_NAME
+    model_name = options.conf.get("model_name") or options.model_name or DEFAULT_MODEL_NAME
     summary = run_summary.from_xcoms(xcom, run_id, state, seen, link, options.mlflow_url, model_name)
     return exit_code(summary, options.accept_rejection), summary
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from mlcicd.choices import RETRAIN_DEFAULTS
+from mlcicd.choices import PROJECT_FAMILY, RETRAIN_DEFAULTS
 from mlcicd.settings import Settings
 
 if TYPE_CHECKING:
     from mlcicd.data import SyntheticOptions
     from mlcicd.gate import Policy
+    from mlcicd.project import Project
     from mlcicd.promotion.analysis import Plan
     from mlcicd.training import TrainParams
 
@@ -45,8 +46,9 @@ def train_params(params: dict[str, Any], candidate: dict[str, Any] | None = None
     """The run's hyperparameters, or a search candidate's (its estimator and sampled values over the run's)."""
     from mlcicd.training import TrainParams
 
-    if candidate:
+    if candidate and candidate["estimator"] != PROJECT_FAMILY:
         params = {**params, **candidate["params"], "estimator": candidate["estimator"]}
+    params = {**RETRAIN_DEFAULTS, **params}  # a project's DAG has no family knobs: their defaults, unused
     return TrainParams(
         estimator=str(params["estimator"]),
         n_estimators=int(params["n_estimators"]),
@@ -56,6 +58,29 @@ def train_params(params: dict[str, Any], candidate: dict[str, Any] | None = None
         test_size=float(params["test_size"]),
         random_seed=int(params["random_seed"]),
     )
+
+
+def project(params: dict[str, Any]) -> Project | None:
+    """The model project of the run's DAG (its ``project`` Param), checked, and importable in this
+    process from now on; None for ``ml_retrain`` and ``ml_monitor``.
+
+    Raises:
+        ProjectError: the project file no longer holds (it changed since the DAG was parsed).
+    """
+    folder = params.get("project")
+    if not folder:
+        return None
+    from mlcicd import project as projects
+    from mlcicd.project.entry import activate
+
+    found = projects.load(folder)
+    activate(found)
+    return found
+
+
+def hyperparameters(params: dict[str, Any], candidate: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A project's hyperparameters for this fit: the run's, with a search candidate's sampled values over them."""
+    return {**dict(params.get("hyperparameters") or {}), **(candidate["params"] if candidate else {})}
 
 
 def resamples(params: dict[str, Any], settings: Settings) -> int:
@@ -113,8 +138,9 @@ def params_from_events(params: dict[str, Any], extras: list[dict[str, Any]]) -> 
     from mlcicd.dag.params import check_retrain_conf
 
     merged = dict(params)
+    owner = project(params) if extras else None
     for extra in extras:
-        merged.update(check_retrain_conf(extra.get("conf") or {}))
+        merged.update(check_retrain_conf(extra.get("conf") or {}, owner))
     return merged
 
 

@@ -54,7 +54,23 @@ def _target_class(name: str) -> type[DeployTarget]:
 
 
 def get_target(name: str, settings: Settings, model_name: str) -> DeployTarget:
-    return _target_class(name)(settings, model_name)
+    """The target ``name`` for ``model_name``, at the endpoint its model project declares (if any)."""
+    return _target_class(name)(endpoint_settings(settings, model_name), model_name)
+
+
+def endpoint_settings(settings: Settings, model_name: str) -> Settings:
+    """``settings`` with the stable ports of the configured project that owns ``model_name``, where it
+    declares one: each project's endpoint is its own on the local and docker targets."""
+    import dataclasses
+
+    from mlcicd import project
+    from mlcicd.settings import PROJECT_ROOT
+
+    owner = project.of_model(model_name, settings.projects, PROJECT_ROOT)
+    if owner is None or owner.spec.deploy.port is None:
+        return settings
+    port = owner.spec.deploy.port
+    return dataclasses.replace(settings, local_port=port, docker_port=port)
 
 
 def preflight(name: str, settings: Settings) -> None:

@@ -8,9 +8,11 @@ the previous version still serves (rollback). This module knows no target.
 from __future__ import annotations
 
 import abc
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from mlcicd.errors import ConfigError, DeployError, NotSupported
@@ -219,14 +221,20 @@ SERVER_PREFIXES = ("MLCICD_SERVER_", "MLCICD_PREDICTION_LOG_")  # serving.config
 PROCESS_BASICS = ("PATH", "PYTHONPATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "TZ")
 
 
-def server_env(release: Release, environ: dict[str, str], *, process: bool = False) -> dict[str, str]:
+def server_env(
+    release: Release, environ: dict[str, str], *, process: bool = False, bundle: Path | None = None
+) -> dict[str, str]:
     """The variables a server for ``release`` gets: ``MLCICD_SERVER_*``, ``MLCICD_PREDICTION_LOG_*``,
-    the digest its bundle must have, and for a local process (``process``) what Python needs to run."""
+    the digest its bundle must have, and for a local process (``process``) what Python needs to run,
+    with a model project's code from the ``bundle`` first on its path."""
+    from mlcicd.release import CODE_DIR
     from mlcicd.serving.modelfile import DIGEST_ENV
 
     env = {k: v for k, v in environ.items() if k.startswith(SERVER_PREFIXES)}
     if process:
         env.update({k: environ[k] for k in PROCESS_BASICS if k in environ})
+        if bundle is not None and (bundle / CODE_DIR).is_dir():
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(bundle / CODE_DIR), env.get("PYTHONPATH")]))
     if release.model_digest:
         env[DIGEST_ENV] = release.model_digest
     return env

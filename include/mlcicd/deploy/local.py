@@ -147,7 +147,10 @@ class LocalProcessTarget(FrontedTarget):
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**server_env(release, dict(os.environ), process=True), "PYTHONWARNINGS": "ignore"},
+            env={
+                **server_env(release, dict(os.environ), process=True, bundle=version_dir),
+                "PYTHONWARNINGS": "ignore",
+            },
         )
         log_file.close()
         return {

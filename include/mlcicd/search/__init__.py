@@ -13,11 +13,13 @@ import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from mlcicd.choices import ESTIMATORS, SEARCH_PRESETS
+from mlcicd.choices import DISTRIBUTIONS, ESTIMATORS, PROJECT_FAMILY, SEARCH_PRESETS
 from mlcicd.errors import ConfigError, TrainingFailed
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
+
+    from mlcicd.project import Project
 
 # What each family's candidates may vary (the TrainParams fields its estimator reads).
 HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
@@ -36,7 +38,6 @@ LOG_SCALE = ("learning_rate", "regularization_c")  # plotted on a log axis
 # Ties on the validation metric (to 4 decimals) go to the simpler family, then the faster fit.
 SIMPLICITY = {"logistic_regression": 0, "hist_gradient_boosting": 1, "random_forest": 2}
 VALIDATION_SHARE = 0.2  # of the training part: the candidates' validation split
-DISTRIBUTIONS = ("uniform", "loguniform", "randint")
 
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {  # 6 candidates, two per family
@@ -85,13 +86,21 @@ class Candidate:
         return f"#{self.index} {self.estimator} " + " ".join(f"{k}={v}" for k, v in self.params.items())
 
 
-def parse(spec: Any) -> tuple[str, dict[str, dict[str, Any]]]:
+def parse(spec: Any, project: Project | None = None) -> tuple[str, dict[str, dict[str, Any]]]:
     """(the search's name, its space per family) from the ``search`` param; ``("none", {})`` for none.
+
+    A model project's DAG searches one family, ``project`` (its entry point): ``search=project`` is the
+    project file's ``[training.search]``, an object gives ``{"project": {...}}`` over the hyperparameters
+    the project declares.
 
     Raises:
         ConfigError: an unknown preset, estimator or hyperparameter, a bad value or distribution,
             or a space that gives no candidate; the message names each problem.
     """
+    if project is not None:
+        from mlcicd.search.project import parse_project
+
+        return parse_project(spec, project)
     if isinstance(spec, str):
         text = spec.strip()
         if text in SEARCH_PRESETS:
@@ -189,7 +198,9 @@ def _plain(value: Any) -> Any:
     return float(f"{float(value):.4g}")
 
 
-def candidates(spec: Any, seed: int, max_candidates: int) -> tuple[str, list[Candidate]]:
+def candidates(
+    spec: Any, seed: int, max_candidates: int, project: Project | None = None
+) -> tuple[str, list[Candidate]]:
     """The search's name and its candidates, the same for the same ``spec`` and ``seed``.
 
     Duplicates (a draw of discrete values can repeat) are dropped.
@@ -201,9 +212,9 @@ def candidates(spec: Any, seed: int, max_candidates: int) -> tuple[str, list[Can
 
     from sklearn.model_selection import ParameterSampler
 
-    name, spaces = parse(spec)
+    name, spaces = parse(spec, project)
     out: list[Candidate] = []
-    for k, family in enumerate(f for f in ESTIMATORS if f in spaces):
+    for k, family in enumerate(f for f in (*ESTIMATORS, PROJECT_FAMILY) if f in spaces):
         entry = spaces[family]
         dists = {hp: _distribution(hp, v) for hp, v in sorted(entry.get("space", {}).items())}
         seen: set[str] = set()
@@ -239,7 +250,7 @@ def choose(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         ok,
         key=lambda r: (
             -round(r["validation_metric"], 4),
-            SIMPLICITY[r["estimator"]],
+            SIMPLICITY.get(r["estimator"], 0),
             r["fit_seconds"],
             r["index"],
         ),
@@ -272,9 +283,11 @@ def plot(results: Sequence[dict[str, Any]], metric: str, chosen: int | None) -> 
     from matplotlib.lines import Line2D
     from matplotlib.ticker import NullFormatter
 
-    colors = dict(zip(ESTIMATORS, ("tab:blue", "tab:orange", "tab:green"), strict=True))
+    families = (*ESTIMATORS, PROJECT_FAMILY)
+    colors = dict(zip(families, ("tab:blue", "tab:orange", "tab:green", "tab:purple"), strict=True))
     ok = [r for r in results if r.get("error") is None]
-    varied = [hp for hp in BOUNDS if any(r["params"].get(hp) is not None for r in ok)] or ["(none)"]
+    names = [*BOUNDS, *sorted({hp for r in ok for hp in r["params"]} - set(BOUNDS))]  # a project's own too
+    varied = [hp for hp in names if any(r["params"].get(hp) is not None for r in ok)] or ["(none)"]
     fig, axes = plt.subplots(1, len(varied), figsize=(3.6 * len(varied), 3.6), squeeze=False, sharey=True)
     for ax, hp in zip(axes[0], varied, strict=True):
         pts = [r for r in ok if r["params"].get(hp) is not None]
@@ -295,7 +308,12 @@ def plot(results: Sequence[dict[str, Any]], metric: str, chosen: int | None) -> 
                 edgecolors="black",
                 linewidths=1.5,
             )
-        if hp in LOG_SCALE:
+        values = [r["params"][hp] for r in pts]
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        wide = (
+            len(numbers) == len(values) and min(numbers, default=0) > 0 and max(numbers) >= 100 * min(numbers)
+        )
+        if hp in LOG_SCALE or wide:
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())
         ax.margins(0.15)
@@ -304,7 +322,7 @@ def plot(results: Sequence[dict[str, Any]], metric: str, chosen: int | None) -> 
     axes[0][0].set_ylabel(f"validation {metric}")
     handles = [
         Line2D([], [], marker="o", ls="", color=colors[f], label=f)
-        for f in ESTIMATORS
+        for f in families
         if any(r["estimator"] == f for r in ok)
     ]
     handles.append(

@@ -34,6 +34,33 @@ TRUSTED_TYPES = (
 )
 
 
+# A model project's own classes, which its model file holds: listed in the MLmodel's metadata under
+# this key (inside the folder whose digest is checked first), at training, from the project file.
+TRUSTED_METADATA = "mlcicd_trusted_types"
+# Never a project's own: a "declared" type from these would widen what skops builds to arbitrary code.
+NOT_DECLARABLE = frozenset(
+    {"numpy", "scipy", "sklearn", "pandas", "skops", "mlflow", "joblib", "cloudpickle", "dill"}
+)
+
+
+def declared_types(meta: dict[str, Any], what: str) -> list[str]:
+    """The project's own types the verified ``MLmodel`` declares; :class:`UntrustedModel` for one that is
+    not a dotted path into a package of the project's (the standard library or a library)."""
+    import sys
+
+    declared = ((meta.get("metadata") or {}).get(TRUSTED_METADATA)) or []
+    if not isinstance(declared, list):
+        raise UntrustedModel(f"{what} declares its trusted types as {type(declared).__name__}, not a list")
+    for name in declared:
+        top = name.split(".")[0] if isinstance(name, str) else ""
+        if "." not in str(name) or top in sys.stdlib_module_names or top in NOT_DECLARABLE or top == "mlcicd":
+            raise UntrustedModel(
+                f"{what} declares {str(name)[:80]!r} as a type of its own; only a model project's own "
+                "classes may be declared, never the standard library's or a library's"
+            )
+    return list(declared)
+
+
 class UntrustedModel(Exception):
     """The model's files are not the ones recorded, or ask to be loaded in a way we refuse."""
 
@@ -118,7 +145,7 @@ def load_with_signature(model_dir: Path, expected: str | None, what: str) -> tup
     if flavor.get("code") or pyfunc.get("code"):
         raise UntrustedModel(f"{what} asks for extra code paths; models with code are not loaded")
     try:
-        pipeline = skops.io.loads(files[MODEL_FILE], trusted=list(TRUSTED_TYPES))
+        pipeline = skops.io.loads(files[MODEL_FILE], trusted=[*TRUSTED_TYPES, *declared_types(meta, what)])
     except UntrustedTypesFoundException as exc:
         raise UntrustedModel(f"{what} holds types this project does not train: {exc}") from None
     return pipeline, _input_specs(meta, what)

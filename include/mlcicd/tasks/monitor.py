@@ -8,6 +8,7 @@ from typing import Any
 
 from mlcicd import record, trust
 from mlcicd.boundary import mlflow_client, push_links, run_dir, stage
+from mlcicd.conf import run as p
 from mlcicd.names import Task, mlflow_run_url
 
 log = logging.getLogger("mlcicd")
@@ -83,7 +84,8 @@ def retrain_conf(monitor_params: dict[str, Any], model_name: str) -> dict[str, A
     """The conf a retrain request carries, checked against ``ml_retrain``'s Params (ConfigError if not)."""
     from mlcicd.dag.params import check_retrain_conf
 
-    return check_retrain_conf({**dict(monitor_params.get("retrain_conf") or {}), "model_name": model_name})
+    conf = {**dict(monitor_params.get("retrain_conf") or {}), "model_name": model_name}
+    return check_retrain_conf(conf, p.project(monitor_params))
 
 
 def retrain_request(report: dict[str, Any], monitor_params: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 from mlcicd import record, trust
 from mlcicd.boundary import mlflow_client, push_links, run_dir, stage, working_on
 from mlcicd.conf import run as p
-from mlcicd.errors import ValidationFailed
+from mlcicd.errors import CodeMismatch, ValidationFailed
 from mlcicd.names import Task, mlflow_run_url
 from mlcicd.training import REFERENCE_ARTIFACT
 from mlcicd.validation.reference import REFERENCE_SUITE_ARTIFACT, contract
@@ -30,11 +30,14 @@ def ingest(run_id: str, params: dict[str, Any], run_date: datetime | None = None
         deploy_to = p.target_name(params, settings)
         resolve_builder(settings.image_builder, deploy_to)
         preflight(deploy_to, settings)
+        project = p.project(params)
+        roots = settings.data_roots
+        if project is not None:
+            record.update(run_dir(settings, run_id), code=project_code(project, params))
+            roots = (*roots, str(project.root))  # the project's own data, beside the installation's roots
         uri = str(params["dataset_uri"])
         options = p.synthetic_options(params, run_date)
-        df = data.read_batch(
-            uri, options, roots=settings.data_roots, memory_limit_mb=settings.memory_limit_mb
-        )
+        df = data.read_batch(uri, options, roots=roots, memory_limit_mb=settings.memory_limit_mb)
         working_on(run_id, Task.INGEST, len(df))
         target = str(params["target_column"])
         data.check_target(df, target)
@@ -50,6 +53,39 @@ def ingest(run_id: str, params: dict[str, Any], run_date: datetime | None = None
         )
         record.update(run_dir(settings, run_id), batch=ref.to_dict())
         return ref.to_dict()
+
+
+def project_code(project: Any, params: dict[str, Any]) -> dict[str, str]:
+    """The project's code version (commit, digest, dirty), checked against the commit the trigger tested.
+
+    Raises:
+        CodeMismatch: ``code_commit`` was given and the folder is not at it, or has uncommitted changes.
+        ProjectError: the project declares a task this version does not train yet.
+    """
+    from mlcicd.project import ProjectError
+    from mlcicd.project.code import check_commit, version
+
+    if project.task != "binary":
+        raise ProjectError(
+            f"{project.file} declares task {project.task!r}; this version trains binary classifiers only "
+            "(multiclass and regression come with the task types)"
+        )
+    code = version(project.root, project.name)
+    asked = params.get("code_commit")
+    problem = check_commit(code, str(asked)) if asked else None
+    if problem:
+        raise CodeMismatch(
+            f"{problem}: the run was asked to train the code CI tested (code_commit={asked}). Deploy that "
+            f"commit to {project.root} (or point the DAG bundle at it) and trigger again; nothing was trained"
+        )
+    log.info(
+        "project %s: code at %s (%s), digest %s",
+        project.name,
+        code["commit"][:12],
+        {"true": "uncommitted changes", "false": "clean"}.get(code["dirty"], "not a git checkout"),
+        code["digest"][:19],
+    )
+    return code
 
 
 def validate(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -132,11 +168,14 @@ def train(
 ) -> dict[str, Any]:
     """Train the candidate (the search's choice, if any) and log it to MLflow with its batch's validation."""
     from mlcicd import data, registry, search, signing, training
+    from mlcicd.search import limits
 
     with stage(run_id, Task.TRAIN) as settings:
         ref = data.BatchRef.from_dict(batch)
         chosen, parent_run_id = search.chosen_candidate(selected)
         hp = p.train_params(params, chosen)
+        project = p.project(params)
+        code = record.read(run_dir(settings, run_id)).get("code") if project else None
         _, experiment_id = mlflow_client(settings)
         result = training.train_and_log(
             ref,
@@ -149,6 +188,10 @@ def train(
             tags={"mlcicd.airflow_run_id": run_id, "mlcicd.model_name": str(params["model_name"])},
             parent_run_id=parent_run_id,
             max_rows=settings.train_max_rows,
+            project=project,
+            hyperparameters=p.hyperparameters(params, chosen),
+            code=code,
+            timeout_s=limits.budget(params, settings)[1],
         )
         working_on(run_id, Task.TRAIN, result.train_rows)
         # What a later run reads back from this run, by digest: register signs them with the version.
@@ -160,16 +203,15 @@ def train(
                 signed[REFERENCE_SUITE_ARTIFACT] = signing.file_digest(
                     Path(validated["reference_suite_path"])
                 )
-        log.info(
-            "trained %s on %s rows: MLflow run %s", hp.estimator, result.train_rows, result.mlflow_run_id
-        )
+        estimator = project.spec.training.entry_point if project else hp.estimator
+        log.info("trained %s on %s rows: MLflow run %s", estimator, result.train_rows, result.mlflow_run_id)
         record.update(
             run_dir(settings, run_id),
             candidate={
                 "mlflow_run_id": result.mlflow_run_id,
                 "model_uri": result.model_uri,
                 "model_id": result.model_id,
-                "estimator": hp.estimator,
+                "estimator": estimator,
                 "experiment_id": experiment_id,
                 "train_rows": result.train_rows,
                 "train_rows_available": result.train_rows_available,
@@ -177,7 +219,7 @@ def train(
             },
         )
         push_links(mlflow_run=mlflow_run_url(settings.mlflow_ui_url, experiment_id, result.mlflow_run_id))
-        return {**result.to_dict(), "experiment_id": experiment_id, "signed_artifacts": signed}
+        return {**result.to_dict(), "experiment_id": experiment_id, "signed_artifacts": signed, "code": code}
 
 
 def evaluate(
@@ -192,8 +234,9 @@ def evaluate(
     with stage(run_id, Task.EVALUATE) as settings:
         ref = data.BatchRef.from_dict(batch)
         tr = TrainResult.from_dict(
-            {k: v for k, v in trained.items() if k not in ("experiment_id", "signed_artifacts")}
+            {k: v for k, v in trained.items() if k not in ("experiment_id", "signed_artifacts", "code")}
         )
+        p.project(params)  # the models hold the project's classes: its code is imported from its folder
         c, _ = mlflow_client(settings)
         holdout = pd.read_parquet(tr.holdout_path)
         working_on(run_id, Task.EVALUATE, len(holdout))

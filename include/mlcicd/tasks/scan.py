@@ -35,6 +35,7 @@ def scan_model(
     from mlcicd.scan.report import render
 
     with stage(run_id, Task.SCAN) as settings:
+        p.project(params)  # the models hold the project's classes: its code is imported from its folder
         ref = data.BatchRef.from_dict(batch)
         holdout = pd.read_parquet(trained["holdout_path"])
         working_on(run_id, Task.SCAN, len(holdout))

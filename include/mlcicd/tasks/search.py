@@ -34,7 +34,8 @@ def plan(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> list[dic
 
     with stage(run_id, Task.PLAN_SEARCH) as settings:
         limit, timeout = limits.budget(params, settings)
-        name, found = search.candidates(params["search"], int(params["random_seed"]), limit)
+        project = p.project(params)
+        name, found = search.candidates(params["search"], int(params["random_seed"]), limit, project)
         if not found:
             record.update(run_dir(settings, run_id), search=NONE)
             return []
@@ -49,7 +50,7 @@ def plan(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> list[dic
         np.savez_compressed(split_path, fit=train[fit], validation=train[validation], holdout=holdout)
         c, experiment_id = mlflow_client(settings)
         parent = tracking.parent_run(c, experiment_id, run_id, params, name, len(found))
-        _, spaces = search.parse(params["search"])
+        _, spaces = search.parse(params["search"], project)
         c.log_dict(parent, spaces, "search/space.json")
         meta = {
             "name": name,
@@ -88,6 +89,7 @@ def train_candidate(
     from threadpoolctl import threadpool_limits
 
     from mlcicd import data, evaluation, training
+    from mlcicd.project import entry
     from mlcicd.search import limits, tracking
 
     with stage(run_id, f"{Task.TRAIN_CANDIDATE}[{candidate['index']}]") as settings:
@@ -102,10 +104,22 @@ def train_candidate(
         started = time.monotonic()
         try:
             hp = p.train_params(params, candidate)
-            pipeline = training.build_pipeline(fit.drop(columns=[ref.target]), hp)
+            project = p.project(params)
+            features = fit.drop(columns=[ref.target])
             with threadpool_limits(limits=limits.native_threads(settings.search_parallelism)):
                 with limits.time_limit(float(meta["timeout_s"])):
-                    pipeline.fit(fit.drop(columns=[ref.target]), fit[ref.target])
+                    pipeline = (
+                        training.build_pipeline(features, hp)
+                        if project is None
+                        else entry.estimator(
+                            project,
+                            features,
+                            ref.target,
+                            p.hyperparameters(params, candidate),
+                            hp.random_seed,
+                        )
+                    )
+                    pipeline.fit(features, fit[ref.target])
             result["fit_seconds"] = round(time.monotonic() - started, 3)
             metrics = evaluation.all_metrics(
                 val[ref.target].to_numpy(), evaluation.score(pipeline, val.drop(columns=[ref.target]))

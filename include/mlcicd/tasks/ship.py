@@ -10,6 +10,7 @@ from mlcicd.boundary import mlflow_client, run_dir, stage
 from mlcicd.conf import run as p
 from mlcicd.errors import DeployError, MlcicdError
 from mlcicd.names import Task
+from mlcicd.project.code import TAG_PREFIX as CODE_TAG_PREFIX
 from mlcicd.promotion import staging
 from mlcicd.release import Release
 from mlcicd.validation.reference import REFERENCE_SUITE_ARTIFACT
@@ -35,12 +36,16 @@ def register(
             trained["model_digest"],
             model_id=trained["model_id"],
         )
+        code = trained.get("code") or {}
+        for key, value in code.items():  # the project's code version, signed with the rest of the record
+            c.set_model_version_tag(name, version, f"{CODE_TAG_PREFIX}{key}", value)
         # The installation's signature on what later runs read back (see mlcicd.signing), over what this
         # run trained: a version changed in MLflow meanwhile is not signed.
         trained_record = {
             "run_id": trained["mlflow_run_id"],
             "model_digest": trained["model_digest"],
             "airflow_run_id": run_id,
+            **({"code": code} if code else {}),
         }
         artifacts = trained.get("signed_artifacts") or {}
         trust.sign_version(c, settings.signing_key(), name, version, artifacts, expect=trained_record)
@@ -81,6 +86,9 @@ def register(
             trained["mlflow_run_id"],
             run_id,
             model_digest=trained["model_digest"],
+            code_path=params.get("project"),
+            code_digest=code.get("digest"),
+            code_commit=code.get("commit"),
         )
         record.update(run_dir(settings, run_id), candidate={"model_version": version})
         log.info("registered %s v%s as %s", name, version, registry.CHALLENGER)
@@ -148,6 +156,7 @@ def deploy(
         sample = pd.read_parquet(trained["holdout_path"]).drop(columns=[batch["target"]])
         sample = sample.head(transaction.SMOKE_ROWS)
         what = f"{rel.model_name} v{rel.version}"
+        p.project(params)  # the model holds the project's classes: its code is imported from its folder
         model = registry.load_verified(
             trained["model_uri"], trained["model_digest"], settings.tracking_uri, what
         )

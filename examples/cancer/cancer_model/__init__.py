@@ -1,0 +1,1 @@
+"""A breast-cancer classifier with a feature transformer of its own."""

@@ -1,0 +1,1 @@
+"""The churn model: a gradient-boosted classifier on imputed, scaled and one-hot encoded columns."""
