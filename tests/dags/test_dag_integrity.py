@@ -88,7 +88,9 @@ def parse(path: Path, projects: tuple | list = ()) -> dict:
 
 
 @pytest.fixture(
-    scope="module", params=CASES, ids=[p.name + (" with projects" if projects else "") for p, projects in CASES]
+    scope="module",
+    params=CASES,
+    ids=[p.name + (" with projects" if projects else "") for p, projects in CASES],
 )
 def parsed(request):
     return parse(*request.param)

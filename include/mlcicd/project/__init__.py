@@ -116,8 +116,8 @@ def load(folder: str | Path) -> Project:
     except ValidationError as exc:
         raise ProjectError(_describe(exc, path, text, prefix)) from None
     for key, problem in _task_problems(spec):
-        line = line_of(text, (*prefix, *key))
-        raise ProjectError(f"{path}:{line}: {'.'.join(key)}: {problem}")
+        full = (*prefix, *key)
+        raise ProjectError(f"{path}:{line_of(text, full)}: {'.'.join(full)}: {problem}")
     return Project(root=root, file=path, spec=spec)
 
 
@@ -224,7 +224,8 @@ def _describe(exc: Any, path: Path, text: str, prefix: tuple[str, ...]) -> str:
     for err in exc.errors():
         key = tuple(str(k) for k in err["loc"])
         what = "unknown key (misspelt?)" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"{path}:{line_of(text, (*prefix, *key))}: {'.'.join(key) or '(top level)'}: {what}")
+        full = (*prefix, *key)
+        lines.append(f"{path}:{line_of(text, full)}: {'.'.join(full) or '(top level)'}: {what}")
     return "the project file breaks its schema:\n" + "\n".join(f"  {line}" for line in lines)
 
 

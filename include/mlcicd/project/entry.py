@@ -51,15 +51,15 @@ _ACTIVE: list[str] = []  # the project folders this process imports from, newest
 
 def activate(project: Project) -> None:
     """Import the project's code from its folder in this process from now on (a task's process serves
-    one project): its folder goes first on ``sys.path``, another project's folder leaves it, and a
-    module of one of its package names loaded from elsewhere is forgotten."""
+    one project): its folder goes first on ``sys.path``, another project's folder leaves it, and the
+    modules of its package names imported before are forgotten, so that the code imported next is
+    what the folder holds now (``mlcicd run`` runs every task in one process)."""
     root = str(project.root)
     for name in list(sys.modules):
         top = name.split(".")[0]
         if (project.root / top).is_dir() or (project.root / f"{top}.py").is_file():
-            origin = getattr(sys.modules[name], "__file__", None) or ""
-            if origin and not origin.startswith(root + "/"):
-                del sys.modules[name]
+            del sys.modules[name]
+    importlib.invalidate_caches()
     for other in _ACTIVE:
         if other != root and other in sys.path:
             sys.path.remove(other)

@@ -148,6 +148,11 @@ def load_with_signature(model_dir: Path, expected: str | None, what: str) -> tup
         pipeline = skops.io.loads(files[MODEL_FILE], trusted=[*TRUSTED_TYPES, *declared_types(meta, what)])
     except UntrustedTypesFoundException as exc:
         raise UntrustedModel(f"{what} holds types this project does not train: {exc}") from None
+    except ImportError as exc:  # a declared class of a model project whose code is not on the path
+        raise UntrustedModel(
+            f"{what} holds a class of its model project's code, which cannot be imported here ({exc}): "
+            "serve it with the project's code at the version's digest (the image, or the bundle's code/)"
+        ) from None
     return pipeline, _input_specs(meta, what)
 
 
