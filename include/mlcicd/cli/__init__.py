@@ -1,6 +1,6 @@
 """Command line: ``python -m mlcicd <command>``; one module per command family.
 
-:mod:`.run` (``run``), :mod:`.trigger` (``trigger``), :mod:`.local` (``stop``, ``traffic``,
+:mod:`.run` (``run``), :mod:`.project` (``check``, ``init``), :mod:`.rebuild` (``rebuild``), :mod:`.trigger` (``trigger``), :mod:`.local` (``stop``, ``traffic``,
 ``airflow``), :mod:`.status` (``status``), :mod:`.resign` (``resign``), :mod:`.k8s` (``k8s-rbac``), :mod:`.docs` (``docs``); :mod:`.env` sets up the embedded default, :mod:`.report` prints a run summary.
 """
 
@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from mlcicd.cli import docs, k8s, local, resign, run, status, trigger
+from mlcicd.cli import docs, k8s, local, project, rebuild, resign, run, status, trigger
 from mlcicd.errors import ConfigError
 from mlcicd.names import ExitCode, Outcome
 
@@ -18,7 +18,7 @@ from mlcicd.names import ExitCode, Outcome
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlcicd", description="mlcicd: ML CI/CD on Airflow")
     sub = parser.add_subparsers(dest="command", required=True)
-    for family in (run, trigger, local, status, resign, k8s, docs):
+    for family in (run, project, rebuild, trigger, local, status, resign, k8s, docs):
         family.register(sub)
     args = parser.parse_args(argv)
     try:

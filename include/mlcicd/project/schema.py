@@ -59,6 +59,9 @@ class TrainingTable(Table):
     search: SearchTable | None = None
     test_size: Annotated[float, Field(ge=0.05, le=0.5)] = 0.25
     random_seed: Annotated[int, Field(ge=0)] = 42
+    # How far a rebuilt model's predictions may be from the served one's (0: exactly equal); for an
+    # estimator that is not deterministic for a seed (threads summing in another order, say).
+    rebuild_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.0
 
     @field_validator("entry_point")
     @classmethod

@@ -295,6 +295,10 @@ def decide(
             p.scan_verdict(params, scanned),
         ).to_dict()
         c, _ = mlflow_client(settings)
+        if trained.get("code"):  # a model project's: the code of each side of the comparison
+            champion = evaluated.get("champion_version")
+            tags = c.get_model_version(str(params["model_name"]), champion).tags if champion else {}
+            decision["code"] = {"candidate": trained["code"], "champion": trust.code_of(tags) or None}
         registry.tag_decision(
             c, run_id=trained["mlflow_run_id"], model_id=trained["model_id"], decision=decision
         )
