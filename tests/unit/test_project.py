@@ -3,6 +3,7 @@ and the loader's trust in a project's own classes. Real files, a real git reposi
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -246,3 +247,36 @@ def test_the_loader_trusts_a_declared_class_of_the_project_and_refuses_a_library
         folder = declaring([*trusted, smuggled])
         with pytest.raises(modelfile.UntrustedModel, match="only a model project's own classes"):
             modelfile.load(folder, modelfile.digest(folder), "v3")
+
+
+def test_a_projects_search_draws_from_its_own_space_and_refuses_others():
+    from mlcicd import conf, search
+    from mlcicd.dag.params import retrain_params
+    from mlcicd.errors import ConfigError
+
+    found = project.load(CANCER)
+    name, drawn = search.candidates("project", seed=1, max_candidates=10, project=found)
+    assert name == "project" and len(drawn) == 3
+    assert {c.estimator for c in drawn} == {"project"} and all(0.01 <= c.params["c"] <= 10 for c in drawn)
+    assert search.candidates("none", 1, 10, found) == ("none", [])
+    for spec, says in (
+        ("quick", "none, project, or"),
+        (
+            {"project": {"candidates": 2, "space": {"epochs": [1, 2]}}},
+            "not a hyperparameter the project declares (c)",
+        ),
+        (
+            {"project": {"candidates": 2, "space": {"c": {"loguniform": [0, 1]}}}},
+            "loguniform needs positive bounds",
+        ),
+        ({"logistic_regression": {"candidates": 2, "space": {}}}, "none, project, or"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            search.candidates(spec, 1, 10, found)
+    # The conf check (the CI client's, with the schemas the server reports) takes the project's shape.
+    schemas = {k: p.schema for k, p in retrain_params(found).items()}
+    assert conf.check({"search": "project"}, schemas, found.retrain_dag_id) == {"search": "project"}
+    with pytest.raises(ConfigError, match='search="quick" is invalid'):
+        conf.check({"search": "quick"}, schemas, found.retrain_dag_id)
+    with pytest.raises(ConfigError, match="min_roc_auc=0.5 is invalid"):  # below the project's floor
+        conf.check({"min_roc_auc": 0.5}, schemas, found.retrain_dag_id)

@@ -27,7 +27,8 @@ def check(
 
     ``schemas``: each Param's JSON schema (``Param.schema``, or ``params[key]["schema"]`` as the REST
     API reports them). Beyond the schemas: names match :data:`~mlcicd.choices.NAME_PATTERN` in full,
-    and a ``search`` has a known shape (drawing its candidates needs scikit-learn: not here).
+    and a ``search`` has a known shape (drawing its candidates needs scikit-learn: not here). A model
+    project's DAG (it has a ``project`` Param) has its search checked where the project is read.
 
     Raises:
         ConfigError: naming every bad key and why.
@@ -49,7 +50,7 @@ def check(
             continue
         if key in NAMES and value is not None and not is_name(value):
             problems.append(f"{key}={_shown(value)} is invalid: it must match {NAME_PATTERN} in full")
-        elif key == "search":
+        elif key == "search" and "project" not in schemas:  # a project's space: checked with its project
             from mlcicd import search
 
             try:
