@@ -29,6 +29,9 @@ time, quick and wide, with 1 and 2 candidates trained at once on a real Airflow,
 Also measured (issue #16, `--only large`, see benchmarks/large.py): the gate's comparison at 500,000
 holdout rows, and whole runs at 2 and 10 million rows with each stage's time, rows and peak memory.
 
+Also measured (issue #30, `--only projects`, see benchmarks/projects.py): the DAG files' parse cost
+with 0, 1 and 3 model projects, and `mlcicd check`'s time on the example projects.
+
 Budgets (issue #2): each DAG file parses in at most 0.15 s more than `from airflow.sdk import dag,
 task` alone; `make run` on the default data takes under 60 s on 2 cores once set up.
 """
@@ -63,6 +66,7 @@ SECTIONS = (
     "trust",
     "search",
     "large",
+    "projects",
 )
 
 PARSE_PROBE = r"""
@@ -485,6 +489,10 @@ def main() -> None:
         from large import section as large_section
 
         large_section()
+    if "projects" in sections:
+        from projects import section as projects_section
+
+        projects_section(PARSE_PROBE, args.parses)
 
 
 def parse_section(args: argparse.Namespace) -> None:

@@ -30,10 +30,13 @@ COPY bundle/ /opt/mlcicd/bundle/
 
 ARG MODEL_NAME=unknown
 ARG MODEL_VERSION=unknown
+# A model project's version: the commit of the code in bundle/code ("none" for the built-in families).
+ARG CODE_COMMIT=none
 LABEL org.opencontainers.image.title="mlcicd model server" \
       org.opencontainers.image.source="https://github.com/mlcicd/mlcicd" \
       io.mlcicd.model-name="${MODEL_NAME}" \
-      io.mlcicd.model-version="${MODEL_VERSION}"
+      io.mlcicd.model-version="${MODEL_VERSION}" \
+      io.mlcicd.code-commit="${CODE_COMMIT}"
 
 USER 10001:10001
 EXPOSE 8080

@@ -63,6 +63,7 @@ def build(tmp_path, url: str, sha256: str) -> subprocess.CompletedProcess:
         "BASE_IMAGE": "python:3.11",
         "MODEL_NAME": "m",
         "MODEL_VERSION": "1",
+        "CODE_COMMIT": "0123abc",
     }
     return subprocess.run(
         ["sh", "-c", kaniko.BUILD_SCRIPT], env=env, capture_output=True, text=True, timeout=60

@@ -124,6 +124,7 @@ def _build(client: APIClient, settings: Settings, release: Release, work: Path, 
                 "BASE_IMAGE": settings.base_image,
                 "MODEL_NAME": release.model_name,
                 "MODEL_VERSION": str(release.version),
+                "CODE_COMMIT": release.code_commit or "none",
             },
             labels={
                 "io.mlcicd.mlflow-run-id": release.mlflow_run_id,

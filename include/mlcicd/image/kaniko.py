@@ -40,7 +40,7 @@ fi
 mkdir -p "$kaniko/buildcontext" && tar -xzf "$tmp/context.tar.gz" -C "$kaniko/buildcontext"
 "$kaniko/executor" --context="dir://$kaniko/buildcontext" --destination="$DESTINATION" \\
   --digest-file="$tmp/digest" --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg MODEL_NAME="$MODEL_NAME" \\
-  --build-arg MODEL_VERSION="$MODEL_VERSION" --snapshot-mode=redo --cache=true
+  --build-arg MODEL_VERSION="$MODEL_VERSION" --build-arg CODE_COMMIT="$CODE_COMMIT" --snapshot-mode=redo --cache=true
 mkdir -p "$xcom" && printf '{"digest": "%s"}' "$(cat "$tmp/digest")" > "$xcom/return.json"
 """
 CONTEXT_URL_SECONDS = 3600  # the signed URL's life: the pod starts well within it
@@ -92,6 +92,7 @@ def build_operator(
             "BASE_IMAGE": settings.base_image,
             "MODEL_NAME": release.model_name,
             "MODEL_VERSION": str(release.version),
+            "CODE_COMMIT": release.code_commit or "none",
         },
         labels={"app.kubernetes.io/name": "mlcicd-builder"},
         # The build calls no Kubernetes API: the namespace's default account, and no token mounted.
