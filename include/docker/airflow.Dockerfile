@@ -20,6 +20,10 @@ COPY --chown=50000:0 constraints.txt /opt/airflow/constraints.txt
 COPY --chown=50000:0 dags/ /opt/airflow/dags/
 COPY --chown=50000:0 plugins/ /opt/airflow/plugins/
 COPY --chown=50000:0 include/ /opt/airflow/include/
+# mlcicd as an installed package (editable, over the include/ folder the Compose file mounts): its
+# Airflow plugin registers through the package's `airflow.plugins` entry point.
+COPY --chown=50000:0 pyproject.toml README.md /opt/airflow/
+RUN mkdir -p /opt/airflow/tools && pip install --no-cache-dir --no-deps -e /opt/airflow
 ENV PYTHONPATH=/opt/airflow/include \
     AIRFLOW__CORE__DAGS_FOLDER=/opt/airflow/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/airflow/plugins \

@@ -82,9 +82,11 @@ def rebuild(settings: Settings, model_name: str, version: str) -> dict[str, Any]
             report["code"] = {"built_in": params.get("estimator"), "commit": tags.get("mlcicd.code_version")}
             model = training.build_pipeline(x, built_in_params(params)).fit(x, y)
         served = registry.load_verified(
-            f"models:/{model_name}/{version}", (mv.tags or {}).get("mlcicd.model_digest"), settings.tracking_uri,
+            f"models:/{model_name}/{version}",
+            (mv.tags or {}).get("mlcicd.model_digest"),
+            settings.tracking_uri,
             f"{model_name} v{version}",
-        )  # fmt: skip
+        )
         features = holdout.drop(columns=[target])
         method = "predict_proba" if hasattr(served, "predict_proba") else "predict"
         before = np.asarray(getattr(served, method)(features), dtype=float)

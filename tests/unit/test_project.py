@@ -55,17 +55,17 @@ def test_both_examples_load_with_their_contract():
     assert cancer.primary_metric == "roc_auc" and cancer.retrain_dag_id == "ml_retrain__breast_cancer"
 
 
-@pytest.mark.parametrize(
-    ("old", "new", "needle", "key", "says"),
-    [
-        ("[training]", "[training]\nepochs = 3", "epochs", "training.epochs", "unknown key"),
-        ('task = "binary"', 'task = "ranking"', "task =", "model.task", "'binary', 'multiclass' or 'regression'"),
-        ('entry_point = "cancer_model.model:build"', 'entry_point = "cancer_model.model"', "entry_point", "training.entry_point", "not package.module:function"),
-        ("roc_auc = 0.9", "rmse = 0.9", "thresholds", "gate.thresholds.rmse", "not a metric of a binary task"),
-        ("port = 5101", "port = 80", "port =", "deploy.port", "greater than or equal to 1024"),
-        ('trusted_types = ["cancer_model.features.Ratios"]', 'trusted_types = ["Ratios"]', "trusted_types", "training.trusted_types", "not a dotted class path"),
-    ],
-)  # fmt: skip
+BROKEN_FILES = [
+    ("[training]", "[training]\nepochs = 3", "epochs", "training.epochs", "unknown key"),
+    ('task = "binary"', 'task = "ranking"', "task =", "model.task", "'binary', 'multiclass' or 'regression'"),
+    ('entry_point = "cancer_model.model:build"', 'entry_point = "cancer_model.model"', "entry_point", "training.entry_point", "not package.module:function"),
+    ("roc_auc = 0.9", "rmse = 0.9", "thresholds", "gate.thresholds.rmse", "not a metric of a binary task"),
+    ("port = 5101", "port = 80", "port =", "deploy.port", "greater than or equal to 1024"),
+    ('trusted_types = ["cancer_model.features.Ratios"]', 'trusted_types = ["Ratios"]', "trusted_types", "training.trusted_types", "not a dotted class path"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("old", "new", "needle", "key", "says"), BROKEN_FILES)
 def test_a_broken_project_file_is_refused_naming_the_file_line_and_key(cancer, old, new, needle, key, says):
     edit(cancer, old, new)
     with pytest.raises(ProjectError) as err:
@@ -123,19 +123,19 @@ def test_the_entry_point_builds_an_unfitted_estimator_that_fits_and_holds_its_de
 MODULE = "cancer_model/model.py"
 
 
-@pytest.mark.parametrize(
-    ("code_text", "says"),
-    [
-        ("import no_such_library\n", "cannot be imported from .*ModuleNotFoundError: No module named 'no_such_library' \\(cancer_model/model.py:1\\)"),
-        ("def other(h, s):\n    return None\n", "cancer_model.model has no 'build'"),
-        ("build = 3\n", "'build' is a int, not a function"),
-        ("def build(h, s):\n    raise ValueError('no c given')\n", "raised ValueError: no c given \\(cancer_model/model.py:2\\)"),
-        ("def build(h, s):\n    return {'model': 1}\n", "returned a dict, not a scikit-learn estimator"),
-        ("from sklearn.linear_model import Ridge\ndef build(h, s):\n    return Ridge()\n", "not a classifier \\(task: binary\\)"),
-        ("from sklearn.svm import LinearSVC\ndef build(h, s):\n    return LinearSVC()\n", "LinearSVC has no predict_proba"),
-        ("from sklearn.linear_model import LogisticRegression\nimport numpy as np\ndef build(h, s):\n    return LogisticRegression().fit(np.eye(2), [0, 1])\n", "returned a fitted LogisticRegression: return it unfitted"),
-    ],
-)  # fmt: skip
+BROKEN_ENTRY_POINTS = [
+    ("import no_such_library\n", "cannot be imported from .*ModuleNotFoundError: No module named 'no_such_library' \\(cancer_model/model.py:1\\)"),
+    ("def other(h, s):\n    return None\n", "cancer_model.model has no 'build'"),
+    ("build = 3\n", "'build' is a int, not a function"),
+    ("def build(h, s):\n    raise ValueError('no c given')\n", "raised ValueError: no c given \\(cancer_model/model.py:2\\)"),
+    ("def build(h, s):\n    return {'model': 1}\n", "returned a dict, not a scikit-learn estimator"),
+    ("from sklearn.linear_model import Ridge\ndef build(h, s):\n    return Ridge()\n", "not a classifier \\(task: binary\\)"),
+    ("from sklearn.svm import LinearSVC\ndef build(h, s):\n    return LinearSVC()\n", "LinearSVC has no predict_proba"),
+    ("from sklearn.linear_model import LogisticRegression\nimport numpy as np\ndef build(h, s):\n    return LogisticRegression().fit(np.eye(2), [0, 1])\n", "returned a fitted LogisticRegression: return it unfitted"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("code_text", "says"), BROKEN_ENTRY_POINTS)
 def test_an_entry_point_that_breaks_its_contract_is_refused_naming_the_problem(
     cancer, batch, code_text, says
 ):
@@ -224,10 +224,14 @@ def test_the_loader_trusts_a_declared_class_of_the_project_and_refuses_a_library
 
     good = tmp_path / "good"
     mlflow.sklearn.save_model(
-        model, good, serialization_format="skops", skops_trusted_types=trusted, pip_requirements=[],
+        model,
+        good,
+        serialization_format="skops",
+        skops_trusted_types=trusted,
+        pip_requirements=[],
         signature=infer_signature(x.head(), model.predict(x.head())),
         metadata={modelfile.TRUSTED_METADATA: trusted},
-    )  # fmt: skip
+    )
     loaded = modelfile.load(good, modelfile.digest(good), "v1")
     assert (loaded.predict_proba(x) == model.predict_proba(x)).all()
 

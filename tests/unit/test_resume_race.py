@@ -9,7 +9,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,13 +17,9 @@ from airflow.utils.state import TaskInstanceState
 
 from mlcicd.plugin import resume_race
 
-PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
-
 SCRIPT = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, sys.argv[1])
     from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
-    from mlcicd_plugin import MlcicdPlugin
+    from mlcicd.plugin.registration import MlcicdPlugin
 
     original = SchedulerJobRunner._process_executor_events
     [guard] = MlcicdPlugin.listeners
@@ -42,9 +37,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_the_plugin_installs_the_guard_once_and_only_for_jobs():
-    out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(PLUGINS)], capture_output=True, text=True, timeout=120
-    )
+    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
 
 

@@ -2,7 +2,7 @@
 
 Tasks leave their links in the ``mlcicd_links`` XCom (see :func:`mlcicd.boundary.push_links`);
 Airflow calls ``get_link`` at the end of the task and stores the result for the UI. The classes
-are registered by ``plugins/mlcicd_plugin.py`` so that the API server can show them.
+are registered by the plugin (:mod:`mlcicd.plugin.registration`) so that the API server can show them.
 """
 
 from __future__ import annotations

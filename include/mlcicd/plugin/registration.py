@@ -1,4 +1,7 @@
-"""Registers mlcicd's operator extra links, serves the report pages inside the Airflow API server
+"""The Airflow plugin, registered through the ``airflow.plugins`` entry point of mlcicd's package
+(pyproject.toml): installing mlcicd into an Airflow is enough, nothing goes into its plugins folder.
+
+It registers mlcicd's operator extra links, serves the report pages inside the Airflow API server
 (behind Airflow's login, under a sandboxing Content-Security-Policy: see mlcicd.plugin.webreports), and
 installs in the scheduler the guard against a race that fails quickly answered approvals
 (see mlcicd.plugin.resume_race)."""
