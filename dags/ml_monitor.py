@@ -26,7 +26,7 @@ from mlcicd import project as project_files
 from mlcicd import settings
 from mlcicd.dag.assets import retrain_request
 from mlcicd.dag.links import MlflowRunLink
-from mlcicd.dag.params import monitor_params
+from mlcicd.dag.params import buildable, monitor_params
 from mlcicd.names import MONITOR_DAG
 from mlcicd.tasks import monitor
 
@@ -90,7 +90,7 @@ def build_dag(project: Project | None = None) -> Any:
 
 
 dag = build_dag()
-for _project in project_files.load_valid(_settings.projects, settings.PROJECT_ROOT):
+for _project in buildable(project_files.load_valid(_settings.projects, settings.PROJECT_ROOT)):
     globals()[_project.monitor_dag_id] = build_dag(_project)
 
 if __name__ == "__main__":

@@ -9,5 +9,8 @@ Builds no DAG: ``ml_retrain`` and ``ml_monitor`` build one of each per valid pro
 from __future__ import annotations
 
 from mlcicd import project, settings
+from mlcicd.dag.params import project_problems
 
-project.load_all(project.folders(settings.load().projects, settings.PROJECT_ROOT))
+_projects = project.load_all(project.folders(settings.load().projects, settings.PROJECT_ROOT))
+if _problems := [problem for p in _projects for problem in project_problems(p)]:
+    raise project.ProjectError("these projects get no DAGs:\n" + "\n".join(f"  {p}" for p in _problems))

@@ -52,7 +52,7 @@ from mlcicd.conf.run import asked_params, params_of
 from mlcicd.dag.approval import approval_operator
 from mlcicd.dag.assets import retrain_request
 from mlcicd.dag.links import DataDocsLink, MlflowRunLink, ScanReportLink, ShiftReportLink
-from mlcicd.dag.params import retrain_params
+from mlcicd.dag.params import buildable, retrain_params
 from mlcicd.names import APPROVAL_XCOM, DECISION_XCOM, RETRAIN_DAG, Task
 from mlcicd.tasks import retrain, rollout, scan, search, ship
 
@@ -246,7 +246,7 @@ def build_dag(project: Project | None = None) -> Any:
 
 
 dag = build_dag()
-for _project in project_files.load_valid(_settings.projects, settings.PROJECT_ROOT):
+for _project in buildable(project_files.load_valid(_settings.projects, settings.PROJECT_ROOT)):
     globals()[_project.retrain_dag_id] = build_dag(_project)
 
 if __name__ == "__main__":

@@ -124,7 +124,9 @@ def batch_of(
         tried.append(f"{ref.path} (another digest)")
     if uri and not uri.startswith(data.SYNTHETIC_SCHEME):
         try:
-            df = data.read_batch(uri, roots=settings.data_roots, memory_limit_mb=settings.memory_limit_mb)
+            owner = trust.project_folder(tags.get("mlcicd.model_name", ""))
+            roots = (*settings.data_roots, *([owner] if owner else []))  # a project's own data, as at ingest
+            df = data.read_batch(uri, roots=roots, memory_limit_mb=settings.memory_limit_mb)
         except MlcicdError as exc:
             tried.append(f"{uri} ({exc})")
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -62,6 +63,8 @@ BROKEN_FILES = [
     ("roc_auc = 0.9", "rmse = 0.9", "thresholds", "gate.thresholds.rmse", "not a metric of a binary task"),
     ("port = 5101", "port = 80", "port =", "deploy.port", "greater than or equal to 1024"),
     ('trusted_types = ["cancer_model.features.Ratios"]', 'trusted_types = ["Ratios"]', "trusted_types", "training.trusted_types", "not a dotted class path"),
+    ('trusted_types = ["cancer_model.features.Ratios"]', 'trusted_types = ["numpy.random.Generator"]', "trusted_types", "training.trusted_types", "not a class of the project's own code"),
+    ("roc_auc = 0.9", "roc_auc = 1.5", "thresholds", "gate.thresholds.roc_auc", "not a score between 0 and 1"),
 ]  # fmt: skip
 
 
@@ -210,6 +213,16 @@ def test_the_code_version_names_the_commit_the_digest_and_uncommitted_changes(ca
     (cancer / "cancer_model" / "__pycache__").mkdir(exist_ok=True)
     (cancer / "cancer_model" / "__pycache__" / "x.pyc").write_bytes(b"cache")
     assert code.version(cancer, "breast_cancer")["digest"] == clean["digest"]  # caches are not code
+    (cancer / ".gitignore").write_text("*.env\n")
+    commit_all = ("-c", "user.email=t@t", "-c", "user.name=t")
+    git(cancer, *commit_all, "add", ".gitignore")
+    git(cancer, *commit_all, "commit", "-qm", "ignore env files")
+    (cancer / "local.env").write_text("SECRET=1\n")  # ignored by git, but in the folder: in the digest
+    assert code.version(cancer, "breast_cancer")["dirty"] == "true"
+    (cancer / "local.env").unlink()
+    (cancer / "cancer_model" / "linked.py").symlink_to(CANCER / "cancer_model" / "model.py")
+    with pytest.raises(ProjectError, match="linked.py is a symbolic link"):
+        code.version(cancer, "breast_cancer")
 
 
 def test_the_loader_trusts_a_declared_class_of_the_project_and_refuses_a_library_declared_as_one(
@@ -284,3 +297,47 @@ def test_a_projects_search_draws_from_its_own_space_and_refuses_others():
         conf.check({"search": "quick"}, schemas, found.retrain_dag_id)
     with pytest.raises(ConfigError, match="min_roc_auc=0.5 is invalid"):  # below the project's floor
         conf.check({"min_roc_auc": 0.5}, schemas, found.retrain_dag_id)
+
+
+def test_activating_a_project_touches_only_modules_from_project_folders(cancer):
+    import yaml
+
+    entry.activate(project.load(CANCER))
+    import cancer_model
+
+    entry.activate(project.load(cancer))
+    assert (
+        sys.modules["yaml"] is yaml and "cancer_model" not in sys.modules
+    )  # only the old project's code left
+    (cancer / "json").mkdir()
+    (cancer / "json" / "__init__.py").write_text("")
+    with pytest.raises(ProjectError, match="package 'json' is already imported here"):
+        entry.activate(project.load(cancer))
+    assert cancer_model.__file__.startswith(str(CANCER))
+
+
+def test_a_run_may_train_only_a_configured_project_for_its_own_model(cancer, monkeypatch):
+    from mlcicd.conf.run import project as project_of
+    from mlcicd.errors import ConfigError
+
+    monkeypatch.setenv("MLCICD_PROJECTS", str(CANCER))
+    assert project_of({"project": str(CANCER), "model_name": "breast_cancer"}).root == CANCER
+    for params in (
+        {"project": str(cancer), "model_name": "breast_cancer"},  # a folder nobody configured
+        {"project": str(CANCER), "model_name": "mlcicd_churn"},  # another model
+    ):
+        with pytest.raises(ConfigError, match="is not the project of this run's DAG"):
+            project_of(params)
+    assert project_of({"model_name": "mlcicd_churn"}) is None
+
+
+def test_a_project_whose_dags_cannot_be_built_is_named_and_left_out(cancer):
+    from mlcicd.dag.params import buildable, project_problems
+
+    edit(cancer, 'name = "breast_cancer"', 'name = "other"')
+    edit(cancer, 'task = "binary"', 'task = "regression"')
+    edit(cancer, "thresholds = { roc_auc = 0.9, accuracy = 0.85, f1 = 0.8 }", "thresholds = { rmse = 3.0 }")
+    regression = project.load(cancer)
+    assert "trains binary classifiers only" in project_problems(regression)[0]
+    good = project.load(CANCER)
+    assert project_problems(good) == [] and buildable([good, regression]) == [good]

@@ -71,9 +71,19 @@ def project(params: dict[str, Any]) -> Project | None:
     if not folder:
         return None
     from mlcicd import project as projects
+    from mlcicd.errors import ConfigError
     from mlcicd.project.entry import activate
+    from mlcicd.settings import PROJECT_ROOT, load
 
+    # Only a configured project, and only for its own model: Airflow passes a trigger's unknown keys on
+    # as params, so a run of a DAG that declares no project could name any folder.
+    configured = [p.root for p in projects.load_valid(load().projects, PROJECT_ROOT)]
     found = projects.load(folder)
+    if found.root not in configured or params.get("model_name") != found.name:
+        raise ConfigError(
+            f"project={str(folder)[:80]!r} is not the project of this run's DAG: a run trains the project its "
+            f"DAG was built for (MLCICD_PROJECTS), for that project's model"
+        )
     activate(found)
     return found
 

@@ -115,7 +115,7 @@ def load(folder: str | Path) -> Project:
         spec = ProjectFile.model_validate(raw)
     except ValidationError as exc:
         raise ProjectError(_describe(exc, path, text, prefix)) from None
-    for key, problem in _task_problems(spec):
+    for key, problem in [*_task_problems(spec), *_trusted_problems(spec, root)]:
         full = (*prefix, *key)
         raise ProjectError(f"{path}:{line_of(text, full)}: {'.'.join(full)}: {problem}")
     return Project(root=root, file=path, spec=spec)
@@ -190,6 +190,21 @@ def load_valid(configured: Iterable[str], base: Path) -> list[Project]:
     return out
 
 
+def _trusted_problems(spec: ProjectFile, root: Path) -> list[tuple[tuple[str, ...], str]]:
+    """Trusted types must be the project's own: a class of a package or module in its folder."""
+    out = []
+    for name in spec.training.trusted_types:
+        top = name.split(".")[0]
+        if not ((root / top / "__init__.py").is_file() or (root / f"{top}.py").is_file()):
+            out.append(
+                (
+                    ("training", "trusted_types"),
+                    f"{name!r} is not a class of the project's own code ({top}/ is not in {root})",
+                )
+            )
+    return out
+
+
 def _task_problems(spec: ProjectFile) -> list[tuple[tuple[str, ...], str]]:
     metrics = TASK_METRICS[spec.model.task]
     out = [
@@ -199,6 +214,11 @@ def _task_problems(spec: ProjectFile) -> list[tuple[tuple[str, ...], str]]:
         )
         for name in spec.gate.thresholds
         if name not in metrics
+    ]
+    out += [
+        (("gate", "thresholds", name), f"{bound:g} is not a score between 0 and 1")
+        for name, bound in spec.gate.thresholds.items()
+        if metrics.get(name) == "min" and name != "r2" and not 0 <= bound <= 1
     ]
     if spec.gate.primary_metric and spec.gate.primary_metric not in metrics:
         out.append(

@@ -63,8 +63,10 @@ def check(
         started = time.monotonic()
         try:
             step.detail, step.ok = action(), True
-        except (MlcicdError, AssertionError) as exc:
+        except MlcicdError as exc:
             step.detail = str(exc)
+        except Exception as exc:  # whatever the team's code raised: reported as the step's failure
+            step.detail = f"{type(exc).__name__}: {exc}"
         step.seconds = round(time.monotonic() - started, 2)
         report(step)
         if not step.ok:
@@ -135,10 +137,12 @@ def sample(project: Project, settings: Settings) -> tuple[pd.DataFrame, str]:
                 f"the batches of {project.name} ({project.dataset_uri}) cannot be read here ({exc}), and the "
                 "project declares no [data] suite to make rows from: declare one, or run check where the batches are"
             ) from None
-        suite = json.loads(project.suite_path.read_text())
-        return rows_from_suite(
-            suite, SAMPLE_ROWS, seed
-        ), f"{SAMPLE_ROWS} rows made from {project.suite_path.name}"
+        try:
+            suite = json.loads(project.suite_path.read_text())
+            made = rows_from_suite(suite, SAMPLE_ROWS, seed)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ProjectError(f"rows cannot be made from the suite {project.suite_path}: {err}") from None
+        return made, f"{SAMPLE_ROWS} rows made from {project.suite_path.name}"
     rows = min(SAMPLE_ROWS, len(df))
     return df.sample(n=rows, random_state=seed), f"{rows} rows of {project.dataset_uri}"
 

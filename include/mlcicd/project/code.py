@@ -28,14 +28,31 @@ def digest(root: Path) -> str:
 
 
 def files(root: Path) -> list[Path]:
+    """The folder's files that count as its code.
+
+    Raises:
+        ProjectError: the folder holds a symbolic link (what it points to could change the code
+            unseen by the digest, and would be copied and imported all the same).
+    """
+    from mlcicd.project import ProjectError
+
     out = []
     for path in root.rglob("*"):
-        rel = path.relative_to(root).parts
-        if any(part in IGNORED_DIRS for part in rel) or path.suffix in IGNORED_SUFFIXES:
-            continue
-        if path.is_file() and not path.is_symlink():
-            out.append(path)
+        if counted(path.relative_to(root).as_posix()):
+            if path.is_symlink():
+                raise ProjectError(
+                    f"{path} is a symbolic link: a project folder holds its code itself, so that its digest "
+                    "names what is imported"
+                )
+            if path.is_file():
+                out.append(path)
     return out
+
+
+def counted(rel: str) -> bool:
+    """Whether a path (relative to the project folder) is part of the code: caches and compiled files are not."""
+    parts = rel.rstrip("/").split("/")
+    return not any(part in IGNORED_DIRS for part in parts) and not rel.endswith(IGNORED_SUFFIXES)
 
 
 def git(root: Path, *args: str) -> str:
@@ -50,9 +67,11 @@ def version(root: Path, name: str) -> dict[str, str]:
     out = {"project": name, "commit": UNKNOWN, "digest": digest(root), "dirty": UNKNOWN}
     try:
         out["commit"] = git(root, "rev-parse", "HEAD")
-        out["dirty"] = str(
-            bool(git(root, "status", "--porcelain", "--untracked-files=normal", "--", "."))
-        ).lower()
+        # Ignored files too: they are in the folder, so in its digest, but in no commit.
+        status = git(root, "status", "--porcelain", "--untracked-files=all", "--ignored=matching", "--", ".")
+        prefix = git(root, "rev-parse", "--show-prefix")
+        changed = [line[3:].removeprefix(prefix) for line in status.splitlines()]
+        out["dirty"] = str(any(counted(rel) for rel in changed)).lower()
     except (OSError, subprocess.SubprocessError):
         pass
     return out

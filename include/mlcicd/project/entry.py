@@ -46,28 +46,54 @@ class BatchSchema:
         )
 
 
-_ACTIVE: list[str] = []  # the project folders this process imports from, newest first
+_SEEN: list[str] = []  # the project folders this process has imported from
 
 
 def activate(project: Project) -> None:
     """Import the project's code from its folder in this process from now on (a task's process serves
-    one project): its folder goes first on ``sys.path``, another project's folder leaves it, and the
-    modules of its package names imported before are forgotten, so that the code imported next is
-    what the folder holds now (``mlcicd run`` runs every task in one process)."""
+    one project): its folder goes first on ``sys.path`` and the folders of projects activated before
+    leave it; the modules imported from any of those folders are forgotten, so that the code imported
+    next is what this folder holds now (``mlcicd run`` runs every task in one process). Nothing
+    imported from anywhere else is touched.
+
+    Raises:
+        ProjectError: a package of the project's is already imported from elsewhere (a library of
+            the same name): the project's would not be the one imported.
+    """
     root = str(project.root)
-    for name in list(sys.modules):
-        top = name.split(".")[0]
-        if (project.root / top).is_dir() or (project.root / f"{top}.py").is_file():
+    if root not in _SEEN:
+        _SEEN.append(root)
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None) or ""
+        if any(origin.startswith(seen + "/") for seen in _SEEN):
             del sys.modules[name]
-    importlib.invalidate_caches()
-    for other in _ACTIVE:
-        if other != root and other in sys.path:
-            sys.path.remove(other)
-    _ACTIVE[:] = [root]
+    for name in packages(project):
+        module = sys.modules.get(name)
+        if module is not None:
+            raise ProjectError(
+                f"{project.name}'s package {name!r} is already imported here from "
+                f"{getattr(module, '__file__', None) or 'a built-in module'}: rename the project's package"
+            )
+    for seen in _SEEN:
+        if seen != root and seen in sys.path:
+            sys.path.remove(seen)
     if sys.path[:1] != [root]:
         if root in sys.path:
             sys.path.remove(root)
         sys.path.insert(0, root)
+    importlib.invalidate_caches()
+
+
+def packages(project: Project) -> list[str]:
+    """The top-level modules the project's folder provides: packages and modules its entry point can import
+    (its tests folder aside)."""
+    out = []
+    for path in project.root.iterdir():
+        if path.name.startswith((".", "_")) or path.name == "tests":
+            continue
+        if (path.is_dir() and (path / "__init__.py").is_file()) or (path.suffix == ".py" and path.is_file()):
+            out.append(path.stem)
+    return sorted(out)
 
 
 def resolve(project: Project) -> Any:
@@ -144,8 +170,21 @@ def fit(
         raise ProjectError(
             f"building and fitting {spec} took longer than search_timeout_s={timeout_s:g} s"
         ) from None
-    check_predictions(model, features.head(100), project.task, spec)
-    return model, check_types(model, project)
+    except ProjectError:
+        raise
+    except Exception as exc:  # the team's estimator failed to fit: its message and where
+        raise ProjectError(
+            f"the estimator of {spec} failed to fit: {type(exc).__name__}: {exc}{_where(exc, project)}"
+        ) from None
+    try:
+        check_predictions(model, features.head(100), project.task, spec)
+        return model, check_types(model, project)
+    except ProjectError:
+        raise
+    except Exception as exc:  # predict, predict_proba or the skops writer failed on the team's model
+        raise ProjectError(
+            f"the fitted estimator of {spec} failed: {type(exc).__name__}: {exc}{_where(exc, project)}"
+        ) from None
 
 
 def check_estimator(estimator: Any, task: str, spec: str) -> None:

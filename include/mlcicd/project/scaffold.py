@@ -8,6 +8,7 @@ trigger the project's retrain DAG with the commit they tested, wait, and fail on
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from string import Template
 
@@ -33,7 +34,10 @@ def names_for(folder: Path, model: str | None = None) -> tuple[str, str]:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", base):
         raise ProjectError(f"{base!r} is not a model name: pass --model NAME (letters, digits, _ . -)")
     package = re.sub(r"\W+", "_", base).lower()
-    return base, package if package[0].isalpha() else f"m_{package}"
+    package = package if package[0].isalpha() else f"m_{package}"
+    if package in sys.stdlib_module_names or package in ("mlcicd", "tests", "sklearn", "pandas", "numpy"):
+        package = f"{package}_model"  # never shadow a module the code imports
+    return base, package
 
 
 def init(folder: Path, model: str | None = None) -> list[Path]:
@@ -45,7 +49,7 @@ def init(folder: Path, model: str | None = None) -> list[Path]:
     """
     name, package = names_for(folder, model)
     targets = {src: folder / dest.format(package=package) for src, dest in LAYOUT.items()}
-    taken = [str(t) for t in targets.values() if t.exists()]
+    taken = [str(t) for t in [*targets.values(), folder / package / "__init__.py"] if t.exists()]
     if taken:
         raise ProjectError(f"{folder} already holds {', '.join(taken)}: nothing was written")
     values = {"mlcicd_model": name, "mlcicd_package": package, "mlcicd_dag": f"{RETRAIN_DAG}__{name}"}

@@ -90,7 +90,10 @@ class GateTable(Table):
 class DeployTable(Table):
     target: Literal[DEPLOY_TARGETS] | None = None  # type: ignore[valid-type]
     rollout: Literal[ROLLOUTS] = "switch"  # type: ignore[valid-type]
-    rollout_steps: list[Annotated[int, Field(ge=1, le=99)]] = [10, 50]
+    rollout_steps: Annotated[list[Annotated[int, Field(ge=1, le=99)]], Field(min_length=1, max_length=10)] = [
+        10,
+        50,
+    ]
     approval: bool = False
     # The stable port of the model's endpoint on the local and docker targets; empty: the installation's
     # (MLCICD_LOCAL_PORT, MLCICD_DOCKER_PORT). Two projects never share one.
@@ -100,7 +103,7 @@ class DeployTable(Table):
 class MonitorTable(Table):
     window_minutes: Annotated[int, Field(ge=1, le=10_080)] = 60
     consecutive_windows: Annotated[int, Field(ge=1, le=100)] = 3
-    cooldown_hours: Annotated[float, Field(ge=0, le=8760)] = 24.0
+    cooldown_hours: Annotated[float, Field(ge=0, le=720)] = 24.0
     min_predictions: Annotated[int, Field(ge=1)] = 500
 
 

@@ -32,7 +32,9 @@ def ingest(run_id: str, params: dict[str, Any], run_date: datetime | None = None
         preflight(deploy_to, settings)
         project = p.project(params)
         roots = settings.data_roots
-        if project is not None:
+        if project is None:
+            refuse_claimed(str(params["model_name"]), settings)
+        else:
             record.update(run_dir(settings, run_id), code=project_code(project, params))
             roots = (*roots, str(project.root))  # the project's own data, beside the installation's roots
         uri = str(params["dataset_uri"])
@@ -86,6 +88,40 @@ def project_code(project: Any, params: dict[str, Any]) -> dict[str, str]:
         code["digest"][:19],
     )
     return code
+
+
+def refuse_claimed(model_name: str, settings: Any) -> None:
+    """``ml_retrain`` leaves a model project's model to the project's own DAG.
+
+    Raises:
+        ConfigError: a configured project owns ``model_name``.
+    """
+    from mlcicd import project
+    from mlcicd.errors import ConfigError
+    from mlcicd.settings import PROJECT_ROOT
+
+    owner = project.of_model(model_name, settings.projects, PROJECT_ROOT)
+    if owner is not None:
+        raise ConfigError(
+            f"{model_name} is the model of the project in {owner.root}: it is trained by {owner.retrain_dag_id}, "
+            "with the project's code; trigger that DAG, or give this run another model_name"
+        )
+
+
+def check_unchanged(project: Any, code: dict[str, str] | None) -> None:
+    """The project's folder still holds the code ingest recorded for this run.
+
+    Raises:
+        CodeMismatch: it changed since (an edit, a sync): what trains would not be what is recorded.
+    """
+    from mlcicd.project.code import digest
+
+    now = digest(project.root)
+    if code is None or now != code["digest"]:
+        raise CodeMismatch(
+            f"{project.root} changed during the run (digest {now[:19]}…, recorded at ingest "
+            f"{(code or {}).get('digest', 'none')[:19]}…): nothing was trained; trigger the run again"
+        )
 
 
 def validate(run_id: str, batch: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -176,6 +212,8 @@ def train(
         hp = p.train_params(params, chosen)
         project = p.project(params)
         code = record.read(run_dir(settings, run_id)).get("code") if project else None
+        if project is not None:
+            check_unchanged(project, code)
         _, experiment_id = mlflow_client(settings)
         result = training.train_and_log(
             ref,
