@@ -138,6 +138,7 @@ def from_xcoms(
         or rejection.get("champion_version")
         or (error or {}).get("champion_version"),
         "model_name": release.get("model_name") or model_name,
+        "code": trained.get("code"),  # a model project's: project, commit, digest, dirty
         "error": error,
         "tasks": tasks,
         "airflow_url": link,

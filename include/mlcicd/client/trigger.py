@@ -292,6 +292,7 @@ def follow(
 
     model_name = options.conf.get("model_name") or options.model_name or DEFAULT_MODEL_NAME
     summary = run_summary.from_xcoms(xcom, run_id, state, seen, link, options.mlflow_url, model_name)
+    summary["dag_id"] = options.dag_id
     return exit_code(summary, options.accept_rejection), summary
 
 
