@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -38,7 +39,7 @@ def parse_with(path: Path, projects: list[Path], repeats: int, probe: str) -> fl
         out = subprocess.run(
             [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True, env=env
         )
-        extra.append(float(out.stdout.split()[1]))
+        extra.append(float(out.stdout.strip().splitlines()[-1].split()[1]))  # after any warning Airflow logs
     return statistics.median(extra)
 
 
@@ -60,16 +61,22 @@ def section(probe: str, repeats: int) -> None:
             costs = {
                 n: parse_with(ROOT / "dags" / name, folders, repeats, probe) for n, folders in sets.items()
             }
-            verdict = "within" if costs[3] <= PARSE_BUDGET_S else "OVER"
             shown = ", ".join(f"{n} project(s) +{c * 1000:.0f} ms" for n, c in costs.items())
-            print(f"  {name:<16} {shown}; with 3, budget {PARSE_BUDGET_S * 1000:.0f} ms: {verdict}")
+            print(f"  {name:<16} {shown}")
+            if name != "ml_projects.py":  # the built-in DAG and one per project: per DAG, and the file
+                per_dag = costs[3] / 4
+                print(
+                    f"  {'':<16} with 3 projects: {per_dag * 1000:.0f} ms per DAG, "
+                    f"{'within' if per_dag <= PARSE_BUDGET_S else 'OVER'} the budget of "
+                    f"{PARSE_BUDGET_S * 1000:.0f} ms; the file {'within' if costs[3] <= PARSE_BUDGET_S else 'OVER'} it"
+                )
     print("\nmlcicd check on the example projects (wall time of the command, median of 3)")
     for example in ("churn", "cancer"):
         walls = []
         for _ in range(3):
             started = time.perf_counter()
             done = subprocess.run(
-                [sys.executable, "-m", "mlcicd", "check", str(ROOT / "examples" / example)],
+                [sys.executable, "-m", "mlcicd", "check", str(ROOT / "examples" / example), "--json"],
                 capture_output=True,
                 text=True,
             )
@@ -77,8 +84,6 @@ def section(probe: str, repeats: int) -> None:
             if done.returncode != 0:
                 print(f"  {example}: check failed ({done.returncode}):\n{done.stdout[-1000:]}")
                 return
-        steps = [line.split()[1:4] for line in done.stdout.splitlines() if line.strip().startswith("✓")]
-        print(
-            f"  examples/{example}: {statistics.median(walls):.1f} s; last run's steps: "
-            + ", ".join(" ".join(s) for s in steps)
-        )
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        steps = ", ".join(f"{s['name']} {s['seconds']:.1f} s" for s in result["steps"])
+        print(f"  examples/{example}: {statistics.median(walls):.1f} s; last run's steps: {steps}")
