@@ -56,8 +56,8 @@ def project_folder(model_name: str) -> str | None:
     """The folder of the configured model project (``MLCICD_PROJECTS``) that owns ``model_name``."""
     from mlcicd import project, settings
 
-    found = project.load_valid(settings.load().projects, settings.PROJECT_ROOT)
-    return next((str(p.root) for p in found if p.name == model_name), None)
+    owner = project.of_model(model_name, settings.load().projects, settings.PROJECT_ROOT)
+    return str(owner.root) if owner else None
 
 
 def code_of(tags: dict[str, str]) -> dict[str, str]:
@@ -220,7 +220,7 @@ def release_of(
 
     mv = trusted_version(c, key, model_name, version)
     tags = mv.tags or {}
-    image = tags.get(IMAGE_TAG)
+    image, code = tags.get(IMAGE_TAG), code_of(tags)
     return Release(
         model_name,
         str(version),
@@ -230,7 +230,7 @@ def release_of(
         image=image if image and image != "build_failed" else None,
         image_digest=tags.get(IMAGE_DIGEST_TAG),
         model_digest=tags.get(DIGEST_TAG),
-        code_path=code_path or (project_folder(model_name) if code_of(tags) else None),
-        code_digest=code_of(tags).get("digest"),
-        code_commit=code_of(tags).get("commit"),
+        code_path=code_path or (project_folder(model_name) if code else None),
+        code_digest=code.get("digest"),
+        code_commit=code.get("commit"),
     )
